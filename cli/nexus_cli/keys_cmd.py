@@ -1,0 +1,115 @@
+"""``nexus keys`` and ``nexus teams``: client keys and per-team upstream access."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nexus.access import MODES, AccessStore
+
+from nexus_cli.common import CLIError, add_data_dir, local_store
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    keys = sub.add_parser("keys", help="create, list and revoke Nexus client keys")
+    ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = ks.add_parser("create", help="create a key (printed once; only its hash is stored)")
+    create.add_argument("--team", required=True)
+    create.add_argument("--user", required=True)
+    create.add_argument("--name", help="a label for the key")
+    add_data_dir(create)
+    create.set_defaults(func=_create)
+    lst = ks.add_parser("list", help="list keys (never their secrets)")
+    lst.add_argument("--json", action="store_true")
+    add_data_dir(lst)
+    lst.set_defaults(func=_list)
+    rev = ks.add_parser("revoke", help="revoke a key by id")
+    rev.add_argument("key_id")
+    add_data_dir(rev)
+    rev.set_defaults(func=_revoke)
+
+    teams = sub.add_parser("teams", help="per-team upstream access mode and API key")
+    ts = teams.add_subparsers(dest="teams_command", required=True, metavar="ACTION")
+    mode = ts.add_parser(
+        "set-mode",
+        help="passthrough: members use their own Anthropic credentials; "
+        "team-key: the proxy sends the team's API key",
+    )
+    mode.add_argument("team")
+    mode.add_argument("mode", choices=MODES)
+    add_data_dir(mode)
+    mode.set_defaults(func=_set_mode)
+    setkey = ts.add_parser("set-api-key", help="store the team's Anthropic API key, read from stdin")
+    setkey.add_argument("team")
+    add_data_dir(setkey)
+    setkey.set_defaults(func=_set_api_key)
+    tl = ts.add_parser("list", help="list teams and their modes")
+    add_data_dir(tl)
+    tl.set_defaults(func=_teams_list)
+
+
+def _create(args: argparse.Namespace) -> int:
+    key, rec = AccessStore(local_store(args.data_dir)).create_key(args.team, args.user, args.name)
+    print(key)
+    print(
+        f"key id {rec.id} for {rec.user} in team {rec.team}; store it now, it is not shown again",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    keys = AccessStore(local_store(args.data_dir)).keys()
+    rows = [
+        {
+            "id": k.id,
+            "team": k.team,
+            "user": k.user,
+            "name": k.name,
+            "created_at": k.created_at,
+            "revoked_at": k.revoked_at,
+        }
+        for k in sorted(keys.values(), key=lambda k: k.created_at)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no keys yet: nexus keys create --team T --user U")
+        return 0
+    print(f"{'ID':<12}{'TEAM':<16}{'USER':<20}{'CREATED':<27}STATUS")
+    for r in rows:
+        status = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
+        print(f"{r['id']:<12}{r['team']:<16}{r['user']:<20}{r['created_at']:<27}{status}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    try:
+        rec = AccessStore(local_store(args.data_dir)).revoke_key(args.key_id)
+    except KeyError:
+        raise CLIError(f"no key with id {args.key_id!r} (see: nexus keys list)") from None
+    print(f"revoked {rec.id} ({rec.user} in team {rec.team})")
+    return 0
+
+
+def _set_mode(args: argparse.Namespace) -> int:
+    AccessStore(local_store(args.data_dir)).set_team(args.team, args.mode)
+    print(f"team {args.team}: {args.mode}")
+    return 0
+
+
+def _set_api_key(args: argparse.Namespace) -> int:
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise CLIError('no API key on stdin (e.g. printf %s "$KEY" | nexus teams set-api-key TEAM)')
+    AccessStore(local_store(args.data_dir)).set_team_api_key(args.team, key)
+    print(f"team {args.team}: upstream API key stored")
+    return 0
+
+
+def _teams_list(args: argparse.Namespace) -> int:
+    for team, conf in sorted(AccessStore(local_store(args.data_dir)).teams().items()):
+        print(f"{team}\t{conf.get('mode')}")
+    return 0

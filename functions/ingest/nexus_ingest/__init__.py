@@ -1,0 +1,1 @@
+"""The ingest consumer: queue -> derived record -> Postgres. Off the proxy's hot path."""

@@ -1,0 +1,53 @@
+"""Ingest a batch of raw records, isolating poison records from good ones.
+
+Shared by the local spool consumer and the SQS Lambda handler: both hand over a batch and get back
+which items failed permanently (dead-letter them) versus which must be retried (database away).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import psycopg
+from nexus.db.records import KnownHashes, write_batch
+from nexus.ingest import Prepared, prepare
+from nexus.record import RawRecord
+
+log = logging.getLogger("nexus.ingest")
+
+
+class DatabaseUnavailable(Exception):
+    """Transient: keep the records and retry later."""
+
+
+@dataclass(slots=True)
+class BatchResult:
+    written: int = 0
+    poison: dict[int, str] = field(default_factory=dict)  # batch index -> reason
+
+
+def ingest_batch(conn: psycopg.Connection, records: list[RawRecord], known: KnownHashes) -> BatchResult:
+    result = BatchResult()
+    prepared: list[tuple[int, Prepared]] = []
+    for i, rec in enumerate(records):
+        try:
+            prepared.append((i, prepare(rec)))
+        except Exception as exc:  # a record we cannot understand must not block the others
+            log.exception("record %s could not be prepared", rec.id)
+            result.poison[i] = f"prepare failed: {exc.__class__.__name__}: {exc}"
+    try:
+        result.written += write_batch(conn, [p for _, p in prepared], known)
+        return result
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    except psycopg.Error:
+        log.warning("batch of %d failed; retrying records one by one", len(prepared))
+    for i, p in prepared:  # isolate the bad record(s)
+        try:
+            result.written += write_batch(conn, [p], known)
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except psycopg.Error as exc:
+            result.poison[i] = f"database rejected record: {exc.__class__.__name__}: {exc}"
+    return result

@@ -1,0 +1,97 @@
+"""Local ingest: drain the spool into Postgres, surviving database outages.
+
+Records leave the spool only after the transaction that wrote them committed. While the database is
+away the consumer retries with backoff; the spool keeps growing on disk meanwhile and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+
+import psycopg
+from nexus.db.records import KnownHashes
+from nexus.spool import SpoolReader
+
+from nexus_ingest.pipeline import DatabaseUnavailable, ingest_batch
+
+log = logging.getLogger("nexus.ingest")
+
+
+class SpoolConsumer:
+    def __init__(self, spool_dir: Path, conninfo: str, batch_size: int = 100, idle_s: float = 0.05) -> None:
+        self.reader = SpoolReader(spool_dir)
+        self.conninfo = conninfo
+        self.batch_size = batch_size
+        self.idle_s = idle_s
+        self.known = KnownHashes()
+        self.conn: psycopg.Connection | None = None
+        self.written = 0
+        self.dead = 0
+
+    def _connection(self) -> psycopg.Connection:
+        if self.conn is None or self.conn.closed:
+            self.conn = psycopg.connect(self.conninfo, connect_timeout=5)
+        return self.conn
+
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+        self.conn = None
+
+    def drain_once(self) -> int:
+        """Process one batch. Returns how many spool items were consumed (0: spool empty).
+        Raises DatabaseUnavailable (after dropping the connection) when Postgres is away."""
+        items = self.reader.take(self.batch_size)
+        if not items:
+            return 0
+        for item in items:
+            if item.record is None:
+                self.reader.dead_letter(item, item.error or "undecodable")
+                self.dead += 1
+        good = [it for it in items if it.record is not None]
+        try:
+            result = ingest_batch(self._connection(), [it.record for it in good], self.known)
+        except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            self._drop_connection()
+            raise DatabaseUnavailable(str(exc)) from exc
+        for i, reason in result.poison.items():
+            self.reader.dead_letter(good[i], reason)
+            self.dead += 1
+        self.reader.ack([it for i, it in enumerate(good) if i not in result.poison])
+        self.written += result.written
+        return len(items)
+
+    def run(self, stop: threading.Event) -> None:
+        self.reader.sweep_tmp()
+        try:
+            self._loop(stop)
+        finally:
+            self._drop_connection()
+
+    def _loop(self, stop: threading.Event) -> None:
+        backoff = 0.5
+        outage_logged = False
+        while True:
+            try:
+                consumed = self.drain_once()
+                if outage_logged:
+                    log.warning("database is back; ingesting %d queued records", self.reader.pending())
+                    outage_logged = False
+                backoff = 0.5
+                if consumed:
+                    continue
+                if stop.is_set():
+                    return  # stop only once the spool is drained or the database is away
+                stop.wait(self.idle_s)
+            except DatabaseUnavailable as exc:
+                if not outage_logged:
+                    log.warning("database unavailable (%s); records stay queued in the spool", exc)
+                    outage_logged = True
+                if stop.is_set():
+                    return
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)

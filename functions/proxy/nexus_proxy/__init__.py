@@ -1,0 +1,1 @@
+"""The recording proxy: a transparent Anthropic Messages API pass-through."""

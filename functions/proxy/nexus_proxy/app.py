@@ -1,0 +1,81 @@
+"""The proxy's ASGI application: routing only; forwarding lives in ``forward.py``.
+
+A bare ASGI callable rather than a framework: this is the hot path, and the proxy has two routes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nexus.access import Authenticator
+from nexus.config import Settings
+from nexus.secret_store import LocalSecretStore, SecretStore
+from nexus.sink import RecordSink
+from nexus.spool import SpoolWriter
+
+from nexus_proxy.forward import Forwarder, StreamAborted
+from nexus_proxy.responses import send_error, send_json
+
+FORWARDED = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+log = logging.getLogger("nexus.proxy")
+
+
+class ProxyApp:
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path in FORWARDED:
+                if scope["method"] != "POST":
+                    return await send_error(
+                        send, 405, f"{scope['method']} is not allowed on {path}; use POST"
+                    )
+                return await self.forwarder.handle(scope, receive, send)
+            if path == "/health" and scope["method"] == "GET":
+                return await send_json(send, 200, b'{"status":"ok"}')
+            return await send_error(send, 404, f"{scope['method']} {path} is not an endpoint of this proxy")
+        if kind == "lifespan":
+            return await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.forwarder.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.forwarder.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _QuietAbort(logging.Filter):
+    """A deliberately aborted stream is recorded already; no traceback in the server log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamAborted))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietAbort())
+
+
+def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore | None = None) -> ProxyApp:
+    store = store or LocalSecretStore(settings.secrets_path)
+    sink = sink or SpoolWriter(settings.spool_dir, fsync=settings.spool_fsync)
+    forwarder = Forwarder(
+        settings.upstream_url,
+        sink,
+        Authenticator(store, require_keys=settings.require_keys),
+        settings.max_body_bytes,
+        settings.connect_timeout_s,
+        settings.read_timeout_s,
+    )
+    return ProxyApp(forwarder)
+
+
+def create_app() -> ProxyApp:
+    """uvicorn factory (``--factory nexus_proxy.app:create_app``): settings from the environment."""
+    return build(Settings.from_env())

@@ -1,0 +1,231 @@
+"""Forward one Messages API request upstream and stream the answer back, byte for byte.
+
+Hot path: no parsing of the response, no database, no per-request set-up beyond what the request
+needs. The captured bytes go to the record sink after the client has its last byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict
+from nexus.access import Authenticator, AuthError, Grant
+from nexus.headers import HOP_BY_HOP, REQUEST_SKIP, SECRET_HEADERS, fingerprint, redact
+from nexus.ids import uuid7
+from nexus.record import RawRecord
+from nexus.sink import RecordSink
+from yarl import URL
+
+from nexus_proxy.responses import send_error
+
+log = logging.getLogger("nexus.proxy")
+
+# aiohttp adds these when absent; a transparent proxy must not.
+SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+class StreamAborted(Exception):
+    """Raised after the response started, so the server drops the connection: a cut upstream stream
+    must look cut to the client too, not like a clean end."""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away while sending the body")
+        chunk = msg.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+async def _wait_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Forwarder:
+    def __init__(
+        self,
+        upstream: str,
+        sink: RecordSink,
+        auth: Authenticator,
+        max_body_bytes: int,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 600.0,
+    ) -> None:
+        self.upstream = upstream
+        self.sink = sink
+        self.auth = auth
+        self.max_body = max_body_bytes
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self.session is None:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=15)
+            self.session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self.timeout,
+                auto_decompress=False,  # bytes pass through as sent, compressed or not
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _record(self, scope, headers: list[tuple[str, str]]) -> RawRecord:
+        return RawRecord(
+            id=uuid7(),
+            received_at=time.time(),
+            method=scope["method"],
+            path=scope["path"],
+            query=scope["query_string"].decode("latin-1"),
+            request_headers=[[k, redact(k, v)] for k, v in headers],
+            upstream=self.upstream,
+        )
+
+    def _hand_off(self, rec: RawRecord) -> None:
+        try:
+            self.sink.put(rec)
+        except Exception:  # the record must not vanish silently; the response is already sent
+            log.exception("could not hand record %s to the queue", rec.id)
+
+    async def handle(self, scope, receive, send) -> None:
+        started = time.perf_counter()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        rec = self._record(scope, headers)
+        try:
+            await self._handle(scope, receive, send, headers, rec, started)
+        finally:
+            if rec.duration_ms is None:
+                rec.duration_ms = (time.perf_counter() - started) * 1000
+            self._hand_off(rec)
+
+    async def _reject(self, send, rec: RawRecord, status: int, message: str) -> None:
+        rec.status = status
+        rec.error = message
+        await send_error(send, status, message)
+
+    async def _handle(self, scope, receive, send, headers, rec: RawRecord, started: float) -> None:
+        lower = {k: v for k, v in headers}
+        try:
+            grant = self.auth.authorize(lower)
+        except AuthError as exc:
+            return await self._reject(send, rec, 401, str(exc))
+        principal = grant.principal
+        rec.team, rec.user, rec.key_id, rec.auth_mode = (
+            principal.team,
+            principal.user,
+            principal.key_id,
+            principal.mode,
+        )
+        if grant.credential:
+            rec.account = fingerprint(grant.credential)
+
+        media_type = lower.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            return await self._reject(
+                send, rec, 400, f"content-type must be application/json, got {media_type or 'none'!r}"
+            )
+        try:
+            body = await read_body(receive, self.max_body)
+        except BodyTooLarge:
+            return await self._reject(
+                send, rec, 413, f"request body exceeds the {self.max_body // (1024 * 1024)} MB limit"
+            )
+        except ConnectionResetError:
+            rec.error = "client_disconnected"
+            return
+        rec.request_body = body
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return await self._reject(send, rec, 400, f"request body is not valid JSON: {exc}")
+
+        await self._stream(scope, receive, send, self._upstream_headers(headers, grant), rec, started)
+
+    def _upstream_headers(self, headers: list[tuple[str, str]], grant: Grant) -> CIMultiDict:
+        drop = REQUEST_SKIP.union(grant.drop) if grant.drop else REQUEST_SKIP
+        out = CIMultiDict((k, v) for k, v in headers if k not in drop)
+        for k, v in grant.set:
+            out[k] = v
+        return out
+
+    async def _stream(self, scope, receive, send, fwd_headers, rec: RawRecord, started: float) -> None:
+        assert self.session is not None, "Forwarder.start() not called"
+        qs = scope["query_string"]
+        url = self.upstream + scope["path"] + ("?" + qs.decode("latin-1") if qs else "")
+        try:
+            resp = await self.session.request(
+                scope["method"],
+                URL(url, encoded=True),
+                data=rec.request_body,
+                headers=fwd_headers,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return await self._reject(
+                send, rec, 502, f"upstream unreachable: {exc.__class__.__name__}: {exc}"
+            )
+
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        # Client gone: close the upstream response so the upstream request is cancelled too.
+        watcher.add_done_callback(lambda t: t.cancelled() or resp.close())
+        chunks: list[bytes] = []
+        try:
+            rec.status = resp.status
+            out_headers = []
+            stored = []
+            for k, v in resp.raw_headers:
+                name = k.decode("latin-1").lower()
+                if name in HOP_BY_HOP:
+                    continue
+                out_headers.append((k, v))
+                value = v.decode("latin-1")
+                stored.append([name, redact(name, value) if name in SECRET_HEADERS else value])
+            rec.response_headers = stored
+            await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+            try:
+                async for chunk in resp.content.iter_any():
+                    if rec.ttfb_ms is None:
+                        rec.ttfb_ms = (time.perf_counter() - started) * 1000
+                    chunks.append(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                if watcher.done() and not watcher.cancelled():
+                    rec.error = "client_disconnected"
+                    return
+                rec.error = f"upstream_cut: {exc.__class__.__name__}: {exc}"
+                raise StreamAborted(rec.error) from exc
+            if watcher.done() and not watcher.cancelled():
+                rec.error = "client_disconnected"
+                return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            rec.error = rec.error or "cancelled (server shutting down)"
+            raise
+        finally:
+            if not watcher.done():
+                watcher.cancel()
+            resp.release()
+            rec.response_body = b"".join(chunks)
+            rec.duration_ms = (time.perf_counter() - started) * 1000

@@ -1,0 +1,17 @@
+"""Small ASGI response helpers for answers the proxy gives itself (errors, health)."""
+
+from __future__ import annotations
+
+from nexus.errors import anthropic_error
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+async def send_json(send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_error(send, status: int, message: str) -> None:
+    await send_json(send, status, anthropic_error(status, message))

@@ -1,0 +1,1 @@
+"""Shared Nexus code: everything the proxy, ingest, dashboard and CLI have in common."""

@@ -1,0 +1,219 @@
+"""Nexus client keys and per-team upstream access.
+
+A key looks like ``nxk_<id>_<secret>``. Only its SHA-256 is stored (keys are 190-bit random, so a
+plain hash is enough; no slow KDF needed). The id part makes lookup a dict probe.
+
+Teams choose one mode:
+- ``passthrough``: the client's own Anthropic credentials go upstream; the client proves membership
+  with its Nexus key in the ``X-Nexus-Key`` header.
+- ``team-key``: the client sends its Nexus key as ``x-api-key`` (or Bearer) and the proxy sends the
+  team's Anthropic API key upstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from nexus.secret_store import SecretStore
+
+KEYS_SECRET = "nexus/keys"
+TEAMS_SECRET = "nexus/teams"
+KEY_PREFIX = "nxk_"
+MODES = ("passthrough", "team-key")
+
+
+def team_api_key_secret(team: str) -> str:
+    return f"nexus/team/{team}/anthropic-api-key"
+
+
+@dataclass(slots=True)
+class KeyRecord:
+    id: str
+    hash: str
+    team: str
+    user: str
+    created_at: str
+    revoked_at: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    team: str | None
+    user: str | None
+    key_id: str | None
+    mode: str  # passthrough | team-key | open (keys optional on localhost)
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def parse_key_id(key: str) -> str | None:
+    if not key.startswith(KEY_PREFIX):
+        return None
+    key_id, sep, rest = key[len(KEY_PREFIX) :].partition("_")
+    return key_id if sep and key_id and rest else None
+
+
+class AccessStore:
+    """Reads and writes keys and team settings in a SecretStore."""
+
+    def __init__(self, store: SecretStore) -> None:
+        self.store = store
+
+    def _load(self, name: str) -> dict:
+        raw = self.store.get(name)
+        return json.loads(raw) if raw else {}
+
+    def keys(self) -> dict[str, KeyRecord]:
+        return {k: KeyRecord(**v) for k, v in self._load(KEYS_SECRET).items()}
+
+    def teams(self) -> dict[str, dict]:
+        return self._load(TEAMS_SECRET)
+
+    def create_key(self, team: str, user: str, name: str | None = None) -> tuple[str, KeyRecord]:
+        key_id = secrets.token_hex(5)
+        key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+        rec = KeyRecord(id=key_id, hash=_hash(key), team=team, user=user, created_at=_now(), name=name)
+        keys = self._load(KEYS_SECRET)
+        keys[key_id] = asdict(rec)
+        self.store.put(KEYS_SECRET, json.dumps(keys))
+        teams = self.teams()
+        if team not in teams:
+            self.set_team(team, "passthrough")
+        return key, rec
+
+    def revoke_key(self, key_id: str) -> KeyRecord:
+        keys = self._load(KEYS_SECRET)
+        if key_id not in keys:
+            raise KeyError(key_id)
+        keys[key_id]["revoked_at"] = keys[key_id].get("revoked_at") or _now()
+        self.store.put(KEYS_SECRET, json.dumps(keys))
+        return KeyRecord(**keys[key_id])
+
+    def set_team(self, team: str, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        teams = self.teams()
+        teams[team] = {**teams.get(team, {}), "mode": mode}
+        self.store.put(TEAMS_SECRET, json.dumps(teams))
+
+    def set_team_api_key(self, team: str, api_key: str) -> None:
+        self.store.put(team_api_key_secret(team), api_key)
+
+
+class AuthError(Exception):
+    """The request's credentials are missing or wrong; the message is safe to show the client."""
+
+
+@dataclass(slots=True)
+class Grant:
+    principal: Principal
+    # Header changes to apply before forwarding: names to drop, and (name, value) pairs to set.
+    drop: tuple[str, ...]
+    set: tuple[tuple[str, str], ...]
+    credential: str | None  # the upstream credential in use (for the account fingerprint only)
+
+
+class Authenticator:
+    """Decides, per request, who is calling and which credential goes upstream.
+
+    The key and team documents are cached in memory and reloaded when the store's version token
+    changes, checked at most once per ``refresh_s``: revocations apply within that interval.
+    """
+
+    def __init__(self, store: SecretStore, require_keys: bool, refresh_s: float = 1.0) -> None:
+        self.access = AccessStore(store)
+        self.store = store
+        self.require_keys = require_keys
+        self.refresh_s = refresh_s
+        self._checked = 0.0
+        self._version: object = object()
+        self._keys: dict[str, KeyRecord] = {}
+        self._teams: dict[str, dict] = {}
+        self._team_keys: dict[str, str | None] = {}
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.refresh_s:
+            return
+        self._checked = now
+        version = (self.store.version(KEYS_SECRET), self.store.version(TEAMS_SECRET))
+        if version == self._version:
+            return
+        self._version = version
+        self._keys = self.access.keys()
+        self._teams = self.access.teams()
+        self._team_keys = {}
+
+    def _team_api_key(self, team: str) -> str | None:
+        if team not in self._team_keys:
+            self._team_keys[team] = self.store.get(team_api_key_secret(team))
+        return self._team_keys[team]
+
+    def _verify(self, key: str) -> KeyRecord:
+        key_id = parse_key_id(key)
+        rec = self._keys.get(key_id) if key_id else None
+        if rec is None or not hmac.compare_digest(rec.hash, _hash(key)):
+            raise AuthError("invalid Nexus key")
+        if rec.revoked_at:
+            raise AuthError("this Nexus key has been revoked")
+        return rec
+
+    def authorize(self, headers: dict[str, str]) -> Grant:
+        """``headers``: lower-cased request headers. Raises AuthError with a client-safe message."""
+        self._refresh()
+        nexus_key = headers.get("x-nexus-key")
+        api_key = headers.get("x-api-key")
+        bearer = headers.get("authorization", "")
+        bearer_token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
+        client_cred = api_key or bearer_token
+
+        if nexus_key is not None:
+            rec = self._verify(nexus_key.strip())
+            mode = self._teams.get(rec.team, {}).get("mode", "passthrough")
+            if mode != "passthrough":
+                raise AuthError(
+                    f"team {rec.team!r} uses a team key: send your Nexus key as x-api-key, not X-Nexus-Key"
+                )
+            if not client_cred:
+                raise AuthError("pass-through mode: send your own Anthropic credentials with X-Nexus-Key")
+            return Grant(
+                Principal(rec.team, rec.user, rec.id, "passthrough"), ("x-nexus-key",), (), client_cred
+            )
+
+        if client_cred and client_cred.startswith(KEY_PREFIX):
+            rec = self._verify(client_cred)
+            mode = self._teams.get(rec.team, {}).get("mode", "passthrough")
+            if mode != "team-key":
+                raise AuthError(
+                    f"team {rec.team!r} uses pass-through: send your Anthropic credentials and put "
+                    "your Nexus key in the X-Nexus-Key header (ANTHROPIC_CUSTOM_HEADERS)"
+                )
+            upstream_key = self._team_api_key(rec.team)
+            if not upstream_key:
+                raise AuthError(f"team {rec.team!r} has no upstream API key configured")
+            return Grant(
+                Principal(rec.team, rec.user, rec.id, "team-key"),
+                ("authorization", "x-api-key"),
+                (("x-api-key", upstream_key),),
+                upstream_key,
+            )
+
+        if self.require_keys:
+            raise AuthError(
+                "missing Nexus key: send it as X-Nexus-Key (pass-through teams) "
+                "or as x-api-key (team-key teams)"
+            )
+        return Grant(Principal(None, None, None, "open"), (), (), client_cred)

@@ -1,0 +1,58 @@
+"""Settings, read once from the environment and validated at start-up (a bad value fails fast)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+
+DEFAULT_UPSTREAM = "https://api.anthropic.com"
+# Anthropic's documented request size limit for the Messages API.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class Settings(BaseModel):
+    upstream_url: str = DEFAULT_UPSTREAM
+    data_dir: Path = Path(".nexus")
+    database_url: str | None = None
+    require_keys: bool = True
+    max_body_bytes: int = Field(MAX_BODY_BYTES, gt=0)
+    spool_fsync: bool = False
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(600.0, gt=0)
+    dashboard_key: str | None = None
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.data_dir / "secrets.json"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        values: dict[str, object] = {}
+        mapping = {
+            "NEXUS_UPSTREAM_URL": "upstream_url",
+            "NEXUS_DATA_DIR": "data_dir",
+            "DATABASE_URL": "database_url",
+            "NEXUS_REQUIRE_KEYS": "require_keys",
+            "NEXUS_MAX_BODY_BYTES": "max_body_bytes",
+            "NEXUS_SPOOL_FSYNC": "spool_fsync",
+            "NEXUS_DASHBOARD_KEY": "dashboard_key",
+        }
+        for var, field in mapping.items():
+            if env.get(var):
+                values[field] = env[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,146 @@
+"""Turn a raw record into what Postgres stores: derived fields plus content-addressed pieces.
+
+Pure: no I/O here. ``nexus.db.records`` writes the result; the ingest consumers (local spool, SQS)
+only move records between the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from nexus import classify, pricing, sse
+from nexus.bodies import chain_ids, sha256, split_body
+from nexus.encoding import decode_body
+from nexus.record import RawRecord
+
+RATELIMIT_PREFIX = "anthropic-ratelimit-"
+
+
+@dataclass(slots=True)
+class Prepared:
+    row: dict[str, Any]
+    blobs: dict[bytes, bytes] = field(default_factory=dict)
+    # (id, parent_id, message_hash, depth) for every position of the message list
+    chain: list[tuple[bytes, bytes | None, bytes, int]] = field(default_factory=list)
+
+
+def _header(pairs: list[list[str]], name: str) -> str | None:
+    for k, v in pairs:
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _ratelimit(headers: list[list[str]]) -> dict[str, str] | None:
+    out = {k: v for k, v in headers if k.startswith(RATELIMIT_PREFIX) or k == "retry-after"}
+    return out or None
+
+
+def _response(rec: RawRecord) -> tuple[dict[str, Any] | None, dict[str, Any], str | None, bool]:
+    """(response JSON, usage, upstream error message, stream complete?)."""
+    try:
+        body = decode_body(rec.response_body, _header(rec.response_headers, "content-encoding"))
+    except ValueError as exc:
+        return None, {}, str(exc), False
+    ctype = (_header(rec.response_headers, "content-type") or "").lower()
+    if "text/event-stream" in ctype:
+        result = sse.rebuild_message(body)
+        err = result.error.get("message") if result.error else None
+        if result.error and result.message is None:
+            return {"type": "error", "error": result.error}, result.usage, err, result.complete
+        return result.message, result.usage, err, result.complete
+    if not body:
+        return None, {}, None, True
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {"_text": body.decode("utf-8", "replace")[:100_000]}, {}, None, True
+    if not isinstance(doc, dict):
+        return {"_value": doc}, {}, None, True
+    err = None
+    if doc.get("type") == "error" or (rec.status or 0) >= 400:
+        e = doc.get("error")
+        err = e.get("message") if isinstance(e, dict) else str(doc)[:500]
+    return doc, doc.get("usage") or {}, err, True
+
+
+def prepare(rec: RawRecord) -> Prepared:
+    out = Prepared(row={})
+    split = split_body(rec.request_body) if rec.request_body else None
+    body = split.parsed if split else None
+    if split:
+        out.blobs.update(split.blobs)
+        ids = chain_ids(split.message_hashes)
+        prev: bytes | None = None
+        for depth, (node, h) in enumerate(zip(ids, split.message_hashes, strict=True)):
+            out.chain.append((node, prev, h, depth + 1))
+            prev = node
+
+    headers_blob = orjson.dumps(rec.request_headers)
+    headers_hash = sha256(headers_blob)
+    out.blobs[headers_hash] = headers_blob
+
+    agent_id = _header(rec.request_headers, "x-claude-code-agent-id")
+    response, usage_doc, upstream_err, complete = (
+        _response(rec) if rec.status is not None else (None, {}, None, False)
+    )
+    usage = pricing.Usage.from_api(usage_doc)
+    model = (body or {}).get("model") if isinstance(body, dict) else None
+    if not model and isinstance(response, dict):
+        model = response.get("model")
+    ok = rec.status is not None and 200 <= rec.status < 300
+    has_usage = bool(usage_doc)
+    cost = pricing.cost_usd(model, usage) if has_usage else None
+    cost_flag = "unknown_model" if has_usage and cost is None else None
+
+    error = rec.error or upstream_err
+    stream = bool(body.get("stream")) if isinstance(body, dict) else None
+    if ok and stream and not complete and error is None:
+        error = "stream_incomplete"
+
+    out.row = {
+        "id": rec.id,
+        "received_at": datetime.fromtimestamp(rec.received_at, UTC),
+        "team": rec.team,
+        "user_id": rec.user,
+        "key_id": rec.key_id,
+        "auth_mode": rec.auth_mode,
+        "account": rec.account,
+        "session_id": _header(rec.request_headers, "x-claude-code-session-id"),
+        "agent_id": agent_id,
+        "method": rec.method,
+        "path": rec.path,
+        "query": rec.query,
+        "model": model if isinstance(model, str) else None,
+        "kind": classify.classify(rec.path, body, agent_id),
+        "stream": stream,
+        "status": rec.status,
+        "error": error,
+        "stop_reason": response.get("stop_reason") if isinstance(response, dict) else None,
+        "input_tokens": usage.input_tokens if has_usage else None,
+        "output_tokens": usage.output_tokens if has_usage else None,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens if has_usage else None,
+        "cache_creation_5m_tokens": usage.cache_creation_5m if has_usage else None,
+        "cache_creation_1h_tokens": usage.cache_creation_1h if has_usage else None,
+        "cache_read_input_tokens": usage.cache_read_input_tokens if has_usage else None,
+        "cost_usd": cost,
+        "cost_flag": cost_flag,
+        "price_version": pricing.PRICE_VERSION if cost is not None else None,
+        "ttfb_ms": rec.ttfb_ms,
+        "duration_ms": rec.duration_ms,
+        "upstream": rec.upstream,
+        "request_headers": headers_hash,
+        "response_headers": orjson.dumps(rec.response_headers).decode(),
+        "ratelimit": orjson.dumps(rl).decode() if (rl := _ratelimit(rec.response_headers)) else None,
+        "body_layout": orjson.dumps(split.layout).decode() if split else None,
+        "messages_chain": out.chain[-1][0] if out.chain else None,
+        "message_count": len(out.chain),
+        "body_size": len(rec.request_body),
+        "response": orjson.dumps(response).decode() if response is not None else None,
+        "response_raw": rec.response_body or None,
+    }
+    return out
