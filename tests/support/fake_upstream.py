@@ -406,3 +406,27 @@ class FakeAnthropic:
             await resp.write(event)
         await resp.write_eof()
         return resp
+
+
+def main() -> None:
+    """Run standalone (benchmarks): ``python -m tests.support.fake_upstream --port N``."""
+    import argparse
+    import time
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--record", action="store_true", help="keep every request in memory")
+    args = p.parse_args()
+    fake = FakeAnthropic()
+    fake.record = args.record
+    fake.start(args.port)
+    print(f"listening {fake.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
