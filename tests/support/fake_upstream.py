@@ -274,6 +274,7 @@ class FakeAnthropic:
         self.rules: Callable[[dict[str, Any], Usage], Reply] = cli_rules
         self.usage = Usage()
         self.cut_connections = 0
+        self.client_gone = 0  # streams the client (the proxy) abandoned before their end
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -286,6 +287,7 @@ class FakeAnthropic:
         return f"http://127.0.0.1:{self.port}"
 
     def reset(self) -> None:
+        self.client_gone = 0
         self.seen.clear()
         self.script.clear()
         self.rules = cli_rules
@@ -336,7 +338,7 @@ class FakeAnthropic:
                 Seen(
                     request.method,
                     request.path,
-                    request.query_string,
+                    request.raw_path.partition("?")[2],
                     [
                         (k, v)
                         for k, v in request.raw_headers
@@ -403,22 +405,87 @@ class FakeAnthropic:
                 return resp
             if n and reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
-            await resp.write(event)
+            try:
+                await resp.write(event)
+            except (ConnectionResetError, ConnectionError):
+                self.client_gone += 1
+                return resp
         await resp.write_eof()
         return resp
 
 
 def main() -> None:
-    """Run standalone (benchmarks): ``python -m tests.support.fake_upstream --port N``."""
+    """Run standalone (benchmarks): ``python -m tests.support.fake_upstream --port N``.
+
+    Without ``--events`` streamed answers follow the CLI rules (a real Claude Code session works);
+    with it every streamed ``POST /v1/messages`` gets one fixed text reply of that many SSE events.
+    ``--delay-ms`` pauses between events; a request header ``x-fake-delay-ms`` overrides it for that
+    request. ``--stamp`` prefixes each event with an SSE comment ``: sent=<time.time()>`` taken just
+    before the event is written. ``--capture-dir`` writes every request as ``NNNN.body`` (exact bytes)
+    and ``NNNN.json`` (method, path, query, headers in order).
+    """
     import argparse
     import time
+    from pathlib import Path
 
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--record", action="store_true", help="keep every request in memory")
+    p.add_argument("--capture-dir", type=Path, default=None, help="write every request to this directory")
+    p.add_argument("--events", type=int, default=0, help="fixed text reply of N (>= 7) SSE events")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="pause between SSE events")
+    p.add_argument("--stamp", action="store_true", help="prefix each event with ': sent=<epoch seconds>'")
     args = p.parse_args()
-    fake = FakeAnthropic()
+    if args.events and args.events < 7:
+        p.error("--events must be at least 7 (the fixed frame of a text message)")
+    if args.capture_dir is not None:
+        args.capture_dir.mkdir(parents=True, exist_ok=True)
+    captured = itertools.count(1)
+
+    def fixed_rules(body: dict[str, Any], usage: Usage) -> Reply:
+        deltas = args.events - 6  # message_start, ping, block start/stop, message_delta, message_stop
+        text = "".join(f"w{i:03d} of the fake answer. " for i in range(deltas))  # equal-size deltas
+        events = message_events(
+            [{"type": "text", "text": text}], body.get("model") or DEFAULT_MODEL, usage=usage, split=deltas
+        )
+        return Reply(events=events)
+
+    class BenchFake(FakeAnthropic):
+        async def _handle(self, request: web.Request) -> web.StreamResponse:
+            if args.capture_dir is not None:
+                n = next(captured)
+                (args.capture_dir / f"{n:04d}.body").write_bytes(await request.read())
+                meta = {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": request.raw_path.partition("?")[2],
+                    "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+                }
+                (args.capture_dir / f"{n:04d}.json").write_text(json.dumps(meta, indent=1))
+            return await super()._handle(request)
+
+        async def _send(self, request: web.Request, reply: Reply, rid: str) -> web.StreamResponse:
+            if reply.events is not None and not reply.delay_s:
+                override = request.headers.get("x-fake-delay-ms")
+                reply.delay_s = float(override) / 1000 if override else args.delay_ms / 1000
+            if not args.stamp or reply.events is None or reply.cut_after is not None:
+                return await super()._send(request, reply, rid)
+            headers = {"request-id": rid, **RATE_LIMIT_HEADERS, **reply.headers}
+            headers.setdefault("content-type", "text/event-stream; charset=utf-8")
+            headers.setdefault("cache-control", "no-cache")
+            resp = web.StreamResponse(status=reply.status, headers=headers)
+            await resp.prepare(request)
+            for n, event in enumerate(reply.events):
+                if n and reply.delay_s:
+                    await asyncio.sleep(reply.delay_s)
+                await resp.write(b": sent=%.6f\n%s" % (time.time(), event))
+            await resp.write_eof()
+            return resp
+
+    fake = BenchFake()
     fake.record = args.record
+    if args.events:
+        fake.rules = fixed_rules
     fake.start(args.port)
     print(f"listening {fake.url}", flush=True)
     try:

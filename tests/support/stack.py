@@ -1,0 +1,158 @@
+"""Drive `nexus dev` as a real subprocess, the way a developer runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+NEXUS = Path(sys.executable).with_name("nexus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path,
+        upstream: str,
+        database_url: str | None = None,
+        keys: str = "optional",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.upstream = upstream
+        self.database_url = database_url
+        self.keys = keys
+        self.extra_env = env or {}
+        self.proxy_port = free_port()
+        self.dashboard_port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.dashboard_key = "nxd_test_" + os.urandom(8).hex()
+        self.log_path = data_dir / "nexus-dev.log"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "ANTHROPIC_"))}
+        env.pop("DATABASE_URL", None)
+        env["NEXUS_DASHBOARD_KEY"] = self.dashboard_key
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60) -> Stack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(
+            [
+                str(NEXUS),
+                "dev",
+                "--upstream",
+                self.upstream,
+                "--data-dir",
+                str(self.data_dir),
+                "--proxy-port",
+                str(self.proxy_port),
+                "--dashboard-port",
+                str(self.dashboard_port),
+                "--keys",
+                self.keys,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+            cwd=REPO,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nexus dev exited ({self.proc.returncode}):\n{self.log()}")
+            if "Nexus local stack is running" in self.log():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"nexus dev did not start in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 60) -> int:
+        """Ctrl-C equivalent: SIGTERM and wait for the clean shutdown."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """A crash: SIGKILL the whole process group at once (no clean-up runs)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    # dashboard API
+    def api(self, path: str, key: str | None = None) -> tuple[int, Any]:
+        req = urllib.request.Request(self.dashboard_url + path)
+        req.add_header("Authorization", f"Bearer {key or self.dashboard_key}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def requests(self, **params: Any) -> list[dict[str, Any]]:
+        q = "&".join(f"{k}={v}" for k, v in {"limit": 1000, **params}.items())
+        status, body = self.api(f"/api/requests?{q}")
+        assert status == 200, body
+        return body["requests"]
+
+    def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20, **params: Any
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = self.requests(**params)
+            if predicate(rows):
+                return rows
+            time.sleep(0.1)
+        raise AssertionError(f"records did not arrive in {timeout}s; have {len(rows)}: {rows[:3]}")
+
+    def wait_count(self, n: int, timeout: float = 20, **params: Any) -> list[dict[str, Any]]:
+        return self.wait_for(lambda rows: len(rows) >= n, timeout, **params)
+
+    def nexus(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(NEXUS), *args, "--data-dir", str(self.data_dir)],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=60,
+        )
