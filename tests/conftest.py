@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +19,14 @@ from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    server = pg.start_server(tmp_path_factory.mktemp("pg"))
+def pg_server():
+    # Not under pytest's tmp dir: that is private to root (0700), and the server runs as its own user.
+    root = Path(tempfile.mkdtemp(prefix="nexus-test-pg-"))
+    root.chmod(0o755)
+    server = pg.start_server(root / "data")
     yield server
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -189,6 +189,11 @@ class Authenticator:
                 )
             if not client_cred:
                 raise AuthError("pass-through mode: send your own Anthropic credentials with X-Nexus-Key")
+            if client_cred.startswith(KEY_PREFIX):
+                raise AuthError(
+                    "pass-through mode: your Nexus key goes only in X-Nexus-Key, "
+                    "never as the Anthropic API key"
+                )
             return Grant(
                 Principal(rec.team, rec.user, rec.id, "passthrough"), ("x-nexus-key",), (), client_cred
             )

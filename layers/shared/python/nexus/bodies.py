@@ -51,7 +51,7 @@ def _blob(out: SplitBody, text: str) -> bytes:
 def split_body(raw: bytes) -> SplitBody:
     try:
         return _split_object(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, IndexError):
+    except (UnicodeDecodeError, ValueError, IndexError, RecursionError):
         out = SplitBody(layout=[])
         h = sha256(raw)
         out.blobs[h] = raw
@@ -79,6 +79,8 @@ def _split_object(s: str) -> SplitBody:
             raise ValueError("expected ':'")
         v_start = _skip(s, c + 1)
         if key == "messages" and s[v_start] == "[":
+            if out.message_hashes or "messages" in out.parsed:
+                raise ValueError("duplicate messages key")  # stored whole, so it stays exact
             value, v_end, gaps, hashes = _split_messages(out, s, v_start)
             out.layout.append(s[lit:v_start])
             out.layout.append({"m": gaps})

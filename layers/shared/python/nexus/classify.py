@@ -33,8 +33,13 @@ def message_text(message: dict[str, Any]) -> str:
     return ""
 
 
+def _messages(body: dict[str, Any]) -> list[Any]:
+    messages = body.get("messages")
+    return messages if isinstance(messages, list) else []
+
+
 def last_user_text(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
+    for message in reversed(_messages(body)):
         if isinstance(message, dict) and message.get("role") == "user":
             return message_text(message)
     return ""
@@ -47,7 +52,7 @@ def is_compaction(body: dict[str, Any]) -> bool:
 
 def is_quota_probe(body: dict[str, Any]) -> bool:
     """The CLI checks its quota with a 1-token request whose only message is "quota"."""
-    messages = body.get("messages") or []
+    messages = _messages(body)
     return body.get("max_tokens") == 1 and len(messages) == 1 and last_user_text(body).strip() == "quota"
 
 

@@ -14,12 +14,7 @@ def decode_body(data: bytes, content_encoding: str | None) -> bytes:
     if not enc or enc == "identity" or not data:
         return data
     if enc in ("gzip", "x-gzip", "deflate"):
-        wbits = 47 if enc != "deflate" else 15  # 47: auto-detect gzip/zlib header
-        d = zlib.decompressobj(wbits)
-        try:
-            return d.decompress(data) + d.flush()
-        except zlib.error:
-            return zlib.decompressobj(-15).decompress(data) if enc == "deflate" else b""
+        return _zlib(data, enc)
     if enc == "br":
         d = brotli.Decompressor()
         try:
@@ -28,7 +23,25 @@ def decode_body(data: bytes, content_encoding: str | None) -> bytes:
             return b""
     if enc == "zstd":
         try:
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+            return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(data)
         except zstandard.ZstdError:
             return b""
     raise ValueError(f"unsupported content-encoding {enc!r}")
+
+
+def _zlib(data: bytes, enc: str) -> bytes:
+    """gzip (every member, RFC 1952 allows several), zlib-wrapped or raw deflate."""
+    out: list[bytes] = []
+    wbits = 47 if enc != "deflate" else 15  # 47: auto-detect a gzip or zlib header
+    try:
+        while data:
+            d = zlib.decompressobj(wbits)
+            out.append(d.decompress(data))
+            out.append(d.flush())
+            data = d.unused_data if enc != "deflate" else b""
+    except zlib.error:
+        if enc == "deflate" and not out:
+            return zlib.decompressobj(-15).decompress(data)
+        if not out:
+            return b""
+    return b"".join(out)

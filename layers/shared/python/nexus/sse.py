@@ -71,6 +71,8 @@ def rebuild_message(raw: bytes) -> StreamResult:
             payload = orjson.loads(ev.data) if ev.data else {}
         except orjson.JSONDecodeError:
             continue
+        if not isinstance(payload, dict):
+            continue
         kind = payload.get("type") or ev.event
         if kind == "message_start":
             message = dict(payload.get("message") or {})

@@ -1,0 +1,102 @@
+"""The ingest consumer: idempotent, order-robust, and poison records do not block the rest."""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import psycopg
+import pytest
+from nexus.db.migrate import migrate
+from nexus.record import RawRecord
+from nexus.spool import SpoolWriter
+from nexus_ingest.spool_consumer import SpoolConsumer
+
+from tests.support.fake_upstream import message_events
+
+
+def _record(i: int, session: str = "s-ingest") -> RawRecord:
+    body = (
+        b'{"model":"claude-opus-5-5","max_tokens":5,"stream":true,"messages":['
+        + b",".join(b'{"role":"user","content":"m%d"}' % k for k in range(i + 1))
+        + b"]}"
+    )
+    return RawRecord(
+        id=f"00000000-0000-7000-8000-{i:012d}",
+        received_at=1_700_000_000 + i,
+        method="POST",
+        path="/v1/messages",
+        query="beta=true",
+        request_headers=[["x-claude-code-session-id", session], ["content-type", "application/json"]],
+        status=200,
+        response_headers=[["content-type", "text/event-stream"]],
+        ttfb_ms=1.0,
+        duration_ms=2.0,
+        request_body=body,
+        response_body=b"".join(message_events([{"type": "text", "text": f"answer {i}"}])),
+    )
+
+
+@pytest.fixture
+def db(database_url):
+    migrate(database_url)
+    return database_url
+
+
+def _drain(consumer: SpoolConsumer) -> None:
+    while consumer.drain_once():
+        pass
+
+
+def _rows(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT id::text, message_count FROM requests ORDER BY id").fetchall()
+
+
+def test_reingesting_and_shuffled_order_change_nothing(db, tmp_path):
+    records = [_record(i) for i in range(30)]
+    spool = tmp_path / "spool"
+    writer = SpoolWriter(spool)
+    shuffled = records[:]
+    random.Random(7).shuffle(shuffled)
+    for rec in shuffled:
+        writer.put(rec)
+    consumer = SpoolConsumer(spool, db, batch_size=7)
+    _drain(consumer)
+    first = _rows(db)
+    assert len(first) == 30 and [c for _, c in first] == list(range(1, 31))
+    # the same records delivered again (queue redelivery), by a fresh consumer with a cold cache
+    for rec in records:
+        writer.put(rec)
+    _drain(SpoolConsumer(spool, db))
+    assert _rows(db) == first
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM message_chains").fetchone()[0] == 30
+
+
+def test_poison_record_is_dead_lettered_and_the_batch_goes_on(db, tmp_path):
+    spool = tmp_path / "spool"
+    writer = SpoolWriter(spool)
+    for i in range(5):
+        writer.put(_record(i, "s-poison"))
+    bad = spool / "ready" / "0000000000000001-garbage.rec"
+    bad.write_bytes(b"this is not a record")
+    consumer = SpoolConsumer(spool, db)
+    _drain(consumer)
+    assert len(_rows(db)) == 5
+    dead = list((spool / "dead").glob("*.rec"))
+    assert [p.name for p in dead] == [bad.name]
+    assert "magic" in (spool / "dead" / bad.name).with_suffix(".reason").read_text()
+    assert not list((spool / "ready").iterdir())
+
+
+def test_consumer_survives_database_disappearing(db, tmp_path):
+    spool = tmp_path / "spool"
+    SpoolWriter(spool).put(_record(0, "s-gone"))
+    consumer = SpoolConsumer(spool, db.replace("/t_", "/missing_t_"))
+    from nexus_ingest.pipeline import DatabaseUnavailable
+
+    with pytest.raises(DatabaseUnavailable):
+        consumer.drain_once()
+    assert len(list((spool / "ready").glob("*.rec"))) == 1  # kept for the retry
+    shutil.rmtree(spool / "tmp")
