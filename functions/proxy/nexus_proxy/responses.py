@@ -13,5 +13,10 @@ async def send_json(send, status: int, body: bytes, extra: list[tuple[bytes, byt
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+# Clients built on the Stainless SDKs (Claude Code included) honour this header: an error of the
+# caller's own making (bad key, bad body) will not fix itself, so it must not be retried for minutes.
+NO_RETRY = [(b"x-should-retry", b"false")]
+
+
 async def send_error(send, status: int, message: str) -> None:
-    await send_json(send, status, anthropic_error(status, message))
+    await send_json(send, status, anthropic_error(status, message), NO_RETRY if status < 500 else None)
