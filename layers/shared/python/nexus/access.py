@@ -144,9 +144,9 @@ class Authenticator:
         self._teams: dict[str, dict] = {}
         self._team_keys: dict[str, str | None] = {}
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._checked < self.refresh_s:
+        if not force and now - self._checked < self.refresh_s:
             return
         self._checked = now
         version = (self.store.version(KEYS_SECRET), self.store.version(TEAMS_SECRET))
@@ -164,6 +164,8 @@ class Authenticator:
 
     def _verify(self, key: str) -> KeyRecord:
         key_id = parse_key_id(key)
+        if key_id and key_id not in self._keys:
+            self._refresh(force=True)  # a key created a moment ago works at once (the check is a stat)
         rec = self._keys.get(key_id) if key_id else None
         if rec is None or not hmac.compare_digest(rec.hash, _hash(key)):
             raise AuthError("invalid Nexus key")
