@@ -207,3 +207,30 @@ def test_unknown_model_has_null_cost_and_a_flag(stack, upstream):
     post(stack.proxy_url, "/v1/messages?beta=true", _body("hi", model="claude-future-9"), _headers(session))
     (row,) = _session_rows(stack, session, 1)
     assert row["cost_usd"] is None and row["cost_flag"] == "unknown_model" and row["input_tokens"] == 100
+
+
+def test_compressed_response_passes_through_compressed_and_is_recorded_decoded(stack, upstream):
+    import gzip
+
+    session = "11111111-0000-4000-8000-000000000008"
+    doc = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-opus-5-5",
+        "content": [{"type": "text", "text": "compressed hello"}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 7, "output_tokens": 3},
+    }
+    packed = gzip.compress(json.dumps(doc).encode())
+    upstream.enqueue(
+        Reply(headers={"content-type": "application/json", "content-encoding": "gzip"}, body=packed)
+    )
+    body = b'{"model":"claude-opus-5-5","max_tokens":5,"messages":[{"role":"user","content":"zip"}]}'
+    r = post(stack.proxy_url, "/v1/messages", body, _headers(session, **{"accept-encoding": "gzip"}))
+    assert r.header("content-encoding") == "gzip" and r.body == packed  # untouched on the wire
+    (row,) = _session_rows(stack, session, 1)
+    assert (row["input_tokens"], row["output_tokens"]) == (7, 3)
+    _, detail = stack.api(f"/api/requests/{row['id']}")
+    assert detail["response"]["content"][0]["text"] == "compressed hello"
+    assert upstream.messages_requests()[-1].header("accept-encoding") == "gzip"
