@@ -28,6 +28,7 @@ from nexus.config import DEFAULT_UPSTREAM, Settings
 from nexus.db.migrate import migrate
 from pydantic import ValidationError
 
+from nexus_cli import priority
 from nexus_cli.common import CLIError, add_data_dir, local_store
 
 DASHBOARD_KEY_SECRET = "nexus/dashboard-key"
@@ -196,6 +197,7 @@ def _serve(
 
         stack.pg = start_embedded(data_dir / "pg")
         db_url = stack.pg.get_uri()
+        priority.lower_tree(stack.pg.get_pid())
     applied = migrate(db_url)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
@@ -237,6 +239,9 @@ def _serve(
         env,
         ["--timeout-graceful-shutdown", "5"],
     )
+    # The proxy and dashboard run in sessions of their own, so this lowers only the supervisor (idle)
+    # and the ingest thread.
+    priority.lower(os.getpid())
     stack.stop_consumer = threading.Event()
     consumer = SpoolConsumer(settings.spool_dir, db_url)
     stack.consumer_thread = threading.Thread(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from nexus.spool import SpoolReader
 
 from tests.integration.http import CLAUDE_HEADERS, post
 from tests.support import pg
@@ -51,7 +52,7 @@ def _wait_rows(url: str, session: str, n: int, timeout: float = 30) -> None:
 
 
 def _spooled(stack: Stack) -> int:
-    return len(list((stack.data_dir / "spool" / "ready").glob("*.rec")))
+    return SpoolReader(stack.data_dir / "spool").pending()
 
 
 def test_database_outage_keeps_claude_working_and_loses_nothing(own_pg, fake_upstream, tmp_path):

@@ -1,18 +1,21 @@
-"""nexus.spool: the local file queue between the proxy and ingest."""
+"""nexus.spool: the local segment-file queue between the proxy and ingest."""
 
 from __future__ import annotations
 
 import os
-import time
+import struct
+import subprocess
+import sys
+import zlib
 
 from nexus.record import RawRecord
-from nexus.spool import SpoolReader, SpoolWriter
+from nexus.spool import FRAME, FRAME_MAGIC, SpoolReader, SpoolWriter
 
 
-def rec(n: int, received_at: float | None = None, body: bytes = b"") -> RawRecord:
+def rec(n: int, body: bytes = b"") -> RawRecord:
     return RawRecord(
         id=f"rec-{n:03d}",
-        received_at=1732470000.0 + n if received_at is None else received_at,
+        received_at=1732470000.0 + n,
         method="POST",
         path="/v1/messages",
         query="",
@@ -23,103 +26,142 @@ def rec(n: int, received_at: float | None = None, body: bytes = b"") -> RawRecor
     )
 
 
-def test_take_returns_records_in_arrival_order(tmp_path):
+def ids(items) -> list[str | None]:
+    return [i.record.id if i.record else None for i in items]
+
+
+def segments(root) -> list[str]:
+    return sorted(p.name for p in (root / "segments").iterdir() if p.suffix in (".seg", ".sealed"))
+
+
+def test_records_come_back_in_write_order_exactly(tmp_path):
     writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
-    # Written out of order (requests finish in any order); taken by arrival time.
-    for n in (3, 1, 4, 0, 2):
+    for n in (3, 1, 4):
         writer.put(rec(n))
     items = reader.take(10)
-    assert [i.record.id for i in items] == ["rec-000", "rec-001", "rec-002", "rec-003", "rec-004"]
+    assert ids(items) == ["rec-003", "rec-001", "rec-004"]
+    assert items[1].record == rec(1)
     assert all(i.error is None for i in items)
-    assert items[2].record == rec(2)
-
-
-def test_arrival_order_is_by_time_not_by_id(tmp_path):
-    writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
-    writer.put(rec(9, received_at=100.000002))
-    writer.put(rec(1, received_at=100.000003))
-    writer.put(rec(5, received_at=99.5))
-    assert [i.record.id for i in reader.take(10)] == ["rec-005", "rec-009", "rec-001"]
 
 
 def test_take_respects_limit_and_does_not_consume(tmp_path):
     writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
     for n in range(5):
         writer.put(rec(n))
-    assert [i.record.id for i in reader.take(2)] == ["rec-000", "rec-001"]
+    assert ids(reader.take(2)) == ["rec-000", "rec-001"]
     assert reader.pending() == 5
-    assert [i.record.id for i in reader.take(2)] == ["rec-000", "rec-001"]  # not acked: seen again
+    assert ids(reader.take(2)) == ["rec-000", "rec-001"]  # not acked: seen again
 
 
-def test_ack_deletes_only_the_acked_records(tmp_path):
+def test_ack_advances_the_cursor_and_survives_a_new_reader(tmp_path):
     writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
     for n in range(3):
         writer.put(rec(n))
-    first_two = reader.take(2)
-    reader.ack(first_two)
+    reader.ack(reader.take(2))
     assert reader.pending() == 1
-    assert all(not i.path.exists() for i in first_two)
-    assert [i.record.id for i in reader.take(10)] == ["rec-002"]
-    reader.ack(first_two)  # acking twice is harmless
+    assert ids(SpoolReader(tmp_path).take(10)) == ["rec-002"]  # e.g. after an ingest restart
 
 
-def test_put_leaves_no_temp_file(tmp_path):
-    SpoolWriter(tmp_path, fsync=True).put(rec(1))
-    assert os.listdir(tmp_path / "tmp") == []
-    assert len(os.listdir(tmp_path / "ready")) == 1
+def test_sealed_and_consumed_segments_are_deleted(tmp_path):
+    writer, reader = SpoolWriter(tmp_path, segment_bytes=400), SpoolReader(tmp_path)
+    for n in range(6):
+        writer.put(rec(n, body=b"x" * 150))  # each record fills most of a segment: rotation
+    writer.close()
+    assert len(segments(tmp_path)) >= 3
+    items = reader.take(100)
+    assert ids(items) == [f"rec-{n:03d}" for n in range(6)]
+    reader.ack(items)
+    assert segments(tmp_path) == []
+    assert not list((tmp_path / "segments").glob("*.cursor"))
 
 
-def test_dead_letter_moves_file_and_records_reason(tmp_path):
+def test_a_frame_still_being_written_is_not_read(tmp_path):
     writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
     writer.put(rec(1))
-    writer.put(rec(2))
-    item = reader.take(1)[0]
-    original = item.path.read_bytes()
-    reader.dead_letter(item, "database rejected row: value too long")
-    assert not item.path.exists()
-    dead = tmp_path / "dead" / item.path.name
-    assert dead.read_bytes() == original
-    assert dead.with_suffix(".reason").read_text() == "database rejected row: value too long"
-    assert [i.record.id for i in reader.take(10)] == ["rec-002"]
+    payload = rec(2).encode()
+    frame = FRAME.pack(FRAME_MAGIC, len(payload), zlib.crc32(payload)) + payload
+    seg = next((tmp_path / "segments").glob("*.seg"))
+    with open(seg, "ab") as fh:
+        fh.write(frame[:30])  # the writer (this process, alive) is mid-write
+    assert ids(reader.take(10)) == ["rec-001"]
+    with open(seg, "ab") as fh:
+        fh.write(frame[30:])
+    assert ids(reader.take(10)) == ["rec-001", "rec-002"]
 
 
-def test_corrupt_file_comes_back_as_item_with_error(tmp_path):
-    writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
-    writer.put(rec(1))
-    writer.put(rec(3))
-    good = reader.take(10)[0].record.encode()
-    (tmp_path / "ready" / "1732470002000000-bad.rec").write_bytes(good[: len(good) // 2])
+def test_crashed_writer_segment_is_sealed_and_its_torn_tail_set_aside(tmp_path):
+    script = (
+        "import sys; from pathlib import Path; from nexus.spool import SpoolWriter; "
+        "from tests.unit.test_spool import rec; w = SpoolWriter(Path(sys.argv[1])); "
+        "w.put(rec(1)); w.put(rec(2))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    (seg,) = (tmp_path / "segments").glob("*.seg")  # never sealed: the process just exited
+    with open(seg, "ab") as fh:
+        fh.write(struct.pack(">4sII", FRAME_MAGIC, 1000, 0) + b"partial")
+    reader = SpoolReader(tmp_path)
     items = reader.take(10)
-    assert [i.record.id if i.record else None for i in items] == ["rec-001", None, "rec-003"]
-    bad = items[1]
-    assert bad.error
-    assert bad.path.name == "1732470002000000-bad.rec"
-    reader.dead_letter(bad, bad.error)  # the consumer can move it aside
-    assert [i.record.id for i in reader.take(10)] == ["rec-001", "rec-003"]
+    assert ids(items) == ["rec-001", "rec-002", None]
+    assert "torn frame" in items[2].error
+    for it in items:
+        if it.record is None:
+            reader.dead_letter(it, it.error)
+    reader.ack(items)
+    assert segments(tmp_path) == []
+    assert len(list((tmp_path / "dead").glob("*.rec"))) == 1
 
 
-def test_take_ignores_non_record_files(tmp_path):
+def test_corrupt_frames_come_back_as_items_with_errors(tmp_path):
     writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
     writer.put(rec(1))
-    (tmp_path / "ready" / "notes.txt").write_text("not a record")
-    assert [i.record.id for i in reader.take(10)] == ["rec-001"]
+    seg = next((tmp_path / "segments").glob("*.seg"))
+    good = rec(9).encode()
+    with open(seg, "ab") as fh:  # right header, wrong checksum
+        fh.write(FRAME.pack(FRAME_MAGIC, len(good), zlib.crc32(good) ^ 1) + good)
+    writer.put(rec(3))
+    items = reader.take(10)
+    assert ids(items) == ["rec-001", None, "rec-003"]
+    assert items[1].error == "frame checksum mismatch"
+    reader.dead_letter(items[1], items[1].error)
+    name = next((tmp_path / "dead").glob("*.rec"))
+    assert name.read_bytes() == good
+    assert name.with_suffix(".reason").read_text() == "frame checksum mismatch"
+    reader.ack(items)
+    assert reader.take(10) == []
 
 
-def test_sweep_tmp_removes_only_old_temp_files(tmp_path):
+def test_garbage_in_a_segment_is_set_aside_not_looped_on(tmp_path):
     writer, reader = SpoolWriter(tmp_path), SpoolReader(tmp_path)
     writer.put(rec(1))
-    old = tmp_path / "tmp" / "crashed.rec"
-    fresh = tmp_path / "tmp" / "in-flight.rec"
-    old.write_bytes(b"half a record")
-    fresh.write_bytes(b"being written")
-    two_hours_ago = time.time() - 7200
-    os.utime(old, (two_hours_ago, two_hours_ago))
-    # Age the finished record too: sweeping must never touch ready/.
-    ready_file = next((tmp_path / "ready").iterdir())
-    os.utime(ready_file, (two_hours_ago, two_hours_ago))
+    seg = next((tmp_path / "segments").glob("*.seg"))
+    with open(seg, "ab") as fh:
+        fh.write(b"this is not a frame at all")
+    items = reader.take(10)
+    assert ids(items) == ["rec-001", None]
+    assert "corrupt frame header" in items[1].error
+    reader.ack(items)
+    assert reader.take(10) == []
 
-    assert reader.sweep_tmp(older_than_s=3600) == 1
-    assert not old.exists()
-    assert fresh.exists()
-    assert ready_file.exists()
-    assert reader.sweep_tmp(older_than_s=3600) == 0
+
+def test_fsync_mode_writes_the_same_bytes(tmp_path):
+    SpoolWriter(tmp_path, fsync=True).put(rec(1))
+    assert ids(SpoolReader(tmp_path).take(1)) == ["rec-001"]
+
+
+def test_writers_in_two_processes_never_share_a_segment(tmp_path):
+    SpoolWriter(tmp_path).put(rec(1))
+    script = (
+        "import sys; from pathlib import Path; from nexus.spool import SpoolWriter; "
+        "from tests.unit.test_spool import rec; SpoolWriter(Path(sys.argv[1])).put(rec(2))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    assert len(segments(tmp_path)) == 2
+    assert sorted(ids(SpoolReader(tmp_path).take(10))) == ["rec-001", "rec-002"]

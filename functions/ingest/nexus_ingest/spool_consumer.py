@@ -44,29 +44,29 @@ class SpoolConsumer:
 
     def drain_once(self) -> int:
         """Process one batch. Returns how many spool items were consumed (0: spool empty).
-        Raises DatabaseUnavailable (after dropping the connection) when Postgres is away."""
+        Raises DatabaseUnavailable (after dropping the connection) when Postgres is away; then
+        nothing is acknowledged and the same records come back on the next call."""
         items = self.reader.take(self.batch_size)
         if not items:
             return 0
-        for item in items:
-            if item.record is None:
-                self.reader.dead_letter(item, item.error or "undecodable")
-                self.dead += 1
         good = [it for it in items if it.record is not None]
         try:
             result = ingest_batch(self._connection(), [it.record for it in good], self.known)
         except (DatabaseUnavailable, psycopg.OperationalError) as exc:
             self._drop_connection()
             raise DatabaseUnavailable(str(exc)) from exc
+        for item in items:
+            if item.record is None:
+                self.reader.dead_letter(item, item.error or "undecodable")
+                self.dead += 1
         for i, reason in result.poison.items():
             self.reader.dead_letter(good[i], reason)
             self.dead += 1
-        self.reader.ack([it for i, it in enumerate(good) if i not in result.poison])
+        self.reader.ack(items)
         self.written += result.written
         return len(items)
 
     def run(self, stop: threading.Event) -> None:
-        self.reader.sweep_tmp()
         try:
             self._loop(stop)
         finally:

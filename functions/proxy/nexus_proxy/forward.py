@@ -91,6 +91,7 @@ class Forwarder:
         if self.session is not None:
             await self.session.close()
             self.session = None
+        self.sink.close()
 
     def _record(self, scope, headers: list[tuple[str, str]]) -> RawRecord:
         return RawRecord(

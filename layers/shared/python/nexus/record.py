@@ -10,7 +10,7 @@ Bodies travel as exact bytes: no JSON escaping or base64 on the hot path.
 from __future__ import annotations
 
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -53,10 +53,9 @@ class RawRecord:
         return None
 
     def encode(self) -> bytes:
-        meta = asdict(self)
-        req = meta.pop("request_body")
-        resp = meta.pop("response_body")
-        head = orjson.dumps(meta)
+        # Built by hand: dataclasses.asdict deep-copies the header lists (hot path).
+        head = orjson.dumps({name: getattr(self, name) for name in _META_FIELDS})
+        req, resp = self.request_body, self.response_body
         return b"".join((_HEAD.pack(MAGIC, len(head), len(req), len(resp)), head, req, resp))
 
     @classmethod
@@ -78,3 +77,6 @@ class RawRecord:
         rec.request_body = data[start + n_meta : start + n_meta + n_req]
         rec.response_body = data[start + n_meta + n_req :]
         return rec
+
+
+_META_FIELDS = tuple(f.name for f in fields(RawRecord) if f.name not in ("request_body", "response_body"))

@@ -13,3 +13,7 @@ from nexus.record import RawRecord
 
 class RecordSink(Protocol):
     def put(self, record: RawRecord) -> None: ...
+
+    def close(self) -> None:
+        """Flush and release; called once at shutdown."""
+        ...
