@@ -125,8 +125,9 @@ def test_team_key_team_without_upstream_key_is_refused(store, access):
 
 
 def _wrong_secret(key: str) -> str:
-    prefix, _, secret = key.rpartition("_")
-    return f"{prefix}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
+    # nxk_<id>_<secret>; the secret itself may contain "_", so split after the id only
+    key_id, _, secret = key.removeprefix("nxk_").partition("_")
+    return f"nxk_{key_id}_{'A' if secret[0] != 'A' else 'B'}{secret[1:]}"
 
 
 @pytest.mark.parametrize(
