@@ -15,6 +15,7 @@ from nexus.spool import SpoolReader
 
 from tests.integration.http import CLAUDE_HEADERS, post
 from tests.support import pg
+from tests.support.claude_cli import run_claude
 from tests.support.fake_upstream import Reply, message_events
 from tests.support.stack import Stack
 
@@ -55,7 +56,12 @@ def _spooled(stack: Stack) -> int:
     return SpoolReader(stack.data_dir / "spool").pending()
 
 
+OUTAGE_S = 60
+
+
 def test_database_outage_keeps_claude_working_and_loses_nothing(own_pg, fake_upstream, tmp_path):
+    """PostgreSQL stopped for a minute: Claude Code (the real CLI) and API clients keep working,
+    and every record appears, once, when the database is back."""
     fake_upstream.reset()
     url = pg.create_database(own_pg.get_uri())
     stack = Stack(tmp_path / "nexus", fake_upstream.url, url).start()
@@ -64,16 +70,32 @@ def test_database_outage_keeps_claude_working_and_loses_nothing(own_pg, fake_ups
         assert post(stack.proxy_url, "/v1/messages", BODY, headers).status == 200
         _wait_rows(url, "outage", 1)
         pg.stop_server(own_pg)
-        for _ in range(20):
+        down_since = time.monotonic()
+        cli = run_claude(
+            stack.proxy_url,
+            tmp_path / "home",
+            tmp_path / "project",
+            "-p",
+            "please TRIGGER_BASH while the database is down",
+            "--allowedTools",
+            "Bash",
+            "--model",
+            "claude-opus-5-5",
+        )
+        assert cli["is_error"] is False and "printed hi" in cli["result"]
+        sent = 0
+        while time.monotonic() - down_since < OUTAGE_S:
             r = post(stack.proxy_url, "/v1/messages", BODY, headers)
             assert r.status == 200 and b"message_stop" in r.body
-        time.sleep(3)  # ingest keeps retrying while the database is away
-        assert _spooled(stack) == 20
+            sent += 1
+            time.sleep(2)
+        assert _spooled(stack) == sent + 2  # the CLI's two requests and ours, all waiting
         pg.restart_server(own_pg)
-        _wait_rows(url, "outage", 21)
-        assert _count(url, "outage") == (21, 21)
+        _wait_rows(url, "outage", sent + 1)
+        _wait_rows(url, cli["session_id"], 2)
+        assert _count(url, "outage") == (sent + 1, sent + 1)
         assert _spooled(stack) == 0
-        assert "database unavailable" in stack.log()
+        assert "database unavailable" in stack.log() and "database is back" in stack.log()
     finally:
         stack.stop()
 
