@@ -9,8 +9,7 @@ import time
 import pytest
 
 from tests.integration.http import CLAUDE_HEADERS, post
-from tests.support import pg
-from tests.support.stack import NEXUS, Stack
+from tests.support.stack import NEXUS, Stack, running_stack
 
 BODY = b'{"model":"claude-opus-5-5","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
 
@@ -18,22 +17,20 @@ BODY = b'{"model":"claude-opus-5-5","max_tokens":5,"stream":true,"messages":[{"r
 @pytest.fixture(scope="module")
 def keyed(pg_server, fake_upstream, tmp_path_factory):
     """A stack that requires Nexus keys, with a pass-through team and a team-key team."""
-    s = Stack(
-        tmp_path_factory.mktemp("keyed"),
-        fake_upstream.url,
-        pg.create_database(pg_server.get_uri()),
-        keys="required",
-    )
-    assert s.nexus("teams", "set-mode", "corp", "team-key").returncode == 0
-    assert s.nexus("teams", "set-api-key", "corp", input="sk-ant-team-corp-key\n").returncode == 0
-    s.client_keys = {}
-    for team, user in (("oss", "ada"), ("corp", "bob")):
-        out = s.nexus("keys", "create", "--team", team, "--user", user)
-        assert out.returncode == 0, out.stderr
-        s.client_keys[user] = out.stdout.strip()
-    s.start()
-    yield s
-    s.stop()
+
+    def configure(s: Stack) -> None:
+        assert s.nexus("teams", "set-mode", "corp", "team-key").returncode == 0
+        assert s.nexus("teams", "set-api-key", "corp", input="sk-ant-team-corp-key\n").returncode == 0
+        s.client_keys = {}
+        for team, user in (("oss", "ada"), ("corp", "bob")):
+            out = s.nexus("keys", "create", "--team", team, "--user", user)
+            assert out.returncode == 0, out.stderr
+            s.client_keys[user] = out.stdout.strip()
+
+    with running_stack(
+        pg_server, fake_upstream, tmp_path_factory.mktemp("keyed"), keys="required", before_start=configure
+    ) as s:
+        yield s
 
 
 def _no_secret_key(headers: dict[str, str]) -> dict[str, str]:

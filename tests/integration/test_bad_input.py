@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.http import CLAUDE_HEADERS, post, request
-from tests.support import pg
-from tests.support.stack import Stack
+from tests.support.stack import running_stack
 
 
 def _anthropic_error(r, status: int, etype: str, says: str) -> None:
@@ -49,15 +48,9 @@ def test_rejections_are_recorded(stack, upstream):
 
 @pytest.fixture(scope="module")
 def small_limit_stack(pg_server, fake_upstream, tmp_path_factory):
-    s = Stack(
-        tmp_path_factory.mktemp("small"),
-        fake_upstream.url,
-        pg.create_database(pg_server.get_uri()),
-        env={"NEXUS_MAX_BODY_BYTES": str(256 * 1024)},
-    )
-    s.start()
-    yield s
-    s.stop()
+    env = {"NEXUS_MAX_BODY_BYTES": str(256 * 1024)}
+    with running_stack(pg_server, fake_upstream, tmp_path_factory.mktemp("small"), env=env) as s:
+        yield s
 
 
 def test_huge_body(small_limit_stack, upstream):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,12 +22,8 @@ BODY = b'{"model":"claude-opus-5-5","max_tokens":5,"stream":true,"messages":[{"r
 @pytest.fixture
 def own_pg():
     """A PostgreSQL server this test may stop and start (not the shared one)."""
-    root = Path(tempfile.mkdtemp(prefix="nexus-outage-pg-"))
-    root.chmod(0o755)
-    server = pg.start_server(root / "data")
-    yield server
-    server.cleanup()
-    shutil.rmtree(root, ignore_errors=True)
+    with pg.temporary_server("nexus-outage-pg-") as server:
+        yield server
 
 
 def _count(url: str, session: str) -> tuple[int, int]:

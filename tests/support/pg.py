@@ -3,11 +3,29 @@ and stop/start of a server to simulate a database outage."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+
+
+@contextlib.contextmanager
+def temporary_server(prefix: str = "nexus-test-pg-") -> Iterator:
+    """A server in a fresh directory, removed afterwards. Not under pytest's tmp dir: that is private
+    to root (0700), and the server runs as its own user."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    server = start_server(root / "data")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def start_server(pgdata: Path):

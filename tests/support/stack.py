@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,20 @@ class Stack:
             env=self.env(),
             timeout=60,
         )
+
+
+@contextlib.contextmanager
+def running_stack(pg_server, upstream, data_dir: Path, **kw: Any) -> Iterator[Stack]:
+    """`nexus dev` on a fresh database of ``pg_server`` against ``upstream``; stopped afterwards.
+    ``kw``: Stack options (keys, env); ``before_start(stack)`` runs first (e.g. to create keys)."""
+    from tests.support import pg
+
+    before = kw.pop("before_start", None)
+    s = Stack(data_dir, upstream.url, pg.create_database(pg_server.get_uri()), **kw)
+    if before:
+        before(s)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()

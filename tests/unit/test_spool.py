@@ -26,6 +26,17 @@ def rec(n: int, body: bytes = b"") -> RawRecord:
     )
 
 
+def put_in_child_process(root, *numbers: int) -> None:
+    """Write records from another process that then exits without sealing its segment (a crash)."""
+    script = (
+        "import sys; from pathlib import Path; from nexus.spool import SpoolWriter; "
+        "from tests.unit.test_spool import rec; w = SpoolWriter(Path(sys.argv[1])); "
+        "[w.put(rec(int(n))) for n in sys.argv[2:]]"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    subprocess.run([sys.executable, "-c", script, str(root), *map(str, numbers)], check=True, cwd=repo)
+
+
 def ids(items) -> list[str | None]:
     return [i.record.id if i.record else None for i in items]
 
@@ -90,16 +101,7 @@ def test_a_frame_still_being_written_is_not_read(tmp_path):
 
 
 def test_crashed_writer_segment_is_sealed_and_its_torn_tail_set_aside(tmp_path):
-    script = (
-        "import sys; from pathlib import Path; from nexus.spool import SpoolWriter; "
-        "from tests.unit.test_spool import rec; w = SpoolWriter(Path(sys.argv[1])); "
-        "w.put(rec(1)); w.put(rec(2))"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
+    put_in_child_process(tmp_path, 1, 2)
     (seg,) = (tmp_path / "segments").glob("*.seg")  # never sealed: the process just exited
     with open(seg, "ab") as fh:
         fh.write(struct.pack(">4sII", FRAME_MAGIC, 1000, 0) + b"partial")
@@ -154,14 +156,6 @@ def test_fsync_mode_writes_the_same_bytes(tmp_path):
 
 def test_writers_in_two_processes_never_share_a_segment(tmp_path):
     SpoolWriter(tmp_path).put(rec(1))
-    script = (
-        "import sys; from pathlib import Path; from nexus.spool import SpoolWriter; "
-        "from tests.unit.test_spool import rec; SpoolWriter(Path(sys.argv[1])).put(rec(2))"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
-        check=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-    )
+    put_in_child_process(tmp_path, 2)
     assert len(segments(tmp_path)) == 2
     assert sorted(ids(SpoolReader(tmp_path).take(10))) == ["rec-001", "rec-002"]

@@ -363,24 +363,15 @@ def test_stop_sequence_is_taken_from_message_delta():
     assert (msg["stop_reason"], msg["stop_sequence"]) == ("stop_sequence", "</done>")
 
 
-def test_unparseable_data_lines_are_skipped():
+@pytest.mark.parametrize(
+    "bad_event",
+    [("content_block_start", "{not json"), ("ping", "1")],
+    ids=["unparseable", "non-object"],
+)
+def test_bad_data_lines_are_skipped_not_fatal(bad_event):
     raw = sse(
         message_start(),
-        ("content_block_start", "{not json"),
-        block_start(0, {"type": "text", "text": ""}),
-        text_delta(0, "ok"),
-        block_stop(0),
-        MESSAGE_STOP,
-    )
-    result = rebuild_message(raw)
-    assert result.message["content"] == [{"type": "text", "text": "ok"}]
-    assert result.complete is True
-
-
-def test_non_object_json_data_line_is_skipped_not_fatal():
-    raw = sse(
-        message_start(),
-        ("ping", "1"),
+        bad_event,
         block_start(0, {"type": "text", "text": ""}),
         text_delta(0, "ok"),
         block_stop(0),
