@@ -234,3 +234,45 @@ def test_duplicate_messages_key_roundtrips_exactly():
 def test_deeply_nested_body_falls_back_to_one_blob():
     raw = b'{"messages":[{"content":' + b"[" * 5000 + b"]" * 5000 + b"}]}"
     assert roundtrip(raw) == raw
+
+
+def test_piece_cache_gives_the_same_split_as_parsing():
+    """With the cache, a resent history and the same tools are recognised, not re-parsed; the result
+    (layout, hashes, chain, parsed values) is identical to a cold split, and bytes still round-trip."""
+    from nexus.bodies import PieceCache
+
+    tools = [{"name": "Bash", "description": "Run a command. " * 30, "input_schema": {"type": "object"}}]
+    history: list = []
+    cache = PieceCache()
+    for turn in range(6):
+        history = [
+            *history,
+            {"role": "user", "content": f"turn {turn} " * 20},
+            {"role": "assistant", "content": [{"type": "text", "text": f"answer {turn}"}]},
+        ]
+        raw = json.dumps({"model": "m", "tools": tools, "messages": history}, separators=(",", ":")).encode()
+        warm, cold = split_body(raw, cache), split_body(raw)
+        assert (warm.layout, warm.message_hashes, warm.chain, warm.parsed) == (
+            cold.layout,
+            cold.message_hashes,
+            cold.chain,
+            cold.parsed,
+        )
+        assert warm.chain == chain_ids(warm.message_hashes)
+        data = {**cold.blobs, **warm.blobs}
+        assert join_body(warm.layout, [data[h] for h in warm.message_hashes], data.__getitem__) == raw
+
+
+def test_piece_cache_never_matches_a_longer_value_by_prefix():
+    """A cached '"ab"' must not be taken for the start of '"abc"' (strings, objects and arrays are
+    self-delimiting, numbers are not cached)."""
+    from nexus.bodies import PieceCache
+
+    cache = PieceCache()
+    a = b'{"system":"' + b"x" * 300 + b'","max_tokens":1}'
+    b = b'{"system":"' + b"x" * 300 + b'yz","max_tokens":12}'
+    split_body(a, cache)
+    got = split_body(b, cache)
+    assert got.parsed == json.loads(b)
+    data = got.blobs
+    assert join_body(got.layout, [], data.__getitem__) == b

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,55 @@ class SplitBody:
     layout: list[Any]
     blobs: dict[bytes, bytes] = field(default_factory=dict)  # hash -> exact bytes
     message_hashes: list[bytes] = field(default_factory=list)
-    parsed: dict[str, Any] | None = None  # the decoded body, when it is a JSON object
+    chain: list[bytes] = field(default_factory=list)  # prefix-tree node id per message (chain_ids)
+    # The decoded body, when it is a JSON object. Values may be shared with other bodies through the
+    # PieceCache: treat them as read-only.
+    parsed: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Piece:
+    text: str
+    value: Any
+    hash: bytes
+    data: bytes
+
+
+class PieceCache:
+    """Pieces seen recently, so an identical one is recognised by a string comparison instead of being
+    parsed and hashed again: the tools and system prompt of every request, and every message of the
+    history a conversation resends. Slots say where a piece may recur: a top-level key, or the message
+    that follows a given message-list prefix. Only objects, arrays and strings are cached: they are
+    self-delimiting, so a cached text found at a position is exactly the value there.
+    Bounded by total characters; least recently used slots go first."""
+
+    def __init__(self, max_chars: int = 8_000_000, per_slot: int = 4) -> None:
+        self.max_chars = max_chars
+        self.per_slot = per_slot
+        self._slots: OrderedDict[Any, list[Piece]] = OrderedDict()
+        self._chars = 0
+
+    def match(self, slot: Any, s: str, pos: int) -> Piece | None:
+        pieces = self._slots.get(slot)
+        if pieces:
+            for piece in pieces:
+                if s.startswith(piece.text, pos):
+                    self._slots.move_to_end(slot)
+                    return piece
+        return None
+
+    def add(self, slot: Any, piece: Piece) -> None:
+        if piece.text[:1] not in ("{", "[", '"') or len(piece.text) > self.max_chars // 8:
+            return
+        pieces = self._slots.setdefault(slot, [])
+        self._slots.move_to_end(slot)
+        pieces.insert(0, piece)
+        self._chars += len(piece.text)
+        while len(pieces) > self.per_slot:
+            self._chars -= len(pieces.pop().text)
+        while self._chars > self.max_chars and self._slots:
+            _, dropped = self._slots.popitem(last=False)
+            self._chars -= sum(len(p.text) for p in dropped)
 
 
 def _skip(s: str, i: int) -> int:
@@ -41,16 +90,22 @@ def _skip(s: str, i: int) -> int:
     return i
 
 
-def _blob(out: SplitBody, text: str) -> bytes:
+def _piece(s: str, start: int, cache: PieceCache | None, slot: Any) -> Piece:
+    """The JSON value at ``start``: from the cache when this exact text was seen in this slot."""
+    if cache is not None and (hit := cache.match(slot, s, start)) is not None:
+        return hit
+    value, end = _DECODER.raw_decode(s, start)
+    text = s[start:end]
     data = text.encode()
-    h = sha256(data)
-    out.blobs[h] = data
-    return h
+    piece = Piece(text, value, sha256(data), data)
+    if cache is not None:
+        cache.add(slot, piece)
+    return piece
 
 
-def split_body(raw: bytes) -> SplitBody:
+def split_body(raw: bytes, cache: PieceCache | None = None) -> SplitBody:
     try:
-        return _split_object(raw.decode("utf-8"))
+        return _split_object(raw.decode("utf-8"), cache)
     except (UnicodeDecodeError, ValueError, IndexError, RecursionError):
         out = SplitBody(layout=[])
         h = sha256(raw)
@@ -59,7 +114,7 @@ def split_body(raw: bytes) -> SplitBody:
         return out
 
 
-def _split_object(s: str) -> SplitBody:
+def _split_object(s: str, cache: PieceCache | None) -> SplitBody:
     out = SplitBody(layout=[], parsed={})
     i = _skip(s, 0)
     if s[i] != "{":
@@ -81,16 +136,17 @@ def _split_object(s: str) -> SplitBody:
         if key == "messages" and s[v_start] == "[":
             if out.message_hashes or "messages" in out.parsed:
                 raise ValueError("duplicate messages key")  # stored whole, so it stays exact
-            value, v_end, gaps, hashes = _split_messages(out, s, v_start)
+            value, v_end, gaps = _split_messages(out, s, v_start, cache)
             out.layout.append(s[lit:v_start])
             out.layout.append({"m": gaps})
-            out.message_hashes = hashes
             lit = v_end
         else:
-            value, v_end = _DECODER.raw_decode(s, v_start)
-            if v_end - v_start >= BLOB_MIN_CHARS:
+            piece = _piece(s, v_start, cache, ("key", key))
+            value, v_end = piece.value, v_start + len(piece.text)
+            if len(piece.text) >= BLOB_MIN_CHARS:
                 out.layout.append(s[lit:v_start])
-                out.layout.append({"b": _blob(out, s[v_start:v_end]).hex()})
+                out.blobs[piece.hash] = piece.data
+                out.layout.append({"b": piece.hash.hex()})
                 lit = v_end
         out.parsed[key] = value
         pos = _skip(s, v_end)
@@ -101,10 +157,12 @@ def _split_object(s: str) -> SplitBody:
     return out
 
 
-def _split_messages(out: SplitBody, s: str, start: int) -> tuple[list, int, list[str] | None, list[bytes]]:
+def _split_messages(
+    out: SplitBody, s: str, start: int, cache: PieceCache | None
+) -> tuple[list, int, list[str] | None]:
     values: list[Any] = []
-    hashes: list[bytes] = []
     gaps: list[str] = []
+    node = b""
     pos = start + 1
     gap_start = pos
     while True:
@@ -118,14 +176,17 @@ def _split_messages(out: SplitBody, s: str, start: int) -> tuple[list, int, list
                 raise ValueError("expected ','")
             j = _skip(s, j + 1)
         gaps.append(s[gap_start:j])
-        value, v_end = _DECODER.raw_decode(s, j)
-        values.append(value)
-        hashes.append(_blob(out, s[j:v_end]))
-        gap_start = pos = v_end
+        piece = _piece(s, j, cache, ("after", node))  # the message that follows this prefix
+        values.append(piece.value)
+        out.blobs[piece.hash] = piece.data
+        out.message_hashes.append(piece.hash)
+        node = sha256(node + piece.hash)
+        out.chain.append(node)
+        gap_start = pos = j + len(piece.text)
     compact = gaps[0] == "" and gaps[-1] == "" and all(g == "," for g in gaps[1:-1])
     if not values:
         compact = gaps == [""]
-    return values, end, None if compact else gaps, hashes
+    return values, end, None if compact else gaps
 
 
 def join_body(layout: list[Any], message_blobs: list[bytes], blob: Callable[[bytes], bytes]) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from nexus import classify, pricing, sse
-from nexus.bodies import chain_ids, sha256, split_body
+from nexus.bodies import PieceCache, sha256, split_body
 from nexus.encoding import decode_body
 from nexus.record import RawRecord
 
@@ -68,15 +68,18 @@ def _response(rec: RawRecord) -> tuple[dict[str, Any] | None, dict[str, Any], st
     return doc, doc.get("usage") or {}, err, True
 
 
-def prepare(rec: RawRecord) -> Prepared:
+# One per ingest process: conversations resend their history, tools and system prompt every turn.
+PIECES = PieceCache()
+
+
+def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
     out = Prepared(row={})
-    split = split_body(rec.request_body) if rec.request_body else None
+    split = split_body(rec.request_body, pieces) if rec.request_body else None
     body = split.parsed if split else None
     if split:
         out.blobs.update(split.blobs)
-        ids = chain_ids(split.message_hashes)
         prev: bytes | None = None
-        for depth, (node, h) in enumerate(zip(ids, split.message_hashes, strict=True)):
+        for depth, (node, h) in enumerate(zip(split.chain, split.message_hashes, strict=True)):
             out.chain.append((node, prev, h, depth + 1))
             prev = node
 

@@ -113,10 +113,9 @@ def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHas
                     "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     [chain[n] for n in new_nodes],
                 )
-            inserted = 0
-            for p in batch:
-                cur.execute(_INSERT, [p.row[c] for c in COLUMNS])
-                inserted += cur.rowcount
+            # executemany pipelines the inserts (one round trip); rowcount sums the rows inserted.
+            cur.executemany(_INSERT, [[p.row[c] for c in COLUMNS] for p in batch])
+            inserted = max(cur.rowcount, 0)
     known.add_all(blobs)
     known.add_all(chain)
     return inserted
