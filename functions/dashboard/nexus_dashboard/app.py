@@ -75,6 +75,30 @@ def create_app(conninfo: str, dashboard_key: str) -> FastAPI:
             raise HTTPException(404, f"no request {request_id!r}")
         return row
 
+    @app.get("/api/conversations")
+    def list_conversations(
+        _: Authenticated,
+        conn: Conn,
+        team: str | None = None,
+        user: str | None = None,
+        model: str | None = None,
+        since: datetime | None = None,
+        q: Annotated[str | None, Query(max_length=500)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict:
+        rows = queries.list_conversations(
+            conn, team=team, user=user, model=model, since=since, q=q, limit=limit, offset=offset
+        )
+        return {"conversations": rows}
+
+    @app.get("/api/conversations/{conversation_id}")
+    def get_conversation(_: Authenticated, conn: Conn, conversation_id: str) -> dict:
+        conv = queries.get_conversation(conn, _request_id(conversation_id))
+        if conv is None:
+            raise HTTPException(404, f"no conversation {conversation_id!r}")
+        return conv
+
     @app.get("/api/requests/{request_id}/raw/request")
     def raw_request(_: Authenticated, conn: Conn, request_id: str) -> Response:
         body = queries.raw_request_body(conn, _request_id(request_id))

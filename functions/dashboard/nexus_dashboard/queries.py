@@ -8,13 +8,16 @@ from typing import Any
 import orjson
 import psycopg
 from nexus.db.records import request_body
+from nexus.pricing import context_window
 from psycopg.rows import dict_row
 
 LIST_FIELDS = (
     "id, received_at, team, user_id AS user, session_id, agent_id, model, kind, path, stream, status, "
     "error, stop_reason, input_tokens, output_tokens, cache_creation_input_tokens, "
     "cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_input_tokens, "
-    "cost_usd::float8 AS cost_usd, cost_flag, price_version, ttfb_ms, duration_ms, message_count, body_size"
+    "cost_usd::float8 AS cost_usd, cost_flag, price_version, ttfb_ms, duration_ms, message_count, body_size, "
+    "conversation_id::text, parent_request_id::text, link, branch, is_subtask, parent_task_request_id::text, "
+    "task_tool_use_id, context_tokens"
 )
 
 
@@ -81,3 +84,79 @@ def raw_response_body(conn: psycopg.Connection, request_id: str) -> tuple[bytes,
 
 def _b(v: Any) -> bytes | None:
     return bytes(v) if v is not None else None
+
+
+CONVERSATION_FIELDS = (
+    "id::text, team, user_id AS user, title, models, session_ids, request_count, input_tokens, "
+    "output_tokens, "
+    "cache_creation_input_tokens, cache_read_input_tokens, cost_usd::float8 AS cost_usd, first_at, last_at, "
+    "branch_count, subagent_count, compaction_count, latest_context_tokens, latest_model"
+)
+
+
+def list_conversations(
+    conn: psycopg.Connection,
+    *,
+    team: str | None,
+    user: str | None,
+    model: str | None,
+    since: datetime | None,
+    q: str | None,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    where, args = [], []
+    if team:
+        where.append("team = %s")
+        args.append(team)
+    if user:
+        where.append("user_id = %s")
+        args.append(user)
+    if model:
+        where.append("%s = ANY(models)")
+        args.append(model)
+    if since:
+        where.append("last_at >= %s")
+        args.append(since)
+    if q:
+        where.append("search @@ websearch_to_tsquery('english', %s)")
+        args.append(q)
+    sql = f"SELECT {CONVERSATION_FIELDS} FROM conversations"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY last_at DESC, id DESC LIMIT %s OFFSET %s"
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_with_window(c) for c in cur.execute(sql, [*args, limit, offset]).fetchall()]
+
+
+def _with_window(conv: dict[str, Any]) -> dict[str, Any]:
+    """Latest context size against the model's context window (None when the model is unknown)."""
+    window = context_window(conv.get("latest_model"))
+    conv["context_window"] = window
+    ctx = conv.get("latest_context_tokens")
+    conv["context_fill"] = round(ctx / window, 4) if window and ctx is not None else None
+    return conv
+
+
+def get_conversation(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        conv = cur.execute(
+            f"SELECT {CONVERSATION_FIELDS} FROM conversations WHERE id = %s", (conversation_id,)
+        ).fetchone()
+        if conv is None:
+            return None
+        _with_window(conv)
+        conv["branches"] = cur.execute(
+            "SELECT name, kind, fork_request_id::text, request_count, input_tokens, output_tokens,"
+            " cost_usd::float8 AS cost_usd, first_at, last_at FROM branches WHERE conversation_id = %s"
+            " ORDER BY first_at, name",
+            (conversation_id,),
+        ).fetchall()
+        requests = cur.execute(
+            f"SELECT {LIST_FIELDS} FROM requests WHERE conversation_id = %s ORDER BY received_at, id",
+            (conversation_id,),
+        ).fetchall()
+    for r in requests:
+        r["id"] = str(r["id"])
+    conv["requests"] = requests
+    return conv

@@ -14,8 +14,11 @@ import orjson
 
 from nexus import classify, pricing, sse
 from nexus.bodies import PieceCache, sha256, split_body
+from nexus.db.tracking import LINKED_KINDS, LinkInput
 from nexus.encoding import decode_body
 from nexus.record import RawRecord
+from nexus.tracking import keys as tracking_keys
+from nexus.tracking.normalize import NormCache
 
 RATELIMIT_PREFIX = "anthropic-ratelimit-"
 
@@ -26,6 +29,7 @@ class Prepared:
     blobs: dict[bytes, bytes] = field(default_factory=dict)
     # (id, parent_id, message_hash, depth) for every position of the message list
     chain: list[tuple[bytes, bytes | None, bytes, int]] = field(default_factory=list)
+    link: LinkInput | None = None  # set for requests that belong in a conversation
 
 
 def _header(pairs: list[list[str]], name: str) -> str | None:
@@ -70,6 +74,7 @@ def _response(rec: RawRecord) -> tuple[dict[str, Any] | None, dict[str, Any], st
 
 # One per ingest process: conversations resend their history, tools and system prompt every turn.
 PIECES = PieceCache()
+NORMS = NormCache()
 
 
 def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
@@ -105,6 +110,20 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
     if ok and stream and not complete and error is None:
         error = "stream_incomplete"
 
+    kind = classify.classify(rec.path, body, agent_id)
+    keys = None
+    if kind in LINKED_KINDS and isinstance(body, dict) and split is not None:
+        keys = tracking_keys.compute(
+            rec.team,
+            rec.user,
+            body,
+            response if ok else None,
+            kind,
+            split.message_hashes,
+            NORMS if pieces is not None else None,
+        )
+    context = usage.prompt_tokens if has_usage else None
+
     out.row = {
         "id": rec.id,
         "received_at": datetime.fromtimestamp(rec.received_at, UTC),
@@ -119,7 +138,7 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
         "path": rec.path,
         "query": rec.query,
         "model": model if isinstance(model, str) else None,
-        "kind": classify.classify(rec.path, body, agent_id),
+        "kind": kind,
         "stream": stream,
         "status": rec.status,
         "error": error,
@@ -145,5 +164,42 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
         "body_size": len(rec.request_body),
         "response": orjson.dumps(response).decode() if response is not None else None,
         "response_raw": rec.response_body or None,
+        "context_tokens": context,
+        **_key_columns(keys),
     }
+    if keys is not None:
+        r = out.row
+        out.link = LinkInput(
+            rec.id,
+            r["received_at"],
+            rec.team,
+            rec.user,
+            r["session_id"],
+            agent_id,
+            r["model"],
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_creation_input_tokens,
+            usage.cache_read_input_tokens,
+            cost,
+            context,
+            keys,
+        )
     return out
+
+
+KEY_COLUMNS = (
+    "scope_key",
+    "prefix_key",
+    "tail_key",
+    "messages_key",
+    "start_key",
+    "continuation_key",
+    "summary_key",
+)
+
+
+def _key_columns(keys: tracking_keys.TrackingKeys | None) -> dict[str, bytes | None]:
+    if keys is None:
+        return dict.fromkeys(KEY_COLUMNS)
+    return {"scope_key": keys.scope, **{c: getattr(keys, c) for c in KEY_COLUMNS[1:]}}

@@ -96,6 +96,37 @@ def normalise(model: str) -> str:
     return _SUFFIX.sub("", name)
 
 
+# Context window in tokens, where it is not the 200k of most models (1M: current generation).
+CONTEXT_1M = frozenset(
+    {
+        "claude-fable-5-1",
+        "claude-mythos-5-1",
+        "claude-fable-5",
+        "claude-mythos-5",
+        "claude-opus-5-5",
+        "claude-opus-5",
+        "claude-opus-4-8",
+        "claude-opus-4-7",
+        "claude-opus-4-6",
+        "claude-sonnet-5-5",
+        "claude-sonnet-5",
+        "claude-sonnet-4-6",
+        "claude-haiku-5-5",
+    }
+)
+
+
+def context_window(model: str | None) -> int | None:
+    """The model's context window, or None for a model the table does not know. A ``[1m]`` model id
+    (Sonnet 4/4.5 with the 1M-context beta) counts as 1M."""
+    if not model:
+        return None
+    name = normalise(model)
+    if name not in PRICES:
+        return None
+    return 1_000_000 if name in CONTEXT_1M or "[1m]" in model.lower() else 200_000
+
+
 def price_for(model: str | None) -> Price | None:
     return PRICES.get(normalise(model)) if model else None
 

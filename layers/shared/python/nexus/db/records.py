@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from nexus.bodies import join_body
+from nexus.db.tracking import link_request
 from nexus.ingest import Prepared
 
 COLUMNS = [
@@ -54,7 +55,7 @@ COLUMNS = [
 ]
 _INSERT = (
     f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
-    "ON CONFLICT (id) DO NOTHING"
+    "ON CONFLICT (id) DO NOTHING RETURNING id::text"
 )
 
 
@@ -113,9 +114,18 @@ def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHas
                     "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                     [chain[n] for n in new_nodes],
                 )
-            # executemany pipelines the inserts (one round trip); rowcount sums the rows inserted.
-            cur.executemany(_INSERT, [[p.row[c] for c in COLUMNS] for p in batch])
-            inserted = max(cur.rowcount, 0)
+            # executemany pipelines the inserts; RETURNING tells which ids are new (re-ingest: none).
+            cur.executemany(_INSERT, [[p.row[c] for c in COLUMNS] for p in batch], returning=True)
+            new: set[str] = set()
+            while True:
+                new.update(r[0] for r in cur.fetchall())
+                if not cur.nextset():
+                    break
+        # Link in arrival order at the proxy, so parents usually come before their children.
+        for p in sorted(batch, key=lambda p: (p.row["received_at"], p.row["id"])):
+            if p.link is not None and p.row["id"] in new:
+                link_request(conn, p.link)
+        inserted = len(new)
     known.add_all(blobs)
     known.add_all(chain)
     return inserted
