@@ -41,13 +41,14 @@ def ingest_batch(conn: psycopg.Connection, records: list[RawRecord], known: Know
         return result
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
-    except psycopg.Error:
-        log.warning("batch of %d failed; retrying records one by one", len(prepared))
-    for i, p in prepared:  # isolate the bad record(s)
+    except Exception:  # a record the database rejects, or a bug in linking: find which one
+        log.warning("batch of %d failed; retrying records one by one", len(prepared), exc_info=True)
+    for i, p in prepared:  # isolate the bad record(s); each write is its own transaction
         try:
             result.written += write_batch(conn, [p], known)
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(str(exc)) from exc
-        except psycopg.Error as exc:
-            result.poison[i] = f"database rejected record: {exc.__class__.__name__}: {exc}"
+        except Exception as exc:
+            log.exception("record %s could not be stored", p.row.get("id"))
+            result.poison[i] = f"could not store record: {exc.__class__.__name__}: {exc}"
     return result

@@ -184,6 +184,7 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
             cost,
             context,
             keys,
+            kind,
         )
     return out
 

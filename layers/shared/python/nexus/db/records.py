@@ -2,61 +2,30 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import psycopg
 
 from nexus.bodies import join_body
 from nexus.db.tracking import link_request
 from nexus.ingest import Prepared
+from nexus.record import RawRecord
 
-COLUMNS = [
-    "id",
-    "received_at",
-    "team",
-    "user_id",
-    "key_id",
-    "auth_mode",
-    "account",
-    "session_id",
-    "agent_id",
-    "method",
-    "path",
-    "query",
-    "model",
-    "kind",
-    "stream",
-    "status",
-    "error",
-    "stop_reason",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation_5m_tokens",
-    "cache_creation_1h_tokens",
-    "cache_read_input_tokens",
-    "cost_usd",
-    "cost_flag",
-    "price_version",
-    "ttfb_ms",
-    "duration_ms",
-    "upstream",
-    "request_headers",
-    "response_headers",
-    "ratelimit",
-    "body_layout",
-    "messages_chain",
-    "message_count",
-    "body_size",
-    "response",
-    "response_raw",
-]
-_INSERT = (
-    f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id::text"
-)
+log = logging.getLogger("nexus.ingest")
+
+
+@functools.cache
+def _insert_sql(columns: tuple[str, ...]) -> str:
+    """INSERT for the columns ``nexus.ingest.prepare`` fills (its row dict is the one column list)."""
+    return (
+        f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+        " ON CONFLICT (id) DO NOTHING RETURNING id::text"
+    )
 
 
 class KnownHashes:
@@ -115,7 +84,10 @@ def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHas
                     [chain[n] for n in new_nodes],
                 )
             # executemany pipelines the inserts; RETURNING tells which ids are new (re-ingest: none).
-            cur.executemany(_INSERT, [[p.row[c] for c in COLUMNS] for p in batch], returning=True)
+            columns = tuple(batch[0].row) if batch else ()
+            cur.executemany(
+                _insert_sql(columns), [[p.row[c] for c in columns] for p in batch], returning=True
+            )
             new: set[str] = set()
             while True:
                 new.update(r[0] for r in cur.fetchall())
@@ -124,7 +96,15 @@ def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHas
         # Link in arrival order at the proxy, so parents usually come before their children.
         for p in sorted(batch, key=lambda p: (p.row["received_at"], p.row["id"])):
             if p.link is not None and p.row["id"] in new:
-                link_request(conn, p.link)
+                try:
+                    with conn.transaction():  # a savepoint: a linking failure never loses the record
+                        link_request(conn, p.link)
+                except psycopg.OperationalError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "request %s stored but not linked (nexus tracking rebuild links it)", p.row["id"]
+                    )
         inserted = len(new)
     known.add_all(blobs)
     known.add_all(chain)
@@ -161,3 +141,47 @@ def request_body(conn: psycopg.Connection, layout: list[Any] | None, chain_id: b
     refs = [bytes.fromhex(i["b"]) for i in layout if isinstance(i, dict) and "b" in i]
     data = fetch_blobs(conn, [*msgs, *refs])
     return join_body(layout, [data[h] for h in msgs], data.__getitem__)
+
+
+PROXY_ERRORS = ("client_disconnected", "upstream_", "cancelled")
+
+
+def raw_records(conn: psycopg.Connection, where: str = "TRUE", args: tuple = ()) -> list[RawRecord]:
+    """Stored requests as the raw records the proxy handed over (bodies exact, headers as stored,
+    i.e. already redacted): what `tracking rebuild` and re-ingest tests replay."""
+    rows = conn.execute(
+        "SELECT id::text, extract(epoch FROM received_at)::float8, method, path, query, request_headers,"
+        " status, response_headers, ttfb_ms, duration_ms, error, team, user_id, key_id, auth_mode, account,"
+        " upstream, body_layout, messages_chain, response_raw FROM requests"
+        f" WHERE {where} ORDER BY received_at, id",
+        args,
+    ).fetchall()
+    out = []
+    for r in rows:
+        headers = fetch_blobs(conn, [bytes(r[5])]).get(bytes(r[5])) if r[5] is not None else None
+        rec = RawRecord(
+            id=r[0],
+            received_at=r[1],
+            method=r[2],
+            path=r[3],
+            query=r[4],
+            request_headers=orjson.loads(headers) if headers else [],
+            status=r[6],
+            response_headers=r[7],
+            ttfb_ms=r[8],
+            duration_ms=r[9],
+            # proxy-side markers only: upstream error messages are derived again at ingest
+            error=r[10]
+            if r[10] and r[10].startswith(("client_disconnected", "upstream_", "cancelled"))
+            else None,
+            team=r[11],
+            user=r[12],
+            key_id=r[13],
+            auth_mode=r[14],
+            account=r[15],
+            upstream=r[16],
+        )
+        rec.request_body = request_body(conn, r[17], bytes(r[18]) if r[18] is not None else None)
+        rec.response_body = bytes(r[19]) if r[19] is not None else b""
+        out.append(rec)
+    return out

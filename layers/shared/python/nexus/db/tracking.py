@@ -42,10 +42,12 @@ class LinkInput:
     cost_usd: Decimal | None
     context_tokens: int | None
     keys: TrackingKeys
+    kind: str = "main"
 
 
 _NODE_COLS = (
-    "id::text, session_id, messages_key, branch, is_subtask, parent_task_request_id::text, conversation_id"
+    "id::text, session_id, messages_key, branch, is_subtask, parent_task_request_id::text, "
+    "conversation_id, kind"
 )
 
 
@@ -57,6 +59,7 @@ def _node(row: dict[str, Any]) -> place.Node:
         row["branch"],
         row["is_subtask"],
         row["parent_task_request_id"],
+        row["kind"],
     )
 
 
@@ -134,7 +137,7 @@ def _invocation_number(cur: psycopg.Cursor, conversation_id: Any, inv: dict[str,
 def link_request(conn: psycopg.Connection, r: LinkInput) -> None:
     with conn.cursor(row_factory=dict_row) as cur:
         how, parent, inv = _find_parent(cur, r)
-        me = place.Node(r.id, r.session_id, r.keys.messages_key)
+        me = place.Node(r.id, r.session_id, r.keys.messages_key, kind=r.kind)
         if parent is None:
             conversation_id: Any = r.id
             p = place.root()
@@ -305,8 +308,8 @@ def recompute(conn: psycopg.Connection, conversation_id: Any) -> None:
     rebuild its branch and conversation summaries from the requests."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT id::text, received_at, session_id, agent_id, messages_key, prefix_key, continuation_key,"
-            " start_key FROM requests WHERE conversation_id = %s ORDER BY received_at, id",
+            "SELECT id::text, received_at, session_id, agent_id, kind, messages_key, prefix_key,"
+            " continuation_key, start_key FROM requests WHERE conversation_id = %s ORDER BY received_at, id",
             (conversation_id,),
         ).fetchall()
         placed: dict[str, place.Node] = {}
@@ -338,7 +341,7 @@ def recompute(conn: psycopg.Connection, conversation_id: Any) -> None:
                 keys,
             )
             how, parent, inv = _find_parent(cur, probe) if i else ("root", None, None)
-            me = place.Node(row["id"], row["session_id"], keys.messages_key)
+            me = place.Node(row["id"], row["session_id"], keys.messages_key, kind=row["kind"])
             parent_node = placed.get(parent["id"]) if parent else None
             if parent_node is None:
                 p, parent_id = place.root(), None

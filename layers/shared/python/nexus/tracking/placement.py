@@ -17,6 +17,7 @@ class Node:
     branch: str | None = None
     is_subtask: bool = False
     parent_task_request_id: str | None = None
+    kind: str = "main"  # the request kind (nexus.classify)
 
 
 @dataclass(slots=True)
@@ -43,6 +44,11 @@ def root() -> Placement:
 
 def continuation(node: Node, parent: Node, siblings: list[Node], counters: Counters) -> Placement:
     """``siblings``: earlier continuations of the same parent, oldest first."""
+    if node.kind == "compaction":
+        # A summarisation request is a step of its parent's line, never a branch of its own (the CLI
+        # sends it with the history cut before the last answer, so it shares a parent with that turn).
+        return Placement("continue", parent.branch or MAIN, parent.is_subtask, parent.parent_task_request_id)
+    siblings = [s for s in siblings if s.kind != "compaction"]
     for s in siblings:
         if s.messages_key is not None and s.messages_key == node.messages_key:
             # the same request again (a retry, e.g. after a 529): not a branch

@@ -1,0 +1,176 @@
+"""Conversation tracking on real Claude Code sessions: the real CLI drives `nexus dev` against the
+scripted upstream, and the resulting tree is asserted through the JSON API."""
+
+from __future__ import annotations
+
+import random
+
+import psycopg
+import pytest
+from nexus.db.migrate import migrate
+from nexus.db.records import KnownHashes, raw_records
+from nexus.ingest import prepare
+from nexus_ingest.pipeline import ingest_batch
+
+from tests.support.claude_cli import run_claude
+from tests.support.stack import Stack, running_stack
+
+pytestmark = pytest.mark.cli
+MODEL = "claude-opus-5-5"
+
+
+def _claude(stack: Stack, tmp_path, *args: str, home: str = "home", headers: str | None = None) -> dict:
+    return run_claude(
+        stack.proxy_url, tmp_path / home, tmp_path / "project", *args, "--model", MODEL, headers=headers
+    )
+
+
+def _conversation(stack: Stack, request_id: str) -> dict:
+    status, req = stack.api(f"/api/requests/{request_id}")
+    assert status == 200 and req["conversation_id"], req
+    status, conv = stack.api(f"/api/conversations/{req['conversation_id']}")
+    assert status == 200
+    return conv
+
+
+def _session_requests(stack: Stack, sid: str, n: int) -> list[dict]:
+    return list(reversed(stack.wait_count(n, session_id=sid)))  # oldest first
+
+
+def test_turns_resume_and_fork_make_one_conversation_with_a_branch(stack, upstream, tmp_path):
+    first = _claude(stack, tmp_path, "-p", "please TRIGGER_BASH now", "--allowedTools", "Bash")
+    sid = first["session_id"]
+    _claude(stack, tmp_path, "--resume", sid, "-p", "and a second turn")
+    main = _session_requests(stack, sid, 3)
+    forked = _claude(stack, tmp_path, "--resume", sid, "--fork-session", "-p", "a forked turn")
+    assert forked["session_id"] != sid
+    (fork,) = _session_requests(stack, forked["session_id"], 1)
+
+    conv = _conversation(stack, main[0]["id"])
+    by_id = {r["id"]: r for r in conv["requests"]}
+    assert set(by_id) == {r["id"] for r in main} | {fork["id"]}
+    root, tool_turn, resumed = (by_id[r["id"]] for r in main)
+    assert (root["link"], root["parent_request_id"], root["branch"]) == ("root", None, "main")
+    assert (tool_turn["link"], tool_turn["parent_request_id"], tool_turn["branch"]) == (
+        "continue",
+        root["id"],
+        "main",
+    )
+    assert (resumed["parent_request_id"], resumed["branch"]) == (tool_turn["id"], "main")
+    fork = by_id[fork["id"]]
+    assert (fork["parent_request_id"], fork["branch"]) == (resumed["id"], "branch_1")
+    assert conv["title"] == "please TRIGGER_BASH now"
+    assert conv["request_count"] == 4 and conv["branch_count"] == 1
+    assert set(conv["session_ids"]) == {sid, forked["session_id"]}
+    assert {b["name"] for b in conv["branches"]} == {"main", "branch_1"}
+    assert next(b for b in conv["branches"] if b["name"] == "branch_1")["fork_request_id"] == resumed["id"]
+
+
+def test_sub_agent_runs_on_a_subtask_branch_linked_to_its_tool_call(stack, upstream, tmp_path):
+    out = _claude(stack, tmp_path, "-p", "please TRIGGER_AGENT", "--allowedTools", "Agent")
+    rows = stack.wait_for(lambda rows: len(rows) >= 3, session_id=out["session_id"])
+    conv = _conversation(stack, rows[-1]["id"])
+    reqs = conv["requests"]
+    assert len(reqs) == 3 and {r["conversation_id"] for r in reqs} == {conv["id"]}
+    invoking, sub, back = reqs
+    assert invoking["branch"] == "main" and invoking["stop_reason"] == "tool_use"
+    assert sub["branch"] == "subtask_1" and sub["is_subtask"] and sub["link"] == "subtask"
+    assert sub["parent_task_request_id"] == invoking["id"] and sub["task_tool_use_id"].startswith("toolu_")
+    assert sub["agent_id"]
+    assert back["branch"] == "main" and not back["is_subtask"] and back["parent_request_id"] == invoking["id"]
+    assert conv["subagent_count"] == 1
+
+
+def test_compaction_continues_on_a_compact_branch(stack, upstream, tmp_path):
+    first = _claude(stack, tmp_path, "-p", "please TRIGGER_BASH first", "--allowedTools", "Bash")
+    sid = first["session_id"]
+    _claude(stack, tmp_path, "--resume", sid, "-p", "/compact")
+    _claude(stack, tmp_path, "--resume", sid, "-p", "a turn after compaction")
+    _claude(stack, tmp_path, "--resume", sid, "-p", "and one more")
+    reqs = _session_requests(stack, sid, 5)
+    conv = _conversation(stack, reqs[0]["id"])
+    by_id = {r["id"]: r for r in conv["requests"]}
+    assert set(by_id) == {r["id"] for r in reqs}
+    root, tool_turn, compaction, after, more = (by_id[r["id"]] for r in reqs)
+    assert tool_turn["parent_request_id"] == root["id"]
+    # The CLI summarises the history up to the tool result (it leaves out the last answer), so the
+    # summarisation request continues from the same point as the tool turn, on the same line.
+    assert (compaction["kind"], compaction["branch"], compaction["link"]) == (
+        "compaction",
+        "main",
+        "continue",
+    )
+    assert compaction["parent_request_id"] == root["id"]
+    assert conv["branch_count"] == 0
+    assert (after["link"], after["parent_request_id"], after["branch"]) == (
+        "compact",
+        compaction["id"],
+        "compact_1",
+    )
+    assert (more["parent_request_id"], more["branch"]) == (after["id"], "compact_1")
+    assert conv["compaction_count"] == 1
+
+
+def test_two_users_with_the_same_first_prompt_get_two_conversations(pg_server, fake_upstream, tmp_path):
+    fake_upstream.reset()
+
+    def keys(s: Stack) -> None:
+        s.client_keys = {
+            u: s.nexus("keys", "create", "--team", "t", "--user", u).stdout.strip() for u in ("ann", "ben")
+        }
+
+    with running_stack(pg_server, fake_upstream, tmp_path / "keyed", keys="required", before_start=keys) as s:
+        outs = {
+            u: run_claude(
+                s.proxy_url,
+                tmp_path / "same-home",
+                tmp_path / "project",
+                "-p",
+                "hello there",
+                "--model",
+                MODEL,
+                headers=f"X-Nexus-Key: {k}",
+            )
+            for u, k in s.client_keys.items()
+        }
+        convs = set()
+        for user, out in outs.items():
+            (row,) = s.wait_count(1, session_id=out["session_id"])
+            conv = _conversation(s, row["id"])
+            assert conv["user"] == user and conv["request_count"] == 1
+            convs.add(conv["id"])
+        assert len(convs) == 2
+        status, listed = s.api("/api/conversations?user=ann")
+        assert status == 200 and [c["user"] for c in listed["conversations"]] == ["ann"]
+
+
+def _tree(url: str) -> dict[str, tuple]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id::text, conversation_id::text, parent_request_id::text, link, branch, is_subtask,"
+            " parent_task_request_id::text FROM requests WHERE conversation_id IS NOT NULL"
+        ).fetchall()
+        convs = conn.execute(
+            "SELECT id::text, request_count, branch_count, subagent_count, compaction_count, title"
+            " FROM conversations ORDER BY id"
+        ).fetchall()
+    return {r[0]: r[1:] for r in rows}, convs
+
+
+def test_reingest_shuffled_and_twice_gives_the_same_tree(stack, upstream, tmp_path, database_url):
+    """Every scenario above, re-delivered in random order, one record per batch, and then again."""
+    original_tree, original_convs = _tree(stack.database_url)
+    assert len(original_tree) >= 12
+    with psycopg.connect(stack.database_url) as conn:
+        records = raw_records(conn)
+    migrate(database_url)
+    random.Random(3).shuffle(records)
+    with psycopg.connect(database_url, autocommit=False) as conn:
+        known = KnownHashes()
+        for rec in records + records:
+            ingest_batch(conn, [rec], known)
+            conn.commit()
+    tree, convs = _tree(database_url)
+    assert tree == original_tree
+    assert convs == original_convs
+    assert prepare  # the same code path as live ingest
