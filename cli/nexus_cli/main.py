@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nexus_cli import db_cmd, dev, keys_cmd
+from nexus_cli import db_cmd, dev, keys_cmd, tracking_cmd
 from nexus_cli.common import CLIError
 
 
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.register(sub)
     keys_cmd.register(sub)
     db_cmd.register(sub)
+    tracking_cmd.register(sub)
     return parser
 
 

@@ -174,3 +174,19 @@ def test_reingest_shuffled_and_twice_gives_the_same_tree(stack, upstream, tmp_pa
     assert tree == original_tree
     assert convs == original_convs
     assert prepare  # the same code path as live ingest
+
+
+def test_rebuild_recomputes_the_same_tree_idempotently(stack):
+    before = _tree(stack.database_url)
+    with psycopg.connect(stack.database_url) as conn:  # damage it: links and summaries gone
+        conn.execute("UPDATE requests SET branch = 'wrong', parent_request_id = NULL")
+        conn.execute("DELETE FROM conversations")
+    for args in ([], [], ["--since", "2020-01-01"], ["--team", "nobody"]):
+        out = stack.nexus("tracking", "rebuild", *args)
+        assert out.returncode == 0, out.stderr
+        assert "relinked" in out.stdout and "Traceback" not in out.stderr
+        if args != ["--team", "nobody"]:
+            assert _tree(stack.database_url) == before
+    assert stack.nexus("tracking", "rebuild", "--team", "nobody").stdout.strip() == "relinked 0 requests"
+    bad = stack.nexus("tracking", "rebuild", "--since", "last tuesday")
+    assert bad.returncode == 2 and "not a date" in bad.stderr

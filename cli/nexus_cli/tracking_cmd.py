@@ -1,0 +1,67 @@
+"""``nexus tracking rebuild``: recompute conversation links and summaries from stored records."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+
+from nexus_cli.common import CLIError, add_data_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    tr = sub.add_parser("tracking", help="conversation tracking maintenance")
+    ts = tr.add_subparsers(dest="tracking_command", required=True, metavar="ACTION")
+    rb = ts.add_parser("rebuild", help="recompute links and summaries (idempotent; same code as ingest)")
+    rb.add_argument("--team", help="only conversations of this team")
+    rb.add_argument(
+        "--since", type=_date, help="only conversations with requests since DATE (YYYY-MM-DD or ISO)"
+    )
+    add_data_dir(rb)
+    rb.set_defaults(func=_rebuild)
+
+
+def _date(value: str) -> datetime:
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {value!r} (use YYYY-MM-DD or ISO 8601)") from None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def _bar(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total if total else width
+    end = "\n" if done >= total else ""
+    print(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests",
+        end=end,
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    import psycopg
+    from nexus.db.migrate import migrate
+    from nexus.db.rebuild import rebuild
+
+    url = os.environ.get("DATABASE_URL")
+    server = None
+    if not url:
+        from nexus.db.embedded import start_embedded
+
+        if not (args.data_dir / "pg").exists():
+            raise CLIError(f"no database in {args.data_dir} (set DATABASE_URL or --data-dir)")
+        server = start_embedded(args.data_dir / "pg")
+        url = server.get_uri()
+    try:
+        migrate(url)
+        with psycopg.connect(url) as conn:
+            n = rebuild(conn, args.team, args.since, _bar)
+        print(f"relinked {n} requests")
+    finally:
+        if server is not None:
+            server.cleanup()
+    return 0
