@@ -190,3 +190,37 @@ def test_rebuild_recomputes_the_same_tree_idempotently(stack):
     assert stack.nexus("tracking", "rebuild", "--team", "nobody").stdout.strip() == "relinked 0 requests"
     bad = stack.nexus("tracking", "rebuild", "--since", "last tuesday")
     assert bad.returncode == 2 and "not a date" in bad.stderr
+
+
+def test_conversation_list_filters_and_full_text_search(stack):
+    status, body = stack.api("/api/conversations?limit=500")
+    assert status == 200
+    convs = body["conversations"]
+    assert len(convs) == 3  # the fork, sub-agent and compaction scenarios above
+    assert all(c["request_count"] >= 1 and c["title"] for c in convs)
+    assert [c["last_at"] for c in convs] == sorted((c["last_at"] for c in convs), reverse=True)
+    fill = [c for c in convs if c["context_fill"] is not None]
+    assert fill and all(c["context_window"] == 1_000_000 for c in fill)  # Opus 5.5: 1M context
+    # full text over prompts and answers
+    _, hits = stack.api("/api/conversations?q=forked")
+    assert len(hits["conversations"]) == 1 and hits["conversations"][0]["branch_count"] == 1
+    _, hits = stack.api("/api/conversations?q=%22printed%20hi%22")  # an answer's words
+    assert hits["conversations"]
+    _, none = stack.api("/api/conversations?q=xylophone")
+    assert none["conversations"] == []
+    _, by_model = stack.api("/api/conversations?model=claude-opus-5-5&limit=500")
+    assert len(by_model["conversations"]) == len(convs)
+    _, other = stack.api("/api/conversations?model=claude-haiku-4-5")
+    assert other["conversations"] == []
+    _, page = stack.api("/api/conversations?limit=2&offset=1")
+    assert [c["id"] for c in page["conversations"]] == [c["id"] for c in convs[1:3]]
+
+
+def test_conversation_api_bad_input(stack):
+    assert stack.api("/api/conversations/00000000-0000-0000-0000-000000000000")[0] == 404
+    assert stack.api("/api/conversations/nope")[0] == 404
+    status, body = stack.api("/api/conversations?since=soon")
+    assert status == 400 and "since" in body["error"]["message"]
+    status, body = stack.api("/api/conversations?limit=100000")
+    assert status == 400 and "limit" in body["error"]["message"]
+    assert stack.api("/api/conversations", key="bad")[0] == 401
