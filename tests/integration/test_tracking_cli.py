@@ -224,3 +224,22 @@ def test_conversation_api_bad_input(stack):
     status, body = stack.api("/api/conversations?limit=100000")
     assert status == 400 and "limit" in body["error"]["message"]
     assert stack.api("/api/conversations", key="bad")[0] == 401
+
+
+def test_background_sub_agent_and_its_notification(pg_server, fake_upstream, tmp_path):
+    fake_upstream.reset()
+    with running_stack(pg_server, fake_upstream, tmp_path / "bg") as s:
+        out = _claude(s, tmp_path, "-p", "please TRIGGER_AGENT_BG", "--allowedTools", "Agent")
+        rows = s.wait_for(
+            lambda rows: any(r["kind"] == "subagent" for r in rows) and len(rows) >= 3,
+            session_id=out["session_id"],
+        )
+        conv = _conversation(s, rows[0]["id"])
+        reqs = conv["requests"]
+        sub = [r for r in reqs if r["kind"] == "subagent"]
+        main = [r for r in reqs if r["kind"] != "subagent"]
+        assert sub and all(r["branch"] == "subtask_1" and r["is_subtask"] for r in sub)
+        assert sub[0]["parent_task_request_id"] == main[0]["id"]
+        assert all(r["branch"] == "main" for r in main) and len(main) >= 2
+        assert {r["conversation_id"] for r in reqs} == {conv["id"]}
+        assert conv["subagent_count"] == 1 and conv["branch_count"] == 0

@@ -251,7 +251,8 @@ def cli_rules(body: dict[str, Any], usage: Usage) -> Reply:
             "description": "Say hello",
             "prompt": SUBAGENT_PROMPT,
             "subagent_type": "general-purpose",
-            "run_in_background": False,
+            # TRIGGER_AGENT_BG: a background agent ("Async agent launched"), reporting back later
+            "run_in_background": "TRIGGER_AGENT_BG" in text,
         }
         blocks = [tool_use_block(name, inp)]
         stop = "tool_use"
