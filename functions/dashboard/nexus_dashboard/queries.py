@@ -119,7 +119,10 @@ def list_conversations(
         where.append("last_at >= %s")
         args.append(since)
     if q:
-        where.append("search @@ websearch_to_tsquery('english', %s)")
+        where.append(
+            "id IN (SELECT conversation_id FROM conversation_text"
+            " WHERE tsv @@ websearch_to_tsquery('english', %s))"
+        )
         args.append(q)
     sql = f"SELECT {CONVERSATION_FIELDS} FROM conversations"
     if where:

@@ -50,6 +50,7 @@ def _clear(conn: psycopg.Connection, ids: list[str]) -> None:
         (ids,),
     )
     conn.execute("DELETE FROM subtask_invocations WHERE request_id = ANY(%s)", (ids,))
+    conn.execute("DELETE FROM conversation_text WHERE request_id = ANY(%s)", (ids,))
     conn.execute(
         "UPDATE requests SET conversation_id = NULL, parent_request_id = NULL, link = NULL, branch = NULL,"
         " is_subtask = false, parent_task_request_id = NULL, task_tool_use_id = NULL WHERE id = ANY(%s)",

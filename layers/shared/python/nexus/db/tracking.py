@@ -214,8 +214,7 @@ def _add_to_summaries(
         " latest_model = CASE WHEN %(at)s >= last_at AND %(model)s::text IS NOT NULL AND NOT %(sub)s"
         "               THEN %(model)s ELSE latest_model END,"
         " branch_count = branch_count + %(nb)s, subagent_count = subagent_count + %(ns)s,"
-        " compaction_count = compaction_count + %(nc)s,"
-        " search = search || to_tsvector('english', %(text)s)"
+        " compaction_count = compaction_count + %(nc)s"
         " WHERE id = %(conv)s",
         {
             "i": r.input_tokens,
@@ -231,10 +230,16 @@ def _add_to_summaries(
             "nb": int(kind == "branch"),
             "ns": int(kind == "subtask"),
             "nc": int(kind == "compact"),
-            "text": f"{r.keys.prompt_text}\n{r.keys.answer_text}"[:100_000],
             "conv": conversation_id,
         },
     )
+    text = f"{r.keys.prompt_text}\n{r.keys.answer_text}"[:100_000]
+    if text.strip():
+        cur.execute(
+            "INSERT INTO conversation_text (request_id, conversation_id, tsv)"
+            " VALUES (%s, %s, to_tsvector('english', %s)) ON CONFLICT (request_id) DO NOTHING",
+            (r.id, conversation_id, text),
+        )
     cur.execute(
         "INSERT INTO branches AS b (conversation_id, name, kind, fork_request_id, request_count,"
         " input_tokens,"
@@ -294,10 +299,7 @@ def merge(conn: psycopg.Connection, into: Any, source: Any) -> None:
     """Fold conversation ``source`` (a subtree that arrived before its parent) into ``into``."""
     conn.execute("UPDATE requests SET conversation_id = %s WHERE conversation_id = %s", (into, source))
     conn.execute(
-        "UPDATE conversations SET search = search"
-        " || coalesce((SELECT search FROM conversations WHERE id = %s),"
-        " ''::tsvector) WHERE id = %s",
-        (source, into),
+        "UPDATE conversation_text SET conversation_id = %s WHERE conversation_id = %s", (into, source)
     )
     conn.execute("DELETE FROM conversations WHERE id = %s", (source,))
     conn.execute("DELETE FROM branches WHERE conversation_id = %s", (source,))

@@ -57,13 +57,21 @@ CREATE TABLE conversations (
     subagent_count integer NOT NULL DEFAULT 0,
     compaction_count integer NOT NULL DEFAULT 0,
     latest_context_tokens integer,
-    latest_model text,
-    search tsvector NOT NULL DEFAULT ''::tsvector
+    latest_model text
 );
 CREATE INDEX conversations_last_at ON conversations (last_at DESC);
 CREATE INDEX conversations_team_user ON conversations (team, user_id, last_at DESC);
 CREATE INDEX conversations_models ON conversations USING gin (models);
-CREATE INDEX conversations_search ON conversations USING gin (search);
+
+-- Full-text search over prompts and answers: one row per request (written once, never rewritten,
+-- so a long conversation costs no more per turn than a short one).
+CREATE TABLE conversation_text (
+    request_id uuid PRIMARY KEY,
+    conversation_id uuid NOT NULL,
+    tsv tsvector NOT NULL
+);
+CREATE INDEX conversation_text_tsv ON conversation_text USING gin (tsv);
+CREATE INDEX conversation_text_conversation ON conversation_text (conversation_id);
 
 CREATE TABLE branches (
     conversation_id uuid NOT NULL,
