@@ -67,18 +67,25 @@ def test_turns_resume_and_fork_make_one_conversation_with_a_branch(stack, upstre
 
 
 def test_sub_agent_runs_on_a_subtask_branch_linked_to_its_tool_call(stack, upstream, tmp_path):
-    out = _claude(stack, tmp_path, "-p", "please TRIGGER_AGENT", "--allowedTools", "Agent")
-    rows = stack.wait_for(lambda rows: len(rows) >= 3, session_id=out["session_id"])
+    """The sub-agent makes a tool call of its own: its follow-up request stays on its branch."""
+    out = _claude(stack, tmp_path, "-p", "please TRIGGER_AGENT_TOOLS", "--allowedTools", "Agent", "Bash")
+    rows = stack.wait_for(lambda rows: len(rows) >= 4, session_id=out["session_id"])
     conv = _conversation(stack, rows[-1]["id"])
     reqs = conv["requests"]
-    assert len(reqs) == 3 and {r["conversation_id"] for r in reqs} == {conv["id"]}
-    invoking, sub, back = reqs
+    assert len(reqs) == 4 and {r["conversation_id"] for r in reqs} == {conv["id"]}
+    invoking, sub, sub_tool_turn, back = reqs
     assert invoking["branch"] == "main" and invoking["stop_reason"] == "tool_use"
     assert sub["branch"] == "subtask_1" and sub["is_subtask"] and sub["link"] == "subtask"
     assert sub["parent_task_request_id"] == invoking["id"] and sub["task_tool_use_id"].startswith("toolu_")
-    assert sub["agent_id"]
+    assert sub["agent_id"] and sub["stop_reason"] == "tool_use"
+    assert (sub_tool_turn["link"], sub_tool_turn["parent_request_id"]) == ("continue", sub["id"])
+    assert sub_tool_turn["branch"] == "subtask_1" and sub_tool_turn["is_subtask"]
+    assert sub_tool_turn["parent_task_request_id"] == invoking["id"]
+    assert sub_tool_turn["agent_id"] == sub["agent_id"]
     assert back["branch"] == "main" and not back["is_subtask"] and back["parent_request_id"] == invoking["id"]
     assert conv["subagent_count"] == 1
+    subtask = next(b for b in conv["branches"] if b["name"] == "subtask_1")
+    assert subtask["request_count"] == 2
 
 
 def test_compaction_continues_on_a_compact_branch(stack, upstream, tmp_path):

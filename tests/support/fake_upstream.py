@@ -249,7 +249,8 @@ def cli_rules(body: dict[str, Any], usage: Usage) -> Reply:
         name = "Agent" if "Agent" in tools else "Task"
         inp: dict[str, Any] = {
             "description": "Say hello",
-            "prompt": SUBAGENT_PROMPT,
+            # TRIGGER_AGENT_TOOLS: the sub-agent itself makes a tool call before it answers
+            "prompt": SUBAGENT_PROMPT + (" TRIGGER_BASH" if "TRIGGER_AGENT_TOOLS" in text else ""),
             "subagent_type": "general-purpose",
             # TRIGGER_AGENT_BG: a background agent ("Async agent launched"), reporting back later
             "run_in_background": "TRIGGER_AGENT_BG" in text,

@@ -1,0 +1,1260 @@
+"""What conversation tracking costs at ingest as the database grows, and what a long session stores.
+
+One run starts a temporary embedded Postgres (tests/support/pg.py), fills a migrated database with
+synthetic but realistic Claude Code traffic in stages (bulk batches through the real ingest path:
+``nexus.ingest.prepare`` + ``nexus.db.records.write_batch``, which stores and links), and at each stage
+times single-request ingests (one transaction each, like a quiet live system) of requests that continue
+existing conversations. Then it EXPLAINs every statement linking ran (custom and generic plans), and
+ingests one 200-turn session into a fresh database to measure storage. See bench/README.md.
+
+    .venv/bin/python bench/tracking.py            # full run: stages of 10k, 50k, 100k, 200k requests
+    .venv/bin/python bench/tracking.py --quick    # smoke run: 2k, 10k, 20k
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import re
+import string
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+import psycopg
+from nexus.db.migrate import migrate
+from nexus.db.records import KnownHashes, write_batch
+from nexus.ingest import prepare
+from nexus.record import RawRecord
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
+
+from tests.support.fake_upstream import Usage, message_events
+from tests.support.pg import create_database, temporary_server
+
+MODEL = "claude-sonnet-4-5-20250929"
+CLI_VERSION = "2.1.330"
+FULL_STAGES = (10_000, 50_000, 100_000, 200_000)
+QUICK_STAGES = (2_000, 10_000, 20_000)
+FILL_BATCH = 200
+ACTIVE_SESSIONS = 16  # sessions interleaved during the fill
+PARKED_SESSIONS = 500  # finished sessions kept in memory, to be continued by the timed samples
+SAMPLES = 300  # timed turns of existing conversations per stage (half resumed, half next turn)
+SUBAGENT_SAMPLES = 30
+COMPACTION_SAMPLES = 20
+FLOOR_SAMPLES = 100
+LONG_MESSAGES = 300  # the long conversation reaches this many messages by the last stage
+LATE_MESSAGES = 250  # its turns from here on are the "late" ones
+STORAGE_TURNS = 200
+DEFAULT_FILL_BUDGET_S = 480.0
+
+TARGET_P50_MS = 5.0
+TARGET_FLAT_RATIO = 1.5
+TARGET_STORAGE_RATIO = 3.0
+
+COMPACT_PROMPT = (
+    "Your task is to create a detailed summary of the conversation so far, paying close attention to"
+    " the user's explicit requests and your previous actions."
+)
+CONTINUATION = (
+    "This session is being continued from a previous conversation that ran out of context."
+    " The conversation is summarized below:"
+)
+MAIN_TOOLS = (
+    "Agent", "Bash", "Glob", "Grep", "Read", "Edit", "Write", "NotebookEdit", "WebFetch", "WebSearch",
+    "TodoWrite", "BashOutput",
+)  # fmt: skip
+WORK_TOOLS = ("Bash", "Read", "Edit", "Grep", "Glob", "Write")
+COMMON_WORDS = (
+    "the of and to in is that for it with as on be this are by from at or an use file code test run if"
+    " not can will we should function value data error line name type call return new add fix check"
+    " update config request response table index query user session module import class method string"
+    " list dict path build deploy cache key time log debug output input result status message"
+)  # split into words by Text
+CODE_TOKENS = (
+    "def return self import from if else elif for in while None True False ( ) : = == != + - * / { }"
+    " [ ] , . -> # await async try except raise with as lambda yield pass 0 1 2 10 100 'x' \"s\""
+)
+
+
+# --- measurement helpers -------------------------------------------------------------------------
+
+
+def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def sched_cpu_s(pid: int) -> float:
+    """CPU time of one process from the scheduler (sub-microsecond); clock ticks where unavailable."""
+    try:
+        with open(f"/proc/{pid}/sched") as fh:
+            for line in fh:
+                if line.startswith("se.sum_exec_runtime"):
+                    return float(line.split(":", 1)[1]) / 1000
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return math.nan
+
+
+class TimingCursor(psycopg.Cursor):
+    """Records every ``execute`` (SQL, parameters, seconds) while ``journal`` is set: the statements
+    linking runs, for the per-statement breakdown and for EXPLAIN. ``executemany`` is not recorded."""
+
+    journal: ClassVar[list[tuple[str, Any, float]] | None] = None
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if TimingCursor.journal is None or not isinstance(query, str):
+            return super().execute(query, params, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return super().execute(query, params, **kwargs)
+        finally:
+            TimingCursor.journal.append((query, params, time.perf_counter() - t0))
+
+
+STATEMENT_LABELS: tuple[tuple[str, str], ...] = (
+    (r"WHERE tail_key = ", "parent by tail_key"),
+    (r"WHERE summary_key = ", "parent by summary_key"),
+    (r"WHERE i\.start_key = ", "invocation by start_key"),
+    (r"WHERE parent_request_id = %s", "siblings by parent_request_id"),
+    (r"FROM branches WHERE conversation_id", "branch counters"),
+    (r"FROM requests WHERE id = %s", "invoking request by id"),
+    (r"count\(\*\) FROM subtask_invocations", "invocation number"),
+    (r"^UPDATE requests SET conversation_id", "update request links"),
+    (r"^UPDATE conversations SET request_count", "conversation summary"),
+    (r"^INSERT INTO conversation_text", "search text row"),
+    (r"^INSERT INTO branches", "branch summary upsert"),
+    (r"^INSERT INTO conversations", "new conversation"),
+    (r"^INSERT INTO subtask_invocations", "record invocation"),
+    (r"WHERE (\w+) = %s AND parent_request_id IS NULL", "orphans by {0}"),
+    (r"SELECT hash FROM blobs", "blobs already stored (ANY)"),
+    (r"SELECT id FROM message_chains", "chain nodes already stored (ANY)"),
+)
+
+
+def statement_label(sql: str) -> str:
+    s = " ".join(sql.split())
+    for pattern, label in STATEMENT_LABELS:
+        m = re.search(pattern, s)
+        if m:
+            return label.format(*m.groups())
+    table = re.search(r"\b(?:FROM|UPDATE|INTO)\s+(\w+)", s)
+    return f"{s.split(' ', 1)[0]} {table.group(1) if table else '?'}"
+
+
+# --- synthetic text and Claude Code request shapes -----------------------------------------------
+
+
+class Text:
+    """Random prose and code-like text from a Zipf-weighted vocabulary, cut from pre-built corpora
+    (fast: a slice per call). Compresses about like real prose and code, see the printed zlib ratio."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        vocab = COMMON_WORDS.split() + [self._word() for _ in range(4000)]
+        cum = list(_cumulative([1 / (i + 1) for i in range(len(vocab))]))
+        self.prose = " ".join(rng.choices(vocab, cum_weights=cum, k=500_000))
+        idents = ["_".join(rng.choices(vocab[:800], k=rng.randint(1, 3))) for _ in range(1500)]
+        code_vocab = CODE_TOKENS.split() + idents
+        code_cum = list(_cumulative([1 / (i + 1) ** 0.8 for i in range(len(code_vocab))]))
+        lines = [
+            "    " * rng.randint(0, 3)
+            + " ".join(rng.choices(code_vocab, cum_weights=code_cum, k=rng.randint(1, 9)))
+            for _ in range(60_000)
+        ]
+        self.code = "\n".join(lines)
+
+    def _word(self) -> str:
+        return "".join(self.rng.choices(string.ascii_lowercase, k=self.rng.randint(2, 10)))
+
+    def words(self, lo: int, hi: int) -> str:
+        return self._cut(self.prose, self.rng.randint(lo, hi))
+
+    def lines(self, lo: int, hi: int) -> str:
+        return self._cut(self.code, self.rng.randint(lo, hi))
+
+    def _cut(self, src: str, n: int) -> str:
+        start = self.rng.randrange(len(src) - n)
+        return src[start : start + n].strip() or "x"
+
+
+def _cumulative(weights: list[float]) -> Iterator[float]:
+    total = 0.0
+    for w in weights:
+        total += w
+        yield total
+
+
+@dataclass
+class Shapes:
+    """The parts every request of a kind repeats: tools (~40 KB) and the system prompt."""
+
+    main_tools: bytes
+    main_system: bytes
+    sub_tools: bytes
+    sub_system: bytes
+
+    @classmethod
+    def build(cls, text: Text) -> Shapes:
+        tools = {name: _tool_definition(text, name) for name in MAIN_TOOLS}
+        billing = {
+            "type": "text",
+            "text": f"x-anthropic-billing-header: cc_version={CLI_VERSION}.a1f; cc_entrypoint=cli;",
+        }
+        ephemeral = {"type": "ephemeral"}
+        main_system = [
+            billing,
+            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.",
+             "cache_control": ephemeral},
+            {"type": "text", "text": text.words(13_000, 13_000), "cache_control": ephemeral},
+        ]  # fmt: skip
+        sub_system = [
+            billing,
+            {"type": "text", "text": "You are an agent for Claude Code, Anthropic's official CLI for Claude.",
+             "cache_control": ephemeral},
+            {"type": "text", "text": text.words(5_000, 5_000), "cache_control": ephemeral},
+        ]  # fmt: skip
+        sub_tools = [t for name, t in tools.items() if name not in ("Agent", "TodoWrite")]
+        return cls(
+            orjson.dumps(list(tools.values())),
+            orjson.dumps(main_system),
+            orjson.dumps(sub_tools),
+            orjson.dumps(sub_system),
+        )
+
+
+def _tool_definition(text: Text, name: str) -> dict[str, Any]:
+    params = ["command", "description", "timeout"] if name == "Bash" else ["path", "pattern", "limit"]
+    return {
+        "name": name,
+        "description": text.words(2_700, 3_300),
+        "input_schema": {
+            "type": "object",
+            "properties": {p: {"type": "string", "description": text.words(80, 200)} for p in params},
+            "required": params[:1],
+            "additionalProperties": False,
+            "$schema": "http://json-schema.org/draft-07/schema#",
+        },
+    }
+
+
+@dataclass
+class Identity:
+    team: str
+    user: str
+    device: str
+    account: str
+
+
+def uuid7_at(ts: float, rng: random.Random) -> str:
+    """A UUIDv7 for a (virtual) arrival time, as the proxy assigns them."""
+    value = (int(ts * 1000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rng.getrandbits(12) << 64
+    value |= 0b10 << 62 | rng.getrandbits(62)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass
+class Convo:
+    """One conversation as the CLI resends it: the history so far (exact bytes, no cache_control)
+    and the newest user message, which is sent last with the cache_control marker."""
+
+    ident: Identity
+    session_id: str
+    agent_id: str | None
+    head: bytes
+    tail: bytes
+    headers: list[list[str]]
+    planned_turns: int
+    history: list[bytes] = field(default_factory=list)
+    pending: dict[str, Any] | None = None
+    env: bytes | None = None  # the inline system message (#2), sent once the first user message is
+    turns: int = 0
+    last_text: str = ""
+    sub: Convo | None = None  # a running sub-agent (Agent tool call) the main conversation waits for
+    sub_call: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.sub is None and self.turns >= self.planned_turns
+
+    @property
+    def next_message_count(self) -> int:
+        return len(self.history) + 1 + (1 if self.turns == 0 and self.env else 0)
+
+
+def _with_cache_control(message: dict[str, Any]) -> dict[str, Any]:
+    content = message["content"]
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    return {**message, "content": [*content[:-1], {**content[-1], "cache_control": {"type": "ephemeral"}}]}
+
+
+class Clock:
+    """Virtual arrival times: a request every ~1.5 s on average, starting 30 days ago."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.t = time.time() - 30 * 86400
+
+    def tick(self) -> float:
+        self.t += self.rng.expovariate(1 / 1.5)
+        return self.t
+
+
+class Generator:
+    """Claude Code sessions turn by turn: the response of request N is exactly the assistant message
+    request N+1 carries, so linking finds the parent."""
+
+    def __init__(self, rng: random.Random, text: Text, shapes: Shapes) -> None:
+        self.rng, self.text, self.shapes = rng, text, shapes
+        self.clock = Clock(rng)
+        self.identities = [self._identity(t, u) for t in range(4) for u in range(12)]
+
+    def _identity(self, team: int, user: int) -> Identity:
+        return Identity(
+            f"team-{team}", f"user{team}-{user}@example.com", f"{self.rng.getrandbits(256):064x}",
+            f"acct-{team}",
+        )  # fmt: skip
+
+    def _uuid4(self) -> str:
+        h = f"{self.rng.getrandbits(128):032x}"
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+
+    def _tool_id(self) -> str:
+        return "toolu_01" + "".join(self.rng.choices(string.ascii_letters + string.digits, k=22))
+
+    def planned_turns(self) -> int:
+        return max(2, min(150, int(self.rng.lognormvariate(math.log(18), 0.8))))
+
+    # sessions
+
+    def new_main(
+        self,
+        ident: Identity | None = None,
+        turns: int | None = None,
+        session_id: str | None = None,
+        opening: str | None = None,
+    ) -> Convo:
+        ident = ident or self.rng.choice(self.identities)
+        session_id = session_id or self._uuid4()
+        meta = orjson.dumps(
+            {"device_id": ident.device, "account_uuid": "", "session_id": session_id}
+        ).decode()
+        convo = Convo(
+            ident,
+            session_id,
+            None,
+            self._head(),
+            self._tail(self.shapes.main_system, self.shapes.main_tools, meta),
+            self._headers(session_id, None),
+            turns or self.planned_turns(),
+        )
+        user = ident.user.split("@")[0]
+        env = (
+            f"# Environment\nWorking directory: /home/{user}/src/project-{self.rng.randint(1, 9)}\n"
+            f"Is directory a git repo: Yes\nPlatform: linux\nOS Version: Linux 6.8.0\n"
+            f"Today's date: 2026-01-{self.rng.randint(10, 28)}\n"
+        )
+        convo.env = orjson.dumps({"role": "system", "content": env})
+        claude_md = (
+            "<system-reminder>\nAs you answer the user's questions, you can use the following context:\n"
+            f"# claudeMd\n{self.text.words(800, 1600)}\n</system-reminder>"
+        )
+        first = opening or self.text.words(100, 500)
+        convo.pending = {
+            "role": "user",
+            "content": [{"type": "text", "text": claude_md}, {"type": "text", "text": first}],
+        }
+        return convo
+
+    def _new_sub(self, parent: Convo, prompt: str) -> Convo:
+        meta = orjson.dumps(
+            {"device_id": parent.ident.device, "account_uuid": "", "session_id": parent.session_id}
+        ).decode()
+        agent_id = self._uuid4()
+        return Convo(
+            parent.ident,
+            parent.session_id,
+            agent_id,
+            self._head(),
+            self._tail(self.shapes.sub_system, self.shapes.sub_tools, meta),
+            self._headers(parent.session_id, agent_id),
+            self.rng.randint(2, 6),
+            pending={"role": "user", "content": [{"type": "text", "text": prompt}]},
+        )
+
+    @staticmethod
+    def _head() -> bytes:
+        return b'{"model":"' + MODEL.encode() + b'","messages":['
+
+    @staticmethod
+    def _tail(system: bytes, tools: bytes, meta: str) -> bytes:
+        return (
+            b'],"system":' + system + b',"tools":' + tools + b',"metadata":{"user_id":' + orjson.dumps(meta)
+            + b'},"max_tokens":32000,"stream":true}'
+        )  # fmt: skip
+
+    @staticmethod
+    def _headers(session_id: str, agent_id: str | None) -> list[list[str]]:
+        headers = [
+            ["accept", "application/json"],
+            ["anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14,"
+             "fine-grained-tool-streaming-2025-05-14"],
+            ["anthropic-dangerous-direct-browser-access", "true"],
+            ["anthropic-version", "2023-06-01"],
+            ["content-type", "application/json"],
+            ["user-agent", f"claude-cli/{CLI_VERSION} (external, cli)"],
+            ["x-app", "cli"],
+            ["x-claude-code-session-id", session_id],
+            ["x-stainless-lang", "js"],
+            ["x-stainless-package-version", "0.60.0"],
+            ["x-stainless-retry-count", "0"],
+            ["x-stainless-runtime", "node"],
+            ["x-stainless-timeout", "600"],
+        ]  # fmt: skip
+        if agent_id:
+            headers.append(["x-claude-code-agent-id", agent_id])
+        return headers
+
+    # turns
+
+    def step(self, convo: Convo, agent: bool | None = None) -> RawRecord:
+        """The next request of ``convo`` (or of the sub-agent it is waiting for). ``agent``: True forces
+        an Agent tool call in the answer, False forbids one, None draws it (2%)."""
+        if convo.sub is not None:
+            sub = convo.sub
+            rec = self._turn(sub, agent=False)
+            if sub.finished:
+                convo.pending = {
+                    "role": "user",
+                    "content": [{"type": "tool_result", "tool_use_id": convo.sub_call,
+                                 "content": [{"type": "text", "text": sub.last_text}]}],
+                }  # fmt: skip
+                convo.sub = convo.sub_call = None
+            return rec
+        if agent is None:
+            agent = convo.agent_id is None and self.rng.random() < 0.02
+        return self._turn(convo, agent)
+
+    def _turn(self, convo: Convo, agent: bool) -> RawRecord:
+        assert convo.pending is not None
+        messages = [*convo.history, orjson.dumps(_with_cache_control(convo.pending))]
+        if convo.turns == 0 and convo.env:
+            messages.append(convo.env)
+        body = convo.head + b",".join(messages) + convo.tail
+        blocks = self._answer(convo, agent)
+        rec = self._record(convo, body, blocks, len(messages[-1]))
+        convo.history.append(orjson.dumps(convo.pending))
+        if convo.turns == 0 and convo.env:
+            convo.history.append(convo.env)
+        convo.history.append(orjson.dumps({"role": "assistant", "content": blocks}))
+        convo.turns += 1
+        convo.last_text = blocks[0]["text"]
+        convo.pending = self._next_user(convo, blocks)
+        return rec
+
+    def _answer(self, convo: Convo, agent: bool) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": self.text.words(200, 2000)}]
+        if agent:
+            prompt = self.text.words(200, 800)
+            blocks.append(self._tool_use("Agent", {"description": self.text.words(20, 40), "prompt": prompt,
+                                                    "subagent_type": "general-purpose"}))  # fmt: skip
+        elif self._uses_tool(convo):
+            blocks.append(self._work_tool(convo))
+        return blocks
+
+    def _uses_tool(self, convo: Convo) -> bool:
+        if convo.agent_id is None:
+            return self.rng.random() < 0.55
+        return convo.turns < convo.planned_turns - 1  # a sub-agent reports back in text at its last turn
+
+    def _tool_use(self, name: str, input_: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "tool_use", "id": self._tool_id(), "name": name, "input": input_}
+
+    def _work_tool(self, convo: Convo) -> dict[str, Any]:
+        name = self.rng.choice(WORK_TOOLS)
+        path = f"/home/{convo.ident.user.split('@')[0]}/src/{self.text.words(5, 20).replace(' ', '/')}.py"
+        if name == "Bash":
+            return self._tool_use(name, {"command": self.text.lines(30, 150).replace("\n", " && "),
+                                         "description": self.text.words(20, 60)})  # fmt: skip
+        if name in ("Edit", "Write"):
+            return self._tool_use(name, {"file_path": path, "old_string": self.text.lines(50, 400),
+                                         "new_string": self.text.lines(50, 400)})  # fmt: skip
+        if name == "Grep":
+            return self._tool_use(name, {"pattern": self.text.words(5, 30), "path": "src",
+                                         "output_mode": "content"})  # fmt: skip
+        return self._tool_use(name, {"file_path": path} if name == "Read" else {"pattern": "**/*.py"})
+
+    def _next_user(self, convo: Convo, blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+        call = next((b for b in blocks if b["type"] == "tool_use"), None)
+        if call is not None and call["name"] == "Agent":
+            convo.sub, convo.sub_call = self._new_sub(convo, call["input"]["prompt"]), call["id"]
+            return None
+        content: list[dict[str, Any]] = []
+        if call is not None:
+            content.append(
+                {"tool_use_id": call["id"], "type": "tool_result", "content": self.text.lines(1000, 8000)}
+            )
+            if self.rng.random() < 0.1:
+                content.append({"type": "text", "text": self._reminder()})
+        else:
+            if self.rng.random() < 0.4:
+                content.append({"type": "text", "text": self._reminder()})
+            content.append({"type": "text", "text": self.text.words(100, 500)})
+        return {"role": "user", "content": content}
+
+    def _reminder(self) -> str:
+        return f"<system-reminder>\n{self.text.words(120, 400)}\n</system-reminder>"
+
+    def _record(self, convo: Convo, body: bytes, blocks: list[dict[str, Any]], new_bytes: int) -> RawRecord:
+        rng = self.rng
+        ts = self.clock.tick()
+        out_chars = sum(len(orjson.dumps(b)) for b in blocks)
+        usage = Usage(
+            input_tokens=rng.randint(1, 40),
+            output_tokens=max(1, out_chars // 4),
+            cache_creation_input_tokens=new_bytes // 4,
+            cache_read_input_tokens=len(body) // 4,
+        )
+        stop = "tool_use" if blocks[-1]["type"] == "tool_use" else "end_turn"
+        sse = b"".join(message_events(blocks, MODEL, stop, usage))
+        response_headers = [
+            ["content-type", "text/event-stream; charset=utf-8"],
+            ["request-id", "req_011C" + "".join(rng.choices(string.ascii_letters + string.digits, k=20))],
+            ["anthropic-ratelimit-unified-status", "allowed"],
+            ["anthropic-ratelimit-unified-5h-utilization", f"{rng.random():.2f}"],
+            ["anthropic-ratelimit-unified-7d-utilization", f"{rng.random():.2f}"],
+            ["anthropic-ratelimit-unified-5h-reset", str(int(ts) + 3600)],
+        ]
+        ttfb = rng.uniform(400, 2500)
+        return RawRecord(
+            id=uuid7_at(ts, rng),
+            received_at=ts,
+            method="POST",
+            path="/v1/messages",
+            query="beta=true",
+            request_headers=convo.headers,
+            status=200,
+            response_headers=response_headers,
+            ttfb_ms=ttfb,
+            duration_ms=ttfb + rng.uniform(500, 20_000),
+            team=convo.ident.team,
+            user=convo.ident.user,
+            auth_mode="oauth",
+            account=convo.ident.account,
+            upstream="https://api.anthropic.com",
+            request_body=body,
+            response_body=sse,
+        )
+
+    def compact(self, convo: Convo) -> tuple[RawRecord, Convo]:
+        """The CLI's compaction request (history + summary prompt) and the session continued after it,
+        whose first message carries the summary."""
+        prompt = {
+            "role": "user",
+            "content": [{"type": "text", "text": f"{COMPACT_PROMPT}\n{self.text.words(200, 400)}"}],
+        }
+        body = (
+            convo.head + b",".join([*convo.history, orjson.dumps(_with_cache_control(prompt))]) + convo.tail
+        )
+        analysis, summary = self.text.words(300, 800), self.text.words(600, 1500)
+        answer = f"<analysis>\n{analysis}\n</analysis>\n\n<summary>\n{summary}\n</summary>"
+        rec = self._record(convo, body, [{"type": "text", "text": answer}], len(body))
+        opening = (
+            f"{CONTINUATION}\nAnalysis:\n{analysis}\n\nSummary:\n{summary}\nPlease continue the conversation"
+            " from where we left it off without asking the user any further questions."
+        )
+        cont = self.new_main(convo.ident, self.planned_turns(), convo.session_id, opening)
+        return rec, cont
+
+
+# --- the fill -----------------------------------------------------------------------------------
+
+
+class Workload:
+    """Many users' sessions, interleaved; finished ones are parked (reservoir sample) so the timed
+    samples can continue them later. 4% of long-enough sessions end in a compaction."""
+
+    def __init__(self, gen: Generator, rng: random.Random) -> None:
+        self.gen, self.rng = gen, rng
+        self.active = [gen.new_main() for _ in range(ACTIVE_SESSIONS)]
+        self.parked: list[Convo] = []
+        self.finished = 0
+
+    def records(self, n: int) -> Iterator[RawRecord]:
+        produced = 0
+        while produced < n:
+            i = self.rng.randrange(len(self.active))
+            convo = self.active[i]
+            if not convo.finished:
+                produced += 1
+                yield self.gen.step(convo)
+                continue
+            if convo.turns >= 8 and self.rng.random() < 0.04:
+                rec, self.active[i] = self.gen.compact(convo)
+                produced += 1
+                yield rec
+                continue
+            self._park(convo)
+            self.active[i] = self.gen.new_main()
+
+    def _park(self, convo: Convo) -> None:
+        self.finished += 1
+        if len(self.parked) < PARKED_SESSIONS:
+            self.parked.append(convo)
+        elif self.rng.random() < PARKED_SESSIONS / self.finished:
+            self.parked[self.rng.randrange(PARKED_SESSIONS)] = convo
+
+
+def fill(conn: psycopg.Connection, workload: Workload, n: int, known: KnownHashes) -> None:
+    batch = []
+    for rec in workload.records(n):
+        batch.append(prepare(rec))
+        if len(batch) >= FILL_BATCH:
+            write_batch(conn, batch, known)
+            batch.clear()
+    if batch:
+        write_batch(conn, batch, known)
+
+
+def after_fill(conn: psycopg.Connection) -> None:
+    """What a database that grew over weeks has: statistics, and no checkpoint backlog from the bulk fill."""
+    conn.execute("ANALYZE")
+    conn.execute("CHECKPOINT")
+
+
+# --- timed samples ------------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    category: str  # "untimed" for the steps a job needs but does not measure
+    messages: int
+    total_ms: float
+    prepare_ms: float
+    db_ms: float
+    py_cpu_ms: float
+    pg_cpu_ms: float
+    journal: list[tuple[str, Any, float]]  # (SQL, parameters, seconds) of the executes in write_batch
+
+    @property
+    def statements(self) -> list[tuple[str, float]]:
+        return [(statement_label(q), s * 1000) for q, _, s in self.journal]
+
+
+# A job: consecutive requests of one conversation, produced lazily (each needs the state the previous
+# one left): (record, category or None = untimed, the link it must get).
+Job = Iterator[tuple[RawRecord, str | None, str]]
+
+
+class Sampler:
+    """Ingests one record per transaction (prepare + write_batch), timing it, and checks its link."""
+
+    def __init__(self, conn: psycopg.Connection, known: KnownHashes) -> None:
+        self.conn, self.known = conn, known
+        self.backend = conn.info.backend_pid
+        self.mislinked: list[tuple[str, str, str | None]] = []
+
+    def run(self, job: Job) -> list[Sample]:
+        out = []
+        for rec, category, expected in job:
+            out.append(self.ingest_one(rec, category or "untimed"))
+            link = self.conn.execute("SELECT link FROM requests WHERE id = %s", (rec.id,)).fetchone()
+            if link is None or link[0] != expected:
+                self.mislinked.append((category or "untimed", expected, link[0] if link else None))
+        return out
+
+    def ingest_one(self, rec: RawRecord, category: str) -> Sample:
+        journal: list[tuple[str, Any, float]] = []
+        c0, b0 = time.thread_time(), sched_cpu_s(self.backend)
+        t0 = time.perf_counter()
+        p = prepare(rec)
+        t1 = time.perf_counter()
+        TimingCursor.journal = journal
+        try:
+            write_batch(self.conn, [p], self.known)
+        finally:
+            TimingCursor.journal = None
+        t2 = time.perf_counter()
+        c1, b1 = time.thread_time(), sched_cpu_s(self.backend)
+        return Sample(
+            category, p.row["message_count"], (t2 - t0) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000,
+            (c1 - c0) * 1000, (b1 - b0) * 1000, journal,
+        )  # fmt: skip
+
+    def floor(self, n: int) -> tuple[float, float]:
+        """Baselines: a SELECT 1 round trip, and the smallest durable write (one-row INSERT + COMMIT)."""
+        rt, commit = [], []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            self.conn.execute("SELECT 1")
+            t1 = time.perf_counter()
+            with self.conn.transaction():
+                self.conn.execute("INSERT INTO bench_floor DEFAULT VALUES")
+            rt.append((t1 - t0) * 1000)
+            commit.append((time.perf_counter() - t1) * 1000)
+        return pct(rt, 50), pct(commit, 50)
+
+
+def continue_job(gen: Generator, convo: Convo) -> Job:
+    """A conversation resumed after a pause (caches cold), then its next turn (caches warm)."""
+    yield gen.step(convo, agent=False), "resumed", "continue"
+    yield gen.step(convo, agent=False), "next turn", "continue"
+
+
+def long_job(gen: Generator, convo: Convo) -> Job:
+    if convo.next_message_count <= LONG_MESSAGES:
+        expected = "root" if convo.turns == 0 else "continue"
+        yield gen.step(convo, agent=False), "long", expected
+
+
+def subagent_job(gen: Generator, convo: Convo) -> Job:
+    """A turn calling the Agent tool (untimed), the sub-agent's first request (timed: its parent is found
+    through subtask_invocations.start_key), the rest of the sub-agent's turns and the tool result."""
+    yield gen.step(convo, agent=True), None, "continue"
+    yield gen.step(convo), "sub-agent start", "subtask"
+    while convo.sub is not None:
+        yield gen.step(convo), None, "continue"
+
+
+def compaction_job(gen: Generator, parked: list[Convo], index: int) -> Job:
+    """The compaction request (untimed) and the first request after it (timed: found by summary_key)."""
+    rec, cont = gen.compact(parked[index])
+    parked[index] = cont
+    yield rec, None, "continue"
+    yield gen.step(cont, agent=False), "post-compaction start", "compact"
+
+
+def stage_jobs(
+    gen: Generator, parked: list[Convo], long_convo: Convo, long_turns: int, rng: random.Random
+) -> list[Job]:
+    """Continue, sub-agent and compaction jobs on distinct parked sessions (reused when there are too
+    few), shuffled, with the long conversation's turns spread evenly through them."""
+    picks = rng.sample(range(len(parked)), len(parked))
+    n_cont = SAMPLES // 2
+    jobs: list[Job] = [continue_job(gen, parked[picks[k % len(picks)]]) for k in range(n_cont)]
+    jobs += [subagent_job(gen, parked[picks[(n_cont + k) % len(picks)]]) for k in range(SUBAGENT_SAMPLES)]
+    rest = picks[(n_cont + SUBAGENT_SAMPLES) % len(picks) :] + picks
+    compact_idx = [i for i in rest if parked[i].turns >= 4][:COMPACTION_SAMPLES]
+    jobs += [compaction_job(gen, parked, i) for i in compact_idx]
+    rng.shuffle(jobs)
+    every = max(1, len(jobs) // max(1, long_turns))
+    merged: list[Job] = []
+    for i, job in enumerate(jobs):
+        merged.append(job)
+        if i % every == every - 1 and long_turns > 0:
+            merged.append(long_job(gen, long_convo))
+            long_turns -= 1
+    merged += [long_job(gen, long_convo) for _ in range(long_turns)]
+    return merged
+
+
+@dataclass
+class Stage:
+    target: int
+    rows: int
+    fill_s: float
+    fill_rows: int
+    samples: list[Sample]
+    rtt_ms: float
+    commit_ms: float
+    table_mb: float
+
+    def of(self, *categories: str) -> list[Sample]:
+        return [s for s in self.samples if s.category in categories]
+
+
+# --- EXPLAIN -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanCheck:
+    label: str
+    custom: list[str]
+    generic: list[str]
+    seq_scan_on_requests: bool
+    other_seq_scans: list[str]
+
+
+def _scan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _scan_nodes(child)
+
+
+def _describe(plan: dict[str, Any]) -> list[str]:
+    out = []
+    for node in _scan_nodes(plan):
+        if node["Node Type"] == "Bitmap Index Scan":
+            out.append(f"Bitmap Index Scan on {node['Index Name']}")
+            continue
+        if "Scan" in node["Node Type"] or node["Node Type"].startswith(("ModifyTable", "Update", "Insert")):
+            if "Relation Name" not in node:
+                continue
+            index = f" using {node['Index Name']}" if node.get("Index Name") else ""
+            sub = " (subplan)" if node.get("Parent Relationship") == "SubPlan" else ""
+            out.append(f"{node['Node Type']}{index} on {node['Relation Name']}{sub}")
+    return out
+
+
+def _explain_json(conn: psycopg.Connection, sql: str, params: Any) -> dict[str, Any]:
+    return conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0][0]["Plan"]
+
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
+
+
+def _as_prepared(sql: str, params: Any) -> tuple[str, list[Any]]:
+    """psycopg placeholders to $n, with the values in order (for PREPARE ... / EXECUTE)."""
+    values: list[Any] = []
+    names: dict[str, int] = {}
+    positional = iter(params if isinstance(params, list | tuple) else ())
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "%%":
+            return "%"
+        if m.group(1):
+            if m.group(1) not in names:
+                values.append(params[m.group(1)])
+                names[m.group(1)] = len(values)
+            return f"${names[m.group(1)]}"
+        values.append(next(positional))
+        return f"${len(values)}"
+
+    return _PLACEHOLDER.sub(repl, sql), values
+
+
+def _explain_generic(conn: psycopg.Connection, sql: str, params: Any) -> dict[str, Any]:
+    """The plan a prepared statement gets once Postgres switches to a generic plan (psycopg prepares a
+    statement after 5 executions; the server may then keep one plan for all parameter values).
+    Prepared at protocol level with the parameter types psycopg sends, then EXPLAIN EXECUTE with the
+    values inlined (EXPLAIN passes no bind parameters on to EXECUTE)."""
+    text, values = _as_prepared(sql, params)
+    tx = Transformer(conn)
+    tx.dump_sequence(values, [PyFormat.AUTO] * len(values))
+    result = conn.pgconn.prepare(b"bench_probe", text.encode(), tx.types)
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        raise psycopg.DataError(result.error_message.decode(errors="replace"))
+    try:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        args = psycopg.ClientCursor(conn).mogrify(", ".join(["%s"] * len(values)), values)
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) EXECUTE bench_probe({args})").fetchone()[0]
+        return plan[0]["Plan"]
+    finally:
+        conn.execute("RESET plan_cache_mode")
+        conn.execute("DEALLOCATE bench_probe")
+
+
+def check_plans(conn: psycopg.Connection, journal: list[tuple[str, Any, float]]) -> list[PlanCheck]:
+    seen: dict[str, PlanCheck] = {}
+    for sql, params, _ in journal:
+        label = statement_label(sql)
+        if label in seen or sql.lstrip().upper().startswith("INSERT"):
+            continue
+        custom_plan = _explain_json(conn, sql, params)
+        try:
+            generic_plan: dict[str, Any] | None = _explain_generic(conn, sql, params)
+        except psycopg.Error as exc:
+            generic_plan = None
+            generic = [f"n/a ({exc.__class__.__name__})"]
+        else:
+            generic = _describe(generic_plan)
+        custom = _describe(custom_plan)
+        scans = custom + (_describe(generic_plan) if generic_plan else [])
+        seen[label] = PlanCheck(
+            label,
+            custom,
+            generic,
+            any(s.startswith("Seq Scan on requests") for s in scans),
+            sorted({s for s in scans if s.startswith("Seq Scan") and " on requests" not in s}),
+        )
+    return list(seen.values())
+
+
+def capture_linking(sampler: Sampler, gen: Generator, parked: list[Convo]) -> list[tuple[str, Any, float]]:
+    """Every statement write_batch + link_request ran for a representative continue, sub-agent start,
+    compaction and post-compaction request, with their real parameters."""
+    a, b, c = [i for i, convo in enumerate(parked) if convo.turns >= 4][:3]
+    samples = []
+    for job in (continue_job(gen, parked[a]), subagent_job(gen, parked[b]), compaction_job(gen, parked, c)):
+        samples += sampler.run(job)
+    return [entry for s in samples for entry in s.journal]
+
+
+# --- storage ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Storage:
+    turns: int
+    messages: int
+    final_body: int
+    naive: int
+    rows: dict[str, int]  # table -> sum of pg_column_size of its rows
+    db_delta: int
+    db_delta_vacuumed: int
+    zlib_final: int
+    requests_columns: dict[str, int]
+
+
+def db_size(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+def row_bytes(conn: psycopg.Connection) -> dict[str, int]:
+    """Sum of pg_column_size(row) for every table of the schema (whatever the migrations created),
+    values as stored: compressed, TOASTed values counted at their stored size."""
+    tables = [
+        t
+        for (t,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            " AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations' ORDER BY 1"
+        )
+    ]
+    out = {}
+    for t in tables:
+        n = conn.execute(f'SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM "{t}" t').fetchone()[0]
+        if n:
+            out[t] = int(n)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def storage_run(server_uri: str, gen: Generator) -> Storage:
+    """One session ingested turn by turn (one transaction each) into a fresh database: everything in
+    it belongs to that session."""
+    url = create_database(server_uri)
+    migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        empty = db_size(conn)
+        convo = gen.new_main(gen.rng.choice(gen.identities), STORAGE_TURNS)
+        known = KnownHashes()  # this database has none of the main run's pieces
+        naive, last = 0, b""
+        for _ in range(STORAGE_TURNS):
+            rec = gen.step(convo, agent=False)
+            naive += len(rec.request_body)
+            last = rec.request_body
+            write_batch(conn, [prepare(rec)], known)
+        cols = ("response_raw", "response", "body_layout", "response_headers", "ratelimit")
+        per_col = conn.execute(
+            "SELECT " + ", ".join(f"coalesce(sum(pg_column_size({c})), 0)" for c in cols) + " FROM requests"
+        ).fetchone()
+        rows = row_bytes(conn)
+        delta = db_size(conn) - empty
+        conn.execute("VACUUM FULL")
+        vacuumed = db_size(conn) - empty
+        return Storage(
+            STORAGE_TURNS, len(orjson.loads(last)["messages"]), len(last), naive, rows, delta, vacuumed,
+            len(zlib.compress(last, 6)), dict(zip(cols, (int(v) for v in per_col), strict=True)),
+        )  # fmt: skip
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def fmt_rows(n: int) -> str:
+    return f"{n / 1000:.0f}k" if n >= 1000 else str(n)
+
+
+def report_stages(stages: list[Stage]) -> list[str]:
+    lines = [
+        "Ingest + link of one request per transaction, continuing existing conversations"
+        " (resumed turn + next turn; total = prepare + write_batch)",
+        f"  {'stage':<7}{'rows':>9}{'table MB':>9}{'n':>5}{'p50':>8}{'p95':>8}{'max':>8}"
+        f"{'prep p50':>10}{'db p50':>8}{'py CPU':>8}{'pg CPU':>8}{'commit floor':>14}{'RTT':>7}",
+    ]
+    for st in stages:
+        s = st.of("resumed", "next turn")
+        tot = [x.total_ms for x in s]
+        lines.append(
+            f"  {fmt_rows(st.target):<7}{st.rows:>9,}{st.table_mb:>9.0f}{len(s):>5}{pct(tot, 50):>8.2f}"
+            f"{pct(tot, 95):>8.2f}{max(tot, default=math.nan):>8.2f}"
+            f"{pct([x.prepare_ms for x in s], 50):>10.2f}{pct([x.db_ms for x in s], 50):>8.2f}"
+            f"{mean([x.py_cpu_ms for x in s]):>8.2f}{mean([x.pg_cpu_ms for x in s]):>8.2f}"
+            f"{st.commit_ms:>14.2f}{st.rtt_ms:>7.3f}"
+        )
+    lines.append(
+        "  (ms; py/pg CPU = mean CPU per request of this process / of its Postgres backend; commit floor ="
+        " p50 of a one-row INSERT + COMMIT, the cheapest durable write; RTT = SELECT 1)"
+    )
+    lines.append("")
+    lines.append("  by kind of request (total ms p50 / p95 / max, db p50)")
+    header = f"  {'stage':<7}"
+    cats = ("resumed", "next turn", "sub-agent start", "post-compaction start", "long")
+    for c in cats:
+        header += f"{c:>28}"
+    lines.append(header)
+    for st in stages:
+        row = f"  {fmt_rows(st.target):<7}"
+        for c in cats:
+            s = st.of(c)
+            tot = [x.total_ms for x in s]
+            cell = (
+                f"{pct(tot, 50):.1f}/{pct(tot, 95):.1f}/{max(tot, default=math.nan):.1f}"
+                f" db {pct([x.db_ms for x in s], 50):.1f} n{len(s)}"
+            )
+            row += f"{cell:>28}"
+        lines.append(row)
+    return lines
+
+
+def report_length(stages: list[Stage]) -> list[str]:
+    longs = [s for st in stages for s in st.of("long")]
+    lines = ["Time vs conversation length (the long conversation, one turn at a time, caches warm)"]
+    lines.append(f"  {'messages':<12}{'n':>4}{'total p50':>11}{'prep p50':>10}{'db p50':>8}{'pg CPU':>8}")
+    for lo in range(0, LONG_MESSAGES, 50):
+        s = [x for x in longs if lo < x.messages <= lo + 50]
+        if not s:
+            continue
+        lines.append(
+            f"  {f'{lo + 1}-{lo + 50}':<12}{len(s):>4}{pct([x.total_ms for x in s], 50):>11.2f}"
+            f"{pct([x.prepare_ms for x in s], 50):>10.2f}{pct([x.db_ms for x in s], 50):>8.2f}"
+            f"{mean([x.pg_cpu_ms for x in s]):>8.2f}"
+        )
+    return lines
+
+
+def statement_breakdown(samples: list[Sample]) -> dict[str, float]:
+    """Mean ms per request of each statement label (0 when a request did not run it)."""
+    totals: dict[str, float] = {}
+    for s in samples:
+        for label, ms in s.statements:
+            totals[label] = totals.get(label, 0.0) + ms
+    n = max(1, len(samples))
+    return {k: v / n for k, v in totals.items()}
+
+
+def report_breakdown(stage: Stage) -> list[str]:
+    short = stage.of("next turn")
+    late = [s for s in stage.of("long") if s.messages >= LATE_MESSAGES]
+    groups = {"next turn": short, f"long >= {LATE_MESSAGES} msgs": late}
+    parts = {k: statement_breakdown(v) for k, v in groups.items()}
+    labels = sorted(
+        {lab for p in parts.values() for lab in p},
+        key=lambda lab: -max(p.get(lab, 0) for p in parts.values()),
+    )
+    lines = [f"Where write_batch spends its time at {fmt_rows(stage.target)} rows (mean ms per request)"]
+    lines.append(f"  {'statement':<36}" + "".join(f"{k:>22}" for k in groups))
+    for lab in labels:
+        lines.append(f"  {lab:<36}" + "".join(f"{parts[k].get(lab, 0.0):>22.3f}" for k in groups))
+    resid = {
+        k: mean([s.db_ms for s in v]) - sum(parts[k].values()) if v else math.nan for k, v in groups.items()
+    }
+    lines.append(
+        f"  {'inserts (executemany) + COMMIT + rest':<36}" + "".join(f"{resid[k]:>22.3f}" for k in groups)
+    )
+    lines.append(
+        f"  {'db total':<36}" + "".join(f"{mean([s.db_ms for s in v]):>22.3f}" for v in groups.values())
+    )
+    return lines
+
+
+def report_plans(checks: list[PlanCheck]) -> list[str]:
+    lines = ["Plans of every statement linking ran at the largest stage (custom plan | generic plan)"]
+    for c in checks:
+        flag = "  !!! SEQ SCAN ON requests" if c.seq_scan_on_requests else ""
+        lines.append(f"  {c.label}{flag}")
+        lines.append(f"      custom:  {'; '.join(c.custom) or '(no scan)'}")
+        if c.generic != c.custom:
+            lines.append(f"      generic: {'; '.join(c.generic) or '(no scan)'}")
+        for s in c.other_seq_scans:
+            lines.append(f"      note: {s}")
+    return lines
+
+
+def report_storage(st: Storage) -> list[str]:
+    stored = sum(st.rows.values())
+    kib = 1024
+
+    def r(v: int) -> str:
+        return f"{v / kib:>9,.0f} KiB = {v / st.final_body:6.2f}x the final body"
+
+    rows = ", ".join(f"{k} {v / kib:,.0f}" for k, v in st.rows.items())
+    cols = ", ".join(f"{k} {v / kib:,.0f}" for k, v in st.requests_columns.items())
+    return [
+        f"Storage: one {st.turns}-turn session, {st.messages} messages in its final request, fresh database",
+        f"  final request body              {st.final_body / kib:>9,.0f} KiB"
+        f" (zlib -6: {st.zlib_final / kib:,.0f} KiB; stored pieces are TOAST/pglz-compressed)",
+        f"  naive: every body whole         {r(st.naive)}",
+        f"  stored rows (pg_column_size)    {r(stored)}",
+        f"      KiB by table: {rows}",
+        f"      KiB of requests columns: {cols}",
+        f"  database size delta             {r(st.db_delta)}  (tables, TOAST, indexes, dead row versions)",
+        f"  delta after VACUUM FULL         {r(st.db_delta_vacuumed)}",
+    ]
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report_summary(
+    stages: list[Stage], checks: list[PlanCheck], storage: Storage, mislinked: int
+) -> list[str]:
+    p50s = [pct([x.total_ms for x in st.of("resumed", "next turn")], 50) for st in stages]
+    ratio = p50s[-1] / p50s[0]
+    late = [x.total_ms for x in stages[-1].of("long") if x.messages >= LATE_MESSAGES]
+    short = [x.total_ms for x in stages[-1].of("resumed", "next turn")]
+    length_ratio = pct(late, 50) / pct(short, 50)
+    store = sum(storage.rows.values()) / storage.final_body
+    seq = [c.label for c in checks if c.seq_scan_on_requests]
+    checks_: list[tuple[str, str, str, bool]] = [
+        ("p50 at every stage", " / ".join(f"{v:.2f}" for v in p50s) + " ms", f"< {TARGET_P50_MS} ms",
+         all(v < TARGET_P50_MS for v in p50s)),
+        (f"p50 {fmt_rows(stages[-1].target)} / {fmt_rows(stages[0].target)}", f"{ratio:.2f}",
+         f"< {TARGET_FLAT_RATIO}", ratio < TARGET_FLAT_RATIO),
+        (f"p50 >= {LATE_MESSAGES} msgs / short", f"{length_ratio:.2f}", f"< {TARGET_FLAT_RATIO} (info)",
+         length_ratio < TARGET_FLAT_RATIO),
+        ("storage / final body", f"{store:.2f}x", f"<= {TARGET_STORAGE_RATIO:.0f}x",
+         store <= TARGET_STORAGE_RATIO),
+        ("seq scans on requests", ", ".join(seq) or "none", "none", not seq),
+        ("samples linked as expected", f"{mislinked} wrong", "0 wrong", mislinked == 0),
+    ]  # fmt: skip
+    lines = ["Summary", f"  {'':<28}{'measured':>34}  {'target':<18}"]
+    lines += [f"  {n:<28}{v:>34}  {t:<18}{verdict(ok)}" for n, v, t, ok in checks_]
+    return lines
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def table_mb(conn: psycopg.Connection) -> float:
+    return conn.execute("SELECT pg_total_relation_size('requests') / 1048576.0").fetchone()[0]
+
+
+def count_rows(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="stages of 2k, 10k, 20k requests")
+    p.add_argument("--stages", type=str, default="", help="comma-separated stage sizes (overrides --quick)")
+    p.add_argument("--fill-budget", type=float, default=DEFAULT_FILL_BUDGET_S,
+                   help="seconds of bulk fill at most; later stages are skipped when the rate says they"
+                        " would not fit (default %(default)s)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=7)
+    return p.parse_args()
+
+
+def run(args: argparse.Namespace) -> int:
+    stages_wanted = (
+        tuple(int(x) for x in args.stages.split(","))
+        if args.stages
+        else QUICK_STAGES
+        if args.quick
+        else FULL_STAGES
+    )
+    rng = random.Random(args.seed)
+    t0 = time.monotonic()
+    text = Text(rng)
+    gen = Generator(rng, text, Shapes.build(text))
+    workload = Workload(gen, rng)
+    long_convo = gen.new_main(gen.identities[0], turns=10**6)
+    long_turns_per_stage = math.ceil((LONG_MESSAGES // 2) / len(stages_wanted))
+    print(f"synthetic text ready in {time.monotonic() - t0:.1f} s; stages {stages_wanted}", flush=True)
+    with temporary_server(prefix="nexus-bench-pg-") as server:
+        url = create_database(server.get_uri())
+        migrate(url)
+        known = KnownHashes()
+        stages: list[Stage] = []
+        fill_s_total = 0.0
+        with (
+            psycopg.connect(url, autocommit=True) as fill_conn,
+            psycopg.connect(url, autocommit=True, cursor_factory=TimingCursor) as conn,
+        ):
+            fill_conn.execute("SET synchronous_commit = off")  # the fill only; samples commit durably
+            conn.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
+            sampler = Sampler(conn, known)
+            for target in stages_wanted:
+                need = target - count_rows(conn)
+                done = count_rows(conn)
+                if stages and fill_s_total > 0:
+                    rate = done / fill_s_total
+                    if fill_s_total + need / rate > args.fill_budget:
+                        print(f"skipping stage {fmt_rows(target)} and later: {need:,} more requests at"
+                              f" {rate:.0f}/s would exceed the fill budget of {args.fill_budget:.0f} s",
+                              flush=True)  # fmt: skip
+                        break
+                f0 = time.monotonic()
+                fill(fill_conn, workload, max(0, need), known)
+                after_fill(fill_conn)
+                fill_s = time.monotonic() - f0
+                fill_s_total += fill_s
+                rows = count_rows(conn)
+                print(
+                    f"stage {fmt_rows(target)}: filled {need:,} requests in {fill_s:.0f} s"
+                    f" ({need / fill_s:.0f}/s incl. ANALYZE+CHECKPOINT); timing samples",
+                    flush=True,
+                )
+                rtt, commit = sampler.floor(FLOOR_SAMPLES)
+                samples = []
+                for job in stage_jobs(gen, workload.parked, long_convo, long_turns_per_stage, rng):
+                    samples += sampler.run(job)
+                stages.append(Stage(target, rows, fill_s, need, samples, rtt, commit, table_mb(conn)))
+            print("capturing linking statements for EXPLAIN", flush=True)
+            journal = capture_linking(sampler, gen, workload.parked)
+            checks = check_plans(conn, journal)
+            links = conn.execute(
+                "SELECT coalesce(link, '(unlinked)'), count(*) FROM requests GROUP BY 1 ORDER BY 2 DESC"
+            ).fetchall()
+            sessions = workload.finished
+        print("storage: one long session into a fresh database", flush=True)
+        storage = storage_run(server.get_uri(), gen)
+    sections = [
+        [f"{os.cpu_count()} CPUs; Postgres embedded (tests/support/pg.py), default settings;"
+         f" fill {sum(s.fill_rows for s in stages):,} requests in {fill_s_total:.0f} s"
+         f" ({sum(s.fill_rows for s in stages) / fill_s_total:.0f}/s, batches of {FILL_BATCH});"
+         f" {sessions:,} finished sessions; links: " + ", ".join(f"{k} {v:,}" for k, v in links)],
+        report_stages(stages),
+        report_length(stages),
+        report_breakdown(stages[-1]),
+        report_plans(checks),
+        report_storage(storage),
+        report_summary(stages, checks, storage, len(sampler.mislinked)),
+    ]  # fmt: skip
+    if sampler.mislinked:
+        sections.insert(-1, ["Mislinked samples (category, expected, got): " + str(sampler.mislinked[:10])])
+    print()
+    print("\n\n".join("\n".join(s) for s in sections))
+    print(f"\n(run took {time.monotonic() - t0:.0f} s)")
+    if any(c.seq_scan_on_requests for c in checks):
+        print(
+            "\nFAIL: a statement linking runs scans the whole requests table (see Plans above)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main() -> int:
+    args = parse_args()
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the temporary Postgres was stopped and removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
