@@ -21,20 +21,19 @@ LIST_FIELDS = (
 )
 
 
+def _where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b`` from (condition with one %s, value) pairs whose value is set."""
+    used = [(cond, value) for cond, value in filters if value]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
+
+
 def list_requests(
     conn: psycopg.Connection, limit: int, session_id: str | None, since: datetime | None
 ) -> list[dict[str, Any]]:
-    where, args = [], []
-    if session_id:
-        where.append("session_id = %s")
-        args.append(session_id)
-    if since:
-        where.append("received_at >= %s")
-        args.append(since)
-    sql = f"SELECT {LIST_FIELDS} FROM requests"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY received_at DESC, id DESC LIMIT %s"
+    where, args = _where([("session_id = %s", session_id), ("received_at >= %s", since)])
+    sql = f"SELECT {LIST_FIELDS} FROM requests{where} ORDER BY received_at DESC, id DESC LIMIT %s"
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql, [*args, limit]).fetchall()
     for r in rows:
@@ -105,29 +104,23 @@ def list_conversations(
     limit: int,
     offset: int,
 ) -> list[dict[str, Any]]:
-    where, args = [], []
-    if team:
-        where.append("team = %s")
-        args.append(team)
-    if user:
-        where.append("user_id = %s")
-        args.append(user)
-    if model:
-        where.append("%s = ANY(models)")
-        args.append(model)
-    if since:
-        where.append("last_at >= %s")
-        args.append(since)
-    if q:
-        where.append(
-            "id IN (SELECT conversation_id FROM conversation_text"
-            " WHERE tsv @@ websearch_to_tsquery('english', %s))"
-        )
-        args.append(q)
-    sql = f"SELECT {CONVERSATION_FIELDS} FROM conversations"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY last_at DESC, id DESC LIMIT %s OFFSET %s"
+    where, args = _where(
+        [
+            ("team = %s", team),
+            ("user_id = %s", user),
+            ("%s = ANY(models)", model),
+            ("last_at >= %s", since),
+            (
+                "id IN (SELECT conversation_id FROM conversation_text"
+                " WHERE tsv @@ websearch_to_tsquery('english', %s))",
+                q,
+            ),
+        ]
+    )
+    sql = (
+        f"SELECT {CONVERSATION_FIELDS} FROM conversations{where}"
+        " ORDER BY last_at DESC, id DESC LIMIT %s OFFSET %s"
+    )
     with conn.cursor(row_factory=dict_row) as cur:
         return [_with_window(c) for c in cur.execute(sql, [*args, limit, offset]).fetchall()]
 
