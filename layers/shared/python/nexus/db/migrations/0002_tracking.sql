@@ -24,6 +24,7 @@ CREATE INDEX requests_orphan_continuation ON requests (continuation_key)
     WHERE parent_request_id IS NULL AND continuation_key IS NOT NULL;
 CREATE INDEX requests_summary_key ON requests (summary_key) WHERE summary_key IS NOT NULL;
 CREATE INDEX requests_parent ON requests (parent_request_id) WHERE parent_request_id IS NOT NULL;
+CREATE INDEX requests_task ON requests (parent_task_request_id, task_tool_use_id) WHERE link = 'subtask';
 CREATE INDEX requests_conversation ON requests (conversation_id, received_at);
 
 -- Agent/Task tool calls seen in responses, numbered per conversation in invocation order.
