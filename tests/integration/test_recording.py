@@ -234,3 +234,30 @@ def test_compressed_response_passes_through_compressed_and_is_recorded_decoded(s
     _, detail = stack.api(f"/api/requests/{row['id']}")
     assert detail["response"]["content"][0]["text"] == "compressed hello"
     assert upstream.messages_requests()[-1].header("accept-encoding") == "gzip"
+
+
+def test_raw_response_is_exact_for_cut_streams_and_rebuilt_for_complete_ones(stack, upstream):
+    import urllib.request
+
+    session = "11111111-0000-4000-8000-000000000009"
+    events = message_events([{"type": "text", "text": "complete answer"}])
+    cut = message_events([{"type": "text", "text": "cut answer here"}])
+    upstream.enqueue(Reply(events=events), Reply(events=cut, cut_after=4))
+    post(stack.proxy_url, "/v1/messages?beta=true", _body("one"), _headers(session))
+    with contextlib.suppress(http.client.HTTPException):
+        post(stack.proxy_url, "/v1/messages?beta=true", _body("two"), _headers(session))
+    complete, broken = sorted(_session_rows(stack, session, 2), key=lambda r: r["error"] is not None)
+
+    def raw(row: dict) -> tuple[bytes, dict]:
+        req = urllib.request.Request(
+            f"{stack.dashboard_url}/api/requests/{row['id']}/raw/response",
+            headers={"Authorization": f"Bearer {stack.dashboard_key}"},
+        )
+        with urllib.request.urlopen(req) as r:
+            return r.read(), dict(r.headers)
+
+    body, headers = raw(broken)
+    assert body == b"".join(cut[:4]) and headers["content-type"].startswith("text/event-stream")
+    body, headers = raw(complete)
+    assert headers["x-nexus-rebuilt"] == "from-stream"
+    assert json.loads(body)["content"] == [{"type": "text", "text": "complete answer"}]

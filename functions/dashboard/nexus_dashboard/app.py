@@ -112,8 +112,7 @@ def create_app(conninfo: str, dashboard_key: str) -> FastAPI:
         if found is None:
             raise HTTPException(404, f"no request {request_id!r}")
         body, headers = found
-        keep = {k: v for k, v in headers if k in ("content-type", "content-encoding")}
-        return Response(body, headers=keep)
+        return Response(body, headers=headers)
 
     return app
 

@@ -72,13 +72,19 @@ def raw_request_body(conn: psycopg.Connection, request_id: str) -> bytes | None:
     return request_body(conn, row[0], _b(row[1]))
 
 
-def raw_response_body(conn: psycopg.Connection, request_id: str) -> tuple[bytes, list] | None:
+def raw_response_body(conn: psycopg.Connection, request_id: str) -> tuple[bytes, dict[str, str]] | None:
+    """The response bytes as received, or, for a complete stream (stored as its rebuilt message
+    only), that message as JSON, marked with ``x-nexus-rebuilt``."""
     row = conn.execute(
-        "SELECT response_raw, response_headers FROM requests WHERE id = %s", (request_id,)
+        "SELECT response_raw, response_headers, response FROM requests WHERE id = %s", (request_id,)
     ).fetchone()
     if row is None:
         return None
-    return bytes(row[0] or b""), row[1]
+    raw, headers, rebuilt = row
+    if raw is None and rebuilt is not None:
+        return orjson.dumps(rebuilt), {"content-type": "application/json", "x-nexus-rebuilt": "from-stream"}
+    keep = {k: v for k, v in headers if k in ("content-type", "content-encoding")}
+    return bytes(raw or b""), keep
 
 
 def _b(v: Any) -> bytes | None:

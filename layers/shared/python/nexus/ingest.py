@@ -77,6 +77,11 @@ PIECES = PieceCache()
 NORMS = NormCache()
 
 
+def _clean_stream(rec: RawRecord, response: Any, complete: bool, error: str | None) -> bool:
+    ctype = (_header(rec.response_headers, "content-type") or "").lower()
+    return "text/event-stream" in ctype and complete and error is None and isinstance(response, dict)
+
+
 def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
     out = Prepared(row={})
     split = split_body(rec.request_body, pieces) if rec.request_body else None
@@ -163,7 +168,9 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
         "message_count": len(out.chain),
         "body_size": len(rec.request_body),
         "response": orjson.dumps(response).decode() if response is not None else None,
-        "response_raw": rec.response_body or None,
+        # A complete stream is fully described by the message rebuilt from it: its event framing is
+        # not kept (half the stored size of a response). Anything else keeps its exact bytes.
+        "response_raw": None if _clean_stream(rec, response, complete, error) else rec.response_body or None,
         "context_tokens": context,
         **_key_columns(keys),
     }

@@ -147,18 +147,29 @@ PROXY_ERRORS = ("client_disconnected", "upstream_", "cancelled")
 
 
 def raw_records(conn: psycopg.Connection, where: str = "TRUE", args: tuple = ()) -> list[RawRecord]:
-    """Stored requests as the raw records the proxy handed over (bodies exact, headers as stored,
-    i.e. already redacted): what `tracking rebuild` and re-ingest tests replay."""
+    """Stored requests as records the proxy could have handed over, for `tracking rebuild` and
+    re-ingest: request bodies exact, headers as stored (already redacted). A complete stream was
+    stored as its rebuilt message only, so it comes back as that message in a JSON body, which
+    ingest derives the same usage, answer and keys from."""
     rows = conn.execute(
         "SELECT id::text, extract(epoch FROM received_at)::float8, method, path, query, request_headers,"
         " status, response_headers, ttfb_ms, duration_ms, error, team, user_id, key_id, auth_mode, account,"
-        " upstream, body_layout, messages_chain, response_raw FROM requests"
+        " upstream, body_layout, messages_chain, response_raw, response FROM requests"
         f" WHERE {where} ORDER BY received_at, id",
         args,
     ).fetchall()
     out = []
     for r in rows:
         headers = fetch_blobs(conn, [bytes(r[5])]).get(bytes(r[5])) if r[5] is not None else None
+        raw, rebuilt = r[19], r[20]
+        response_headers = r[7]
+        if raw is None and rebuilt is not None:
+            raw = orjson.dumps(rebuilt)
+            response_headers = [
+                [k, v] for k, v in response_headers if k not in ("content-type", "content-encoding")
+            ]
+            response_headers.append(["content-type", "application/json"])
+        proxy_error = r[10] and (r[10].startswith(PROXY_ERRORS) or (raw is None and rebuilt is None))
         rec = RawRecord(
             id=r[0],
             received_at=r[1],
@@ -167,13 +178,10 @@ def raw_records(conn: psycopg.Connection, where: str = "TRUE", args: tuple = ())
             query=r[4],
             request_headers=orjson.loads(headers) if headers else [],
             status=r[6],
-            response_headers=r[7],
+            response_headers=response_headers,
             ttfb_ms=r[8],
             duration_ms=r[9],
-            # proxy-side markers only: upstream error messages are derived again at ingest
-            error=r[10]
-            if r[10] and r[10].startswith(("client_disconnected", "upstream_", "cancelled"))
-            else None,
+            error=r[10] if proxy_error else None,  # upstream errors are derived again from the body
             team=r[11],
             user=r[12],
             key_id=r[13],
@@ -182,6 +190,6 @@ def raw_records(conn: psycopg.Connection, where: str = "TRUE", args: tuple = ())
             upstream=r[16],
         )
         rec.request_body = request_body(conn, r[17], bytes(r[18]) if r[18] is not None else None)
-        rec.response_body = bytes(r[19]) if r[19] is not None else b""
+        rec.response_body = bytes(raw) if raw is not None else b""
         out.append(rec)
     return out

@@ -128,8 +128,8 @@ def _find_parent(
 
 def _invocation_number(cur: psycopg.Cursor, conversation_id: Any, inv: dict[str, Any]) -> int:
     return cur.execute(
-        "SELECT count(*) FROM subtask_invocations i JOIN requests p ON p.id = i.request_id"
-        " WHERE p.conversation_id = %s AND (i.received_at, i.position) <= (%s, %s)",
+        "SELECT count(*) FROM subtask_invocations WHERE conversation_id = %s"
+        " AND (received_at, position) <= (%s, %s)",
         (conversation_id, inv["received_at"], inv["position"]),
     ).fetchone()["count"]
 
@@ -177,9 +177,9 @@ def link_request(conn: psycopg.Connection, r: LinkInput) -> None:
         )
         for tool_use_id, position, start_key in r.keys.invocations:
             cur.execute(
-                "INSERT INTO subtask_invocations (request_id, tool_use_id, position, start_key, received_at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (r.id, tool_use_id, position, start_key, r.received_at),
+                "INSERT INTO subtask_invocations (request_id, conversation_id, tool_use_id, position,"
+                " start_key, received_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (r.id, conversation_id, tool_use_id, position, start_key, r.received_at),
             )
         _add_to_summaries(cur, conversation_id, r, p, parent["id"] if parent else None)
         _adopt_waiting_children(conn, cur, r, conversation_id)
@@ -297,10 +297,8 @@ def _adopt_waiting_children(
 
 def merge(conn: psycopg.Connection, into: Any, source: Any) -> None:
     """Fold conversation ``source`` (a subtree that arrived before its parent) into ``into``."""
-    conn.execute("UPDATE requests SET conversation_id = %s WHERE conversation_id = %s", (into, source))
-    conn.execute(
-        "UPDATE conversation_text SET conversation_id = %s WHERE conversation_id = %s", (into, source)
-    )
+    for table in ("requests", "conversation_text", "subtask_invocations"):
+        conn.execute(f"UPDATE {table} SET conversation_id = %s WHERE conversation_id = %s", (into, source))
     conn.execute("DELETE FROM conversations WHERE id = %s", (source,))
     conn.execute("DELETE FROM branches WHERE conversation_id = %s", (source,))
 
@@ -383,9 +381,8 @@ def recompute(conn: psycopg.Connection, conversation_id: Any) -> None:
 
 def _invocation_order(cur: psycopg.Cursor, conversation_id: Any) -> dict[tuple[str, str], int]:
     rows = cur.execute(
-        "SELECT i.request_id::text AS request_id, i.tool_use_id FROM subtask_invocations i"
-        " JOIN requests p ON p.id = i.request_id WHERE p.conversation_id = %s"
-        " ORDER BY i.received_at, i.position",
+        "SELECT request_id::text AS request_id, tool_use_id FROM subtask_invocations"
+        " WHERE conversation_id = %s ORDER BY received_at, position",
         (conversation_id,),
     ).fetchall()
     return {(r["request_id"], r["tool_use_id"]): n for n, r in enumerate(rows, 1)}

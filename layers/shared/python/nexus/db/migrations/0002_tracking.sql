@@ -30,6 +30,7 @@ CREATE INDEX requests_conversation ON requests (conversation_id, received_at);
 -- Agent/Task tool calls seen in responses, numbered per conversation in invocation order.
 CREATE TABLE subtask_invocations (
     request_id uuid NOT NULL,
+    conversation_id uuid NOT NULL,         -- the invoking request's (kept on merges)
     tool_use_id text NOT NULL,
     position integer NOT NULL,             -- index of the tool_use block in the response
     start_key bytea NOT NULL,              -- matches the sub-agent's first request start_key
@@ -37,6 +38,7 @@ CREATE TABLE subtask_invocations (
     PRIMARY KEY (request_id, tool_use_id)
 );
 CREATE INDEX subtask_invocations_start ON subtask_invocations (start_key);
+CREATE INDEX subtask_invocations_conversation ON subtask_invocations (conversation_id, received_at, position);
 
 CREATE TABLE conversations (
     id uuid PRIMARY KEY,                   -- the id of its root request
