@@ -53,7 +53,7 @@ SAMPLES = 300  # timed turns of existing conversations per stage (half resumed, 
 SUBAGENT_SAMPLES = 30
 COMPACTION_SAMPLES = 20
 FLOOR_SAMPLES = 100
-CALIBRATION_RUNS = 60
+CALIBRATION_RUNS = 20  # before the samples; then 2 after every job
 LONG_MESSAGES = 300  # the long conversation reaches this many messages by the last stage
 LATE_MESSAGES = 250  # its turns from here on are the "late" ones
 STORAGE_TURNS = 200
@@ -871,15 +871,16 @@ class Sampler:
         )  # fmt: skip
 
     @staticmethod
-    def calibrate(rec: RawRecord, n: int = CALIBRATION_RUNS) -> float:
-        """Machine speed in this run: p50 of ``prepare`` of one fixed record with its caches off (pure
-        Python, no database), so a stage that ran on a slower moment of the machine shows it."""
+    def calibrate(rec: RawRecord, n: int) -> list[float]:
+        """Machine speed: ``prepare`` of one fixed record with its caches off (pure Python, no
+        database), ms per run. Taken between the samples, so a stage that ran while the machine was
+        slower shows it."""
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
             prepare(rec, pieces=None)
             times.append((time.perf_counter() - t0) * 1000)
-        return pct(times, 50)
+        return times
 
     def floor(self, n: int) -> tuple[float, float]:
         """Baselines: a SELECT 1 round trip, and the smallest durable write (one-row INSERT + COMMIT)."""
@@ -1215,10 +1216,10 @@ def report_stages(stages: list[Stage]) -> list[str]:
         "   pg CPU: of its Postgres backend. msgs: p50 messages per sampled request. commit: p50 of a one-row"
         " INSERT + COMMIT,",
         "   the cheapest durable write; RTT: SELECT 1. calib: p50 of prepare() of one fixed 32-message"
-        " record, caches off:",
-        "   this machine's speed at that moment. other / steal: % of one CPU used by other processes / stolen"
-        " by the hypervisor",
-        "   while sampling: near 0 on a quiet machine, else rerun)",
+        " record, caches off,",
+        "   between the samples: the machine's speed meanwhile. other / steal: % of one CPU used by other"
+        " processes / stolen",
+        "   by the hypervisor while sampling: near 0 on a quiet machine, else rerun)",
         "",
     ]
     lines.append("  by kind of request: total ms p50 / p95 / max (db p50) per stage")
@@ -1505,13 +1506,14 @@ def grow_and_measure(
                 gc.freeze()  # this benchmark's own objects (sessions, samples) out of the GC's way
                 load.start()
                 rtt, commit = sampler.floor(FLOOR_SAMPLES)
-                calib = sampler.calibrate(calibration_record)
+                calib = sampler.calibrate(calibration_record, CALIBRATION_RUNS)
                 samples = []
                 for job in stage_jobs(gen, pool.convos, long_convo, long_turns, rng):
                     samples += sampler.run(job)
+                    calib += sampler.calibrate(calibration_record, 2)
                 other, steal = load.pct()
                 res.stages.append(
-                    Stage(target, rows, samples, rtt, commit, table_mb(conn), other, steal, calib)
+                    Stage(target, rows, samples, rtt, commit, table_mb(conn), other, steal, pct(calib, 50))
                 )
             print("EXPLAIN of every statement linking runs", flush=True)
             res.checks = check_plans(conn, capture_linking(sampler, gen, pool.convos))
