@@ -36,6 +36,8 @@ from multidict import CIMultiDict
 from nexus.record import RawRecord
 from nexus.spool import SpoolReader, SpoolWriter
 
+from bench.stats import mean, pct
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 NEXUS = str(Path(PYTHON).with_name("nexus"))
@@ -714,18 +716,6 @@ class Bench:
 
 
 # --- statistics and the report -------------------------------------------------------------------
-
-
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
-
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
 
 
 def metric(phase: Phase, attr: str) -> list[float]:

@@ -39,6 +39,7 @@ from nexus.record import RawRecord
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
+from bench.stats import mean, pct
 from tests.support.fake_upstream import Usage, message_events
 from tests.support.pg import create_database, temporary_server
 
@@ -92,18 +93,6 @@ CODE_TOKENS = (
 
 
 # --- measurement helpers -------------------------------------------------------------------------
-
-
-def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
-
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
 
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
