@@ -250,3 +250,35 @@ def test_background_sub_agent_and_its_notification(pg_server, fake_upstream, tmp
         assert all(r["branch"] == "main" for r in main) and len(main) >= 2
         assert {r["conversation_id"] for r in reqs} == {conv["id"]}
         assert conv["subagent_count"] == 1 and conv["branch_count"] == 0
+
+
+def test_side_requests_join_their_sessions_conversation(stack, upstream):
+    """count_tokens (and side calls, quota probes) of a session are counted in its conversation, on
+    the branch of the session's latest request, without opening anything. Runs last: it adds rows."""
+    from tests.integration.http import CLAUDE_HEADERS, post
+
+    _, body = stack.api("/api/conversations?q=forked")
+    conv = body["conversations"][0]
+    sid = next(s for s in conv["session_ids"])
+    _, before = stack.api(f"/api/conversations/{conv['id']}")
+    latest = max((r for r in before["requests"] if r["session_id"] == sid), key=lambda r: r["received_at"])
+    count = b'{"model":"claude-opus-5-5","messages":[{"role":"user","content":"how long is this?"}]}'
+    r = post(
+        stack.proxy_url,
+        "/v1/messages/count_tokens?beta=true",
+        count,
+        {**CLAUDE_HEADERS, "x-claude-code-session-id": sid},
+    )
+    assert r.status == 200
+    rows = stack.wait_for(
+        lambda rows: any(x["kind"] == "count_tokens" and x["conversation_id"] for x in rows), session_id=sid
+    )
+    side = next(x for x in rows if x["kind"] == "count_tokens")
+    assert (side["link"], side["parent_request_id"], side["branch"]) == (
+        "side",
+        latest["id"],
+        latest["branch"],
+    )
+    _, after = stack.api(f"/api/conversations/{conv['id']}")
+    assert after["request_count"] == before["request_count"] + 1
+    assert after["branch_count"] == before["branch_count"]

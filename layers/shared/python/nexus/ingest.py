@@ -127,6 +127,9 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
             split.message_hashes,
             NORMS if pieces is not None else None,
         )
+    elif _header(rec.request_headers, "x-claude-code-session-id") and rec.status is not None:
+        # side calls, count_tokens, quota probes: attached to their session's conversation
+        keys = tracking_keys.TrackingKeys(b"")
     context = usage.prompt_tokens if has_usage else None
 
     out.row = {

@@ -20,7 +20,7 @@ CHUNK = 200
 
 
 def _selected_ids(conn: psycopg.Connection, team: str | None, since: datetime | None) -> list[str]:
-    where, args = ["kind = ANY(%s)"], [list(LINKED_KINDS)]
+    where, args = ["(kind = ANY(%s) OR session_id IS NOT NULL)"], [list(LINKED_KINDS)]
     if team is not None:
         where.append("team = %s")
         args.append(team)

@@ -134,7 +134,40 @@ def _invocation_number(cur: psycopg.Cursor, conversation_id: Any, inv: dict[str,
     ).fetchone()["count"]
 
 
+def _attach_side_request(cur: psycopg.Cursor, r: LinkInput) -> None:
+    """A request that is not a turn (a side call, count_tokens, a quota probe) joins the conversation
+    of the latest request of its session, on that request's branch; it opens nothing."""
+    if r.session_id is None:
+        return
+    parent = cur.execute(
+        f"SELECT {_NODE_COLS} FROM requests WHERE session_id = %s AND conversation_id IS NOT NULL"
+        " AND received_at <= %s AND id <> %s ORDER BY received_at DESC LIMIT 1",
+        (r.session_id, r.received_at, r.id),
+    ).fetchone()
+    if parent is None:
+        return  # nothing of its session yet; `nexus tracking rebuild` places it later
+    p = place.side(_node(parent))
+    cur.execute(
+        "UPDATE requests SET conversation_id = %s, parent_request_id = %s, link = %s, branch = %s,"
+        " is_subtask = %s, parent_task_request_id = %s WHERE id = %s",
+        (
+            parent["conversation_id"],
+            parent["id"],
+            p.link,
+            p.branch,
+            p.is_subtask,
+            p.parent_task_request_id,
+            r.id,
+        ),
+    )
+    _add_to_summaries(cur, parent["conversation_id"], r, p, None)
+
+
 def link_request(conn: psycopg.Connection, r: LinkInput) -> None:
+    if r.kind not in LINKED_KINDS:
+        with conn.cursor(row_factory=dict_row) as cur:
+            _attach_side_request(cur, r)
+        return
     with conn.cursor(row_factory=dict_row) as cur:
         how, parent, inv = _find_parent(cur, r)
         me = place.Node(r.id, r.session_id, r.keys.messages_key, kind=r.kind)
@@ -317,6 +350,8 @@ def recompute(conn: psycopg.Connection, conversation_id: Any) -> None:
         counters = place.Counters()
         invocation_order = _invocation_order(cur, conversation_id)
         for i, row in enumerate(rows):
+            if row["kind"] not in LINKED_KINDS:
+                continue  # side requests keep their place; their branch follows below
             keys = TrackingKeys(
                 b"",
                 prefix_key=_b(row["prefix_key"]),
@@ -376,6 +411,12 @@ def recompute(conn: psycopg.Connection, conversation_id: Any) -> None:
                     row["id"],
                 ),
             )
+        cur.execute(
+            "UPDATE requests s SET branch = p.branch, is_subtask = p.is_subtask,"
+            " parent_task_request_id = p.parent_task_request_id FROM requests p"
+            " WHERE s.conversation_id = %s AND s.link = 'side' AND p.id = s.parent_request_id",
+            (conversation_id,),
+        )
         _rebuild_summaries(cur, conversation_id)
 
 

@@ -31,7 +31,7 @@ class Counters:
 
 @dataclass(slots=True)
 class Placement:
-    link: str  # root | continue | retry | subtask | compact
+    link: str  # root | continue | retry | subtask | compact | side
     branch: str
     is_subtask: bool = False
     parent_task_request_id: str | None = None
@@ -67,6 +67,11 @@ def continuation(node: Node, parent: Node, siblings: list[Node], counters: Count
         parent.parent_task_request_id,
         new_branch_kind="branch",
     )
+
+
+def side(anchor: Node) -> Placement:
+    """A side call, count_tokens or quota probe: on the branch of its session's latest request."""
+    return Placement("side", anchor.branch or MAIN, anchor.is_subtask, anchor.parent_task_request_id)
 
 
 def compaction(counters: Counters) -> Placement:
