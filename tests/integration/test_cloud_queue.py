@@ -1,0 +1,132 @@
+"""The cloud record path, with AWS emulated by moto: proxy-side SqsSink -> SQS FIFO (+ S3 for large
+records) -> a real SQS event -> the ingest Lambda handler -> the real Postgres."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+from nexus.db.migrate import migrate
+from nexus.sqs_queue import SqsSink
+
+from tests.integration.test_ingest import _record
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    with mock_aws():
+        sqs, s3 = boto3.client("sqs", region_name=REGION), boto3.client("s3", region_name=REGION)
+        dlq = sqs.create_queue(QueueName="records-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        queue = sqs.create_queue(
+            QueueName="records.fifo",
+            Attributes={
+                "FifoQueue": "true",
+                "VisibilityTimeout": "0",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"}),
+            },
+        )["QueueUrl"]
+        s3.create_bucket(Bucket="records", CreateBucketConfiguration={"LocationConstraint": REGION})
+        yield sqs, s3, queue, dlq
+
+
+@pytest.fixture
+def handler(database_url, monkeypatch):
+    migrate(database_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    from nexus_ingest import handler as h
+
+    h._state.clear()
+    yield h
+    if h._state.get("conn") is not None:
+        h._state["conn"].close()
+    h._state.clear()
+
+
+def _event(sqs, queue: str) -> tuple[dict, list[dict]]:
+    got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+        "Messages", []
+    )
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "eventSource": "aws:sqs",
+        }
+        for m in got
+    ]
+    return {"Records": records}, got
+
+
+def _ack(sqs, queue: str, got: list[dict], failed: set[str]) -> None:
+    for m in got:
+        if m["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+
+
+def _ids(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT id::text FROM requests")}
+
+
+def test_records_travel_through_sqs_and_s3_into_postgres(aws, handler, database_url):
+    sqs, s3, queue, _ = aws
+    sink = SqsSink(sqs, queue, s3, "records", inline_limit=4096)
+    small, large = _record(1, "s-cloud"), _record(2, "s-cloud")
+    large.response_body += b": padding\n\n" * 2000  # over the inline limit: goes by S3
+    sink.put(small)
+    sink.put(large)
+    sink.put(small)  # a retried send: deduplicated by record id
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="records")["Contents"]] == [f"records/{large.id}"]
+    event, got = _event(sqs, queue)
+    assert len(got) == 2
+    result = handler.handle(event)
+    assert result == {"batchItemFailures": []}
+    _ack(sqs, queue, got, set())
+    assert _ids(database_url) == {small.id, large.id}
+
+
+def test_a_poison_message_goes_to_the_dlq_and_the_rest_is_stored(aws, handler, database_url):
+    sqs, s3, queue, dlq = aws
+    sink = SqsSink(sqs, queue, s3, "records")
+    good = _record(3, "s-poison")
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody='{"v": 1, "record": "not base64!"}',
+        MessageGroupId="g",
+        MessageDeduplicationId="poison-1",
+    )
+    sink.put(good)
+    for _ in range(3):  # Lambda's retries: the poison one is reported failed each time
+        event, got = _event(sqs, queue)
+        if not got:
+            break
+        failed = {f["itemIdentifier"] for f in handler.handle(event)["batchItemFailures"]}
+        assert all(
+            json.loads(m["Body"]).get("record") == "not base64!" for m in got if m["MessageId"] in failed
+        )
+        _ack(sqs, queue, got, failed)
+    assert _ids(database_url) == {good.id}
+    dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["record"] for m in dead] == ["not base64!"]
+
+
+def test_database_away_returns_the_whole_batch(aws, handler, monkeypatch, database_url):
+    sqs, s3, queue, _ = aws
+    SqsSink(sqs, queue, s3, "records").put(_record(4, "s-away"))
+    monkeypatch.setenv("DATABASE_URL", database_url.replace("/t_", "/missing_t_"))
+    event, got = _event(sqs, queue)
+    result = handler.handle(event)
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [m["MessageId"] for m in got]
