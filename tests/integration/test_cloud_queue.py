@@ -130,3 +130,25 @@ def test_database_away_returns_the_whole_batch(aws, handler, monkeypatch, databa
     event, got = _event(sqs, queue)
     result = handler.handle(event)
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [m["MessageId"] for m in got]
+
+
+def test_keys_and_teams_live_in_secrets_manager(aws):
+    from nexus.access import AccessStore, Authenticator, AuthError
+    from nexus.secrets_manager import SecretsManagerStore
+
+    store = SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION), prefix="nexus-staging/")
+    assert store.get("nexus/keys") is None
+    access = AccessStore(store)
+    key, rec = access.create_key("platform", "ada")
+    access.set_team("corp", "team-key")
+    access.set_team_api_key("corp", "sk-ant-team")
+    auth = Authenticator(store, require_keys=True, refresh_s=0)
+    grant = auth.authorize({"x-nexus-key": key, "x-api-key": "sk-ant-own"})
+    assert (grant.principal.team, grant.principal.user) == ("platform", "ada")
+    assert key not in store.get("nexus/keys")  # only the hash is stored
+    access.revoke_key(rec.id)
+    with pytest.raises(AuthError, match="revoked"):
+        auth.authorize({"x-nexus-key": key, "x-api-key": "sk-ant-own"})
+    assert store.get("nexus/team/corp/anthropic-api-key") == "sk-ant-team"
+    store.delete("nexus/team/corp/anthropic-api-key")
+    assert store.get("nexus/team/corp/anthropic-api-key") is None
