@@ -152,3 +152,56 @@ def test_keys_and_teams_live_in_secrets_manager(aws):
     assert store.get("nexus/team/corp/anthropic-api-key") == "sk-ant-team"
     store.delete("nexus/team/corp/anthropic-api-key")
     assert store.get("nexus/team/corp/anthropic-api-key") is None
+
+
+def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeypatch):
+    migrate(database_url)
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    sm.create_secret(Name="nexus-staging/dashboard-key", SecretString="nxd_cloud_key")
+    monkeypatch.setenv("NEXUS_DASHBOARD_KEY_SECRET", "nexus-staging/dashboard-key")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    from nexus_dashboard import handler as dash
+
+    def event(key: str) -> dict:  # a Lambda function URL (payload 2.0) request
+        return {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": "/api/requests",
+            "rawQueryString": "limit=5",
+            "headers": {"authorization": f"Bearer {key}", "host": "abc.lambda-url.eu-west-1.on.aws"},
+            "requestContext": {
+                "http": {
+                    "method": "GET",
+                    "path": "/api/requests",
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "127.0.0.1",
+                    "userAgent": "test",
+                },
+                "domainName": "abc.lambda-url.eu-west-1.on.aws",
+                "stage": "$default",
+            },
+            "isBase64Encoded": False,
+        }
+
+    ok = dash.handle(event("nxd_cloud_key"), None)
+    assert ok["statusCode"] == 200 and json.loads(ok["body"]) == {"requests": []}
+    denied = dash.handle(event("wrong"), None)
+    assert denied["statusCode"] == 401
+
+
+def test_proxy_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tmp_path):
+    from nexus.secrets_manager import SecretsManagerStore
+    from nexus_proxy.app import create_app
+
+    sqs, _, queue, _ = aws
+    monkeypatch.setenv("NEXUS_QUEUE_URL", queue)
+    monkeypatch.setenv("NEXUS_RECORD_BUCKET", "records")
+    monkeypatch.setenv("NEXUS_SECRETS_PREFIX", "nexus-staging/")
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(tmp_path))
+    app = create_app()
+    assert isinstance(app.forwarder.sink, SqsSink)
+    assert isinstance(app.forwarder.auth.store, SecretsManagerStore)
+    app.forwarder.sink.put(_record(7, "s-proxy"))
+    (msg,) = sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"]
+    assert msg["Attributes"]["MessageGroupId"] == "s-proxy"
+    assert not (tmp_path / "spool").exists()  # nothing written locally

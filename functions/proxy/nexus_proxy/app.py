@@ -77,5 +77,27 @@ def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore
 
 
 def create_app() -> ProxyApp:
-    """uvicorn factory (``--factory nexus_proxy.app:create_app``): settings from the environment."""
-    return build(Settings.from_env())
+    """uvicorn factory (``--factory nexus_proxy.app:create_app``): settings from the environment.
+
+    In AWS (``NEXUS_QUEUE_URL`` set) records go to SQS/S3 and access data comes from Secrets Manager
+    (``NEXUS_SECRETS_PREFIX``); locally, the spool and the secrets file in the data directory."""
+    import os
+
+    settings = Settings.from_env()
+    sink = store = None
+    if os.environ.get("NEXUS_QUEUE_URL"):
+        import boto3
+        from nexus.sqs_queue import SqsSink
+
+        sink = SqsSink(
+            boto3.client("sqs"),
+            os.environ["NEXUS_QUEUE_URL"],
+            boto3.client("s3"),
+            os.environ["NEXUS_RECORD_BUCKET"],
+        )
+    if os.environ.get("NEXUS_SECRETS_PREFIX") is not None:
+        import boto3
+        from nexus.secrets_manager import SecretsManagerStore
+
+        store = SecretsManagerStore(boto3.client("secretsmanager"), os.environ["NEXUS_SECRETS_PREFIX"])
+    return build(settings, sink=sink, store=store)
