@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from multidict import CIMultiDict
 from nexus.access import Authenticator, AuthError, Grant
-from nexus.headers import HOP_BY_HOP, REQUEST_SKIP, SECRET_HEADERS, fingerprint, redact
+from nexus.headers import HOP_BY_HOP, REQUEST_SKIP, SECRET_HEADERS, fingerprint, redact, redacted_pairs
 from nexus.ids import uuid7
 from nexus.record import RawRecord
 from nexus.sink import RecordSink
@@ -100,7 +100,7 @@ class Forwarder:
             method=scope["method"],
             path=scope["path"],
             query=scope["query_string"].decode("latin-1"),
-            request_headers=[[k, redact(k, v)] for k, v in headers],
+            request_headers=redacted_pairs(headers),
             upstream=self.upstream,
         )
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from nexus.headers import NEXUS_KEY_HEADER
 from nexus.secret_store import SecretStore
 
 KEYS_SECRET = "nexus/keys"
@@ -176,7 +177,7 @@ class Authenticator:
     def authorize(self, headers: dict[str, str]) -> Grant:
         """``headers``: lower-cased request headers. Raises AuthError with a client-safe message."""
         self._refresh()
-        nexus_key = headers.get("x-nexus-key")
+        nexus_key = headers.get(NEXUS_KEY_HEADER)
         api_key = headers.get("x-api-key")
         bearer = headers.get("authorization", "")
         bearer_token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
@@ -197,7 +198,7 @@ class Authenticator:
                     "never as the Anthropic API key"
                 )
             return Grant(
-                Principal(rec.team, rec.user, rec.id, "passthrough"), ("x-nexus-key",), (), client_cred
+                Principal(rec.team, rec.user, rec.id, "passthrough"), (NEXUS_KEY_HEADER,), (), client_cred
             )
 
         if client_cred and client_cred.startswith(KEY_PREFIX):

@@ -21,7 +21,6 @@ class Settings(BaseModel):
     spool_fsync: bool = False
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(600.0, gt=0)
-    dashboard_key: str | None = None
 
     @field_validator("upstream_url")
     @classmethod
@@ -49,7 +48,6 @@ class Settings(BaseModel):
             "NEXUS_REQUIRE_KEYS": "require_keys",
             "NEXUS_MAX_BODY_BYTES": "max_body_bytes",
             "NEXUS_SPOOL_FSYNC": "spool_fsync",
-            "NEXUS_DASHBOARD_KEY": "dashboard_key",
         }
         for var, field in mapping.items():
             if env.get(var):

@@ -32,13 +32,6 @@ class Prepared:
     link: LinkInput | None = None  # set for requests that belong in a conversation
 
 
-def _header(pairs: list[list[str]], name: str) -> str | None:
-    for k, v in pairs:
-        if k.lower() == name:
-            return v
-    return None
-
-
 def _ratelimit(headers: list[list[str]]) -> dict[str, str] | None:
     out = {k: v for k, v in headers if k.startswith(RATELIMIT_PREFIX) or k == "retry-after"}
     return out or None
@@ -47,10 +40,10 @@ def _ratelimit(headers: list[list[str]]) -> dict[str, str] | None:
 def _response(rec: RawRecord) -> tuple[dict[str, Any] | None, dict[str, Any], str | None, bool]:
     """(response JSON, usage, upstream error message, stream complete?)."""
     try:
-        body = decode_body(rec.response_body, _header(rec.response_headers, "content-encoding"))
+        body = decode_body(rec.response_body, rec.header("content-encoding", "response"))
     except ValueError as exc:
         return None, {}, str(exc), False
-    ctype = (_header(rec.response_headers, "content-type") or "").lower()
+    ctype = (rec.header("content-type", "response") or "").lower()
     if "text/event-stream" in ctype:
         result = sse.rebuild_message(body)
         err = result.error.get("message") if result.error else None
@@ -78,7 +71,7 @@ NORMS = NormCache()
 
 
 def _clean_stream(rec: RawRecord, response: Any, complete: bool, error: str | None) -> bool:
-    ctype = (_header(rec.response_headers, "content-type") or "").lower()
+    ctype = (rec.header("content-type", "response") or "").lower()
     return "text/event-stream" in ctype and complete and error is None and isinstance(response, dict)
 
 
@@ -97,7 +90,8 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
     headers_hash = sha256(headers_blob)
     out.blobs[headers_hash] = headers_blob
 
-    agent_id = _header(rec.request_headers, "x-claude-code-agent-id")
+    agent_id = rec.header("x-claude-code-agent-id")
+    session_id = rec.header("x-claude-code-session-id")
     response, usage_doc, upstream_err, complete = (
         _response(rec) if rec.status is not None else (None, {}, None, False)
     )
@@ -127,7 +121,7 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
             split.message_hashes,
             NORMS if pieces is not None else None,
         )
-    elif _header(rec.request_headers, "x-claude-code-session-id") and rec.status is not None:
+    elif session_id and rec.status is not None:
         # side calls, count_tokens, quota probes: attached to their session's conversation
         keys = tracking_keys.TrackingKeys(b"")
     context = usage.prompt_tokens if has_usage else None
@@ -140,7 +134,7 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
         "key_id": rec.key_id,
         "auth_mode": rec.auth_mode,
         "account": rec.account,
-        "session_id": _header(rec.request_headers, "x-claude-code-session-id"),
+        "session_id": session_id,
         "agent_id": agent_id,
         "method": rec.method,
         "path": rec.path,
