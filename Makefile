@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
+# The CDK CLI and a supported Node (for jsii) come from package.json, not from the machine.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup dev test lint format bench
+.PHONY: setup dev test lint format bench synth
 
-# Create or refresh .venv from the lock file; nothing else.
-setup:
+# Create or refresh .venv and node_modules from the lock files; nothing else.
+setup: node_modules/.installed
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
 	@$(UV) sync --frozen --all-extras --quiet
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 dev: setup
 	$(VENV)/bin/nexus dev
@@ -27,3 +33,8 @@ format: setup
 
 bench: setup
 	$(VENV)/bin/python bench/proxy_overhead.py
+
+# Synthesize both stages with the real CDK CLI (cdk-nag runs as part of synth).
+synth: setup
+	cdk synth -c stage=staging --quiet
+	cdk synth -c stage=prod --quiet

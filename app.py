@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""CDK entry point: one Nexus stack per stage, chosen with ``cdk synth -c stage=staging|prod``.
+"""CDK entry point: one Nexus stack per stage, chosen with ``cdk deploy -c stage=staging|prod``.
 
-The stack's resources are being built in the infrastructure issue; this file and ``infra/`` fix the
-shape (typed per-stage config, stack named after the stage) so later work only adds constructs.
+Optional context: ``-c account=... -c region=... -c alarm_email=...``. Every other setting lives in
+the typed stage config (``infra/config.py``); constructs never read the environment.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from infra.config import load_stage
-from infra.stack import NexusStack
+from infra.stack import create_stack
 
 app = cdk.App()
-stage = load_stage(app.node.try_get_context("stage") or "staging")
-NexusStack(
-    app, f"Nexus-{stage.name}", stage=stage, env=cdk.Environment(account=stage.account, region=stage.region)
+ctx = app.node.try_get_context
+stage = load_stage(
+    ctx("stage") or "staging", account=ctx("account"), region=ctx("region"), alarm_email=ctx("alarm_email")
 )
+create_stack(app, stage)
 app.synth()

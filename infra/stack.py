@@ -1,13 +1,26 @@
-"""The Nexus stack of one stage. Resources arrive construct by construct (infrastructure issue)."""
+"""The Nexus stack of one stage: wires the constructs together and exports what operators need."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.dashboard import Dashboard
+from infra.database import Database
+from infra.functions import log_retention
+from infra.ingest import Ingest
+from infra.layers import Layers
+from infra.migrations import Migrations
+from infra.nag import acknowledge_reviewed
+from infra.network import Network
+from infra.observability import Observability, Watched
+from infra.proxy import Proxy
+from infra.queue import RecordQueue
+from infra.secrets import AccessSecrets
 
 
 class NexusStack(cdk.Stack):
@@ -15,3 +28,67 @@ class NexusStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.stage = stage
         cdk.Tags.of(self).add("nexus:stage", stage.name)
+
+        layers = Layers(self, "Layers", architecture=stage.architecture, python_version=stage.python_version)
+        network = Network(self, "Network", max_azs=stage.max_azs, log_retention=log_retention(stage))
+        database = Database(
+            self, "Database", stage=stage, network=network, log_retention=log_retention(stage)
+        )
+        queue = RecordQueue(self, "Queue", stage=stage)
+        secrets = AccessSecrets(self, "Secrets", stage=stage)
+        self.database, self.queue, self.secrets = database, queue, secrets
+        self.migrations = migrations = Migrations(
+            self, "Migrations", stage=stage, layers=layers, network=network, database=database
+        )
+
+        self.proxy = Proxy(self, "Proxy", stage=stage, layers=layers, queue=queue, secrets=secrets)
+        self.ingest = Ingest(
+            self, "Ingest", stage=stage, layers=layers, network=network, database=database, queue=queue
+        )
+        self.dashboard = Dashboard(
+            self, "Dashboard", stage=stage, layers=layers, network=network, database=database, secrets=secrets
+        )
+        # New code never meets an old schema: consumers of the database wait for the migrations.
+        for fn in (self.ingest.function, self.dashboard.function):
+            fn.node.add_dependency(migrations.resource)
+
+        self.observability = Observability(
+            self,
+            "Observability",
+            stage=stage,
+            watched=Watched(
+                proxy=self.proxy.function,
+                ingest=self.ingest.function,
+                dashboard=self.dashboard.function,
+                queue=queue,
+                database=database,
+            ),
+        )
+
+        cdk.CfnOutput(
+            self, "ProxyUrl", value=self.proxy.url.url, description="ANTHROPIC_BASE_URL for Claude Code"
+        )
+        cdk.CfnOutput(self, "DashboardUrl", value=self.dashboard.url.url)
+        cdk.CfnOutput(
+            self, "SecretsPrefix", value=secrets.prefix, description="NEXUS_SECRETS_PREFIX for nexus keys"
+        )
+        cdk.CfnOutput(self, "DashboardKeySecret", value=secrets.dashboard_key.secret_name)
+        cdk.CfnOutput(self, "DatabaseSecret", value=database.secret.secret_name)
+        cdk.CfnOutput(self, "DeadLetterQueueUrl", value=queue.dead_letters.queue_url)
+        cdk.CfnOutput(self, "AlarmTopic", value=self.observability.topic.topic_arn)
+
+        acknowledge_reviewed(self)
+
+
+def create_stack(app: cdk.App, stage: StageConfig) -> NexusStack:
+    """The stage's stack, with cdk-nag as a policy-validation plugin: any unacknowledged AwsSolutions
+    finding fails ``app.synth()`` (and so ``cdk synth`` and ``cdk deploy``)."""
+    stack = NexusStack(
+        app,
+        f"Nexus-{stage.name}",
+        stage=stage,
+        env=cdk.Environment(account=stage.account, region=stage.region),
+        description=f"Nexus gateway and observability for Claude Code ({stage.name})",
+    )
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return stack

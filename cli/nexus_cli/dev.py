@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from nexus.access import DASHBOARD_KEY_SECRET
 from nexus.config import DEFAULT_UPSTREAM, Settings
 from nexus.db.migrate import migrate
 from pydantic import ValidationError
@@ -31,7 +32,6 @@ from pydantic import ValidationError
 from nexus_cli import priority
 from nexus_cli.common import CLIError, add_data_dir, local_store
 
-DASHBOARD_KEY_SECRET = "nexus/dashboard-key"
 log = logging.getLogger("nexus.dev")
 
 

@@ -25,6 +25,7 @@ from nexus.secret_store import SecretStore
 
 KEYS_SECRET = "nexus/keys"
 TEAMS_SECRET = "nexus/teams"
+DASHBOARD_KEY_SECRET = "nexus/dashboard-key"
 KEY_PREFIX = "nxk_"
 MODES = ("passthrough", "team-key")
 

@@ -1,0 +1,1 @@
+"""Schema migrations run by CloudFormation on deploy (a custom resource)."""

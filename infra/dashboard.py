@@ -1,0 +1,67 @@
+"""The dashboard: the FastAPI app behind Mangum (buffered responses) and a function URL.
+
+In the VPC for the database. The URL is open at the network level; every page and API call needs the
+dashboard key, which lives in Secrets Manager (read through the VPC endpoint, cached 5 minutes).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.database import Database
+from infra.functions import Placement, python_function
+from infra.layers import Layers
+from infra.network import Network
+from infra.secrets import AccessSecrets
+
+
+class Dashboard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        layers: Layers,
+        network: Network,
+        database: Database,
+        secrets: AccessSecrets,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        sg = network.function_security_group("Dashboard")
+        database.allow_from(sg, "dashboard")
+        self.function = python_function(
+            self,
+            "Function",
+            stage=stage,
+            layers=layers,
+            code="dashboard",
+            handler="nexus_dashboard.handler.handle",
+            service="nexus-dashboard",
+            memory_mb=stage.dashboard_memory_mb,
+            timeout_s=30,
+            placement=Placement(network.vpc, network.app_subnets, sg),
+            description="Nexus dashboard and JSON API",
+            environment={
+                "NEXUS_DB_SECRET_ARN": database.secret.secret_arn,
+                "NEXUS_DASHBOARD_KEY_SECRET": secrets.dashboard_key.secret_arn,
+                "NEXUS_SECRETS_PREFIX": secrets.prefix,
+            },
+        )
+        database.secret.grant_read(self.function)
+        secrets.dashboard_key.grant_read(self.function)
+        secrets.grant_read_access(self.function)
+        cors = (
+            lambda_.FunctionUrlCorsOptions(
+                allowed_origins=list(stage.allowed_origins),
+                allowed_methods=[lambda_.HttpMethod.GET, lambda_.HttpMethod.POST, lambda_.HttpMethod.DELETE],
+                allowed_headers=["authorization", "content-type"],
+            )
+            if stage.allowed_origins
+            else None
+        )
+        self.url = self.function.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.NONE, invoke_mode=lambda_.InvokeMode.BUFFERED, cors=cors
+        )

@@ -1,0 +1,103 @@
+"""How every Nexus function is built: runtime, architecture, layers, logs, tracing, Powertools settings.
+
+One place, so the proxy, ingest, dashboard and migration functions cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.layers import PY_JUNK, ROOT, Layers, python_runtime
+
+METRICS_NAMESPACE = "Nexus"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a function in the VPC runs."""
+
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+
+
+def architecture(stage: StageConfig) -> lambda_.Architecture:
+    return lambda_.Architecture.ARM_64 if stage.architecture == "arm64" else lambda_.Architecture.X86_64
+
+
+def log_retention(stage: StageConfig) -> logs.RetentionDays:
+    try:
+        return getattr(logs.RetentionDays, _RETENTION[stage.log_retention_days])
+    except KeyError:
+        raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}") from None
+
+
+_RETENTION = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    90: "THREE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+}
+
+
+def python_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    stage: StageConfig,
+    layers: Layers,
+    code: str,
+    handler: str,
+    service: str,
+    memory_mb: int,
+    timeout_s: int,
+    environment: dict[str, str] | None = None,
+    placement: Placement | None = None,
+    reserved_concurrency: int | None = None,
+    extra_layers: tuple[lambda_.ILayerVersion, ...] = (),
+    description: str = "",
+) -> lambda_.Function:
+    """A Python function from ``functions/<code>`` with the shared and dependency layers."""
+    log_group = logs.LogGroup(
+        scope,
+        f"{construct_id}Logs",
+        retention=log_retention(stage),
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    env = {
+        "NEXUS_STAGE": stage.name,
+        "POWERTOOLS_SERVICE_NAME": service,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        **(environment or {}),
+    }
+    return lambda_.Function(
+        scope,
+        construct_id,
+        description=description,
+        runtime=python_runtime(stage.python_version),
+        architecture=architecture(stage),
+        handler=handler,
+        code=lambda_.Code.from_asset(str(ROOT / "functions" / code), exclude=PY_JUNK),
+        layers=[layers.dependencies, layers.shared, *extra_layers],
+        memory_size=memory_mb,
+        timeout=cdk.Duration.seconds(timeout_s),
+        environment=env,
+        tracing=lambda_.Tracing.ACTIVE,
+        log_group=log_group,
+        reserved_concurrent_executions=reserved_concurrency,
+        vpc=placement.vpc if placement else None,
+        vpc_subnets=placement.subnets if placement else None,
+        security_groups=[placement.security_group] if placement else None,
+    )

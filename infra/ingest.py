@@ -1,0 +1,63 @@
+"""Ingest: the queue consumer that derives usage, cost and conversation links and writes PostgreSQL.
+
+In the VPC (it talks to the database). Batches from the FIFO queue with partial-batch failure
+reporting: a poison record is retried, then dead-lettered, while the rest of its batch is stored.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as sources
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.database import Database
+from infra.functions import Placement, python_function
+from infra.layers import Layers
+from infra.network import Network
+from infra.queue import RecordQueue
+
+
+class Ingest(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        layers: Layers,
+        network: Network,
+        database: Database,
+        queue: RecordQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        sg = network.function_security_group("Ingest")
+        database.allow_from(sg, "ingest")
+        self.function = python_function(
+            self,
+            "Function",
+            stage=stage,
+            layers=layers,
+            code="ingest",
+            handler="nexus_ingest.handler.handle",
+            service="nexus-ingest",
+            memory_mb=stage.ingest_memory_mb,
+            timeout_s=stage.ingest_timeout_s,
+            placement=Placement(network.vpc, network.app_subnets, sg),
+            description="Nexus ingest: queue to PostgreSQL, with conversation tracking",
+            environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn},
+        )
+        database.secret.grant_read(self.function)
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[queue.bucket.arn_for_objects("records/*")]
+            )
+        )
+        self.function.add_event_source(
+            sources.SqsEventSource(
+                queue.queue,
+                batch_size=stage.ingest_batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=max(2, stage.ingest_max_concurrency),
+            )
+        )

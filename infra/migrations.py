@@ -1,0 +1,73 @@
+"""Schema migrations on every deploy: a custom resource runs ``nexus.db.migrate`` in the VPC.
+
+The resource's properties carry a hash of the migration files, so CloudFormation calls the function
+again exactly when a migration was added; a failing migration fails (and rolls back) the deploy.
+Ingest and the dashboard depend on it, so new code never runs against an old schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.database import Database
+from infra.functions import Placement, log_retention, python_function
+from infra.layers import ROOT, Layers
+from infra.network import Network
+
+MIGRATIONS = ROOT / "layers" / "shared" / "python" / "nexus" / "db" / "migrations"
+
+
+def migrations_hash() -> str:
+    h = hashlib.sha256()
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+class Migrations(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        layers: Layers,
+        network: Network,
+        database: Database,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        sg = network.function_security_group("Migrate")
+        database.allow_from(sg, "migrations")
+        self.function = python_function(
+            self,
+            "Function",
+            stage=stage,
+            layers=layers,
+            code="migrate",
+            handler="nexus_migrate.handler.handle",
+            service="nexus-migrate",
+            memory_mb=512,
+            timeout_s=600,
+            placement=Placement(network.vpc, network.app_subnets, sg),
+            description="Nexus schema migrations (run by CloudFormation on deploy)",
+            environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn},
+        )
+        database.secret.grant_read(self.function)
+        provider_logs = logs.LogGroup(
+            self, "ProviderLogs", retention=log_retention(stage), removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+        self.provider = cr.Provider(self, "Provider", on_event_handler=self.function, log_group=provider_logs)
+        self.resource = cdk.CustomResource(
+            self,
+            "Run",
+            service_token=self.provider.service_token,
+            resource_type="Custom::NexusMigrations",
+            properties={"MigrationsHash": migrations_hash()},
+        )
+        self.resource.node.add_dependency(database.instance)

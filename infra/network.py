@@ -1,0 +1,68 @@
+"""The VPC for the database and the functions that talk to it.
+
+No NAT gateway: nothing inside needs the internet. The functions in the VPC reach Secrets Manager
+through an interface endpoint and S3 (large records) through a free gateway endpoint; SQS delivers
+to the ingest function without the function calling SQS. The proxy is not in the VPC at all.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+
+class Network(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, max_azs: int, log_retention: logs.RetentionDays
+    ):
+        super().__init__(scope, construct_id)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=max_azs,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="app", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22
+                ),
+                ec2.SubnetConfiguration(name="db", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
+            ],
+        )
+        self.app_subnets = ec2.SubnetSelection(subnet_group_name="app")
+        self.db_subnets = ec2.SubnetSelection(subnet_group_name="db")
+
+        flow_logs = logs.LogGroup(
+            self, "FlowLogs", retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+        # Rejected traffic only: enough to see a misconfigured security group, a fraction of the cost.
+        self.vpc.add_flow_log(
+            "Rejected",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+            traffic_type=ec2.FlowLogTrafficType.REJECT,
+        )
+
+        self.vpc.add_gateway_endpoint(
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.app_subnets]
+        )
+        self.endpoint_sg = ec2.SecurityGroup(
+            self, "EndpointSg", vpc=self.vpc, allow_all_outbound=False, description="Interface endpoints"
+        )
+        self.secrets_endpoint = self.vpc.add_interface_endpoint(
+            "SecretsManager",
+            service=ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+            subnets=self.app_subnets,
+            security_groups=[self.endpoint_sg],
+            open=False,
+        )
+
+    def function_security_group(self, name: str) -> ec2.SecurityGroup:
+        """A security group for a function in the VPC: HTTPS out to the endpoints (the subnets have no
+        route to the internet, so "any address" reaches only the endpoints and the S3 gateway)."""
+        sg = ec2.SecurityGroup(
+            self, f"{name}Sg", vpc=self.vpc, allow_all_outbound=False, description=f"{name} function"
+        )
+        self.endpoint_sg.add_ingress_rule(sg, ec2.Port.tcp(443), f"{name} to AWS APIs")
+        sg.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS APIs via endpoints and S3 gateway")
+        return sg

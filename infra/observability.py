@@ -1,0 +1,291 @@
+"""Alarms to an SNS topic and a CloudWatch dashboard per stage, on the metrics ingest emits
+(``nexus.metrics``) and on the AWS metrics of the queue, the functions and the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+from nexus import metrics as m
+
+from infra.config import StageConfig
+from infra.database import Database
+from infra.queue import RecordQueue
+
+
+@dataclass(frozen=True)
+class Watched:
+    proxy: lambda_.Function
+    ingest: lambda_.Function
+    dashboard: lambda_.Function
+    queue: RecordQueue
+    database: Database
+
+
+class Observability(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, watched: Watched) -> None:
+        super().__init__(scope, construct_id)
+        self.stage = stage
+        self.period = cdk.Duration.minutes(stage.alarms.period_minutes)
+        # CloudWatch must be allowed to use the key, which rules out the AWS-managed SNS key.
+        key = kms.Key(self, "AlarmsKey", enable_key_rotation=True, description="Nexus alarm topic")
+        key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        self.topic = sns.Topic(self, "Alarms", display_name=f"Nexus {stage.name} alarms", master_key=key)
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"Bool": {"aws:SecureTransport": "false"}},
+            )
+        )
+        if stage.alarm_email:
+            self.topic.add_subscription(subs.EmailSubscription(stage.alarm_email))
+        self.alarms = self._alarms(watched)
+        self.dashboard = self._dashboard(watched)
+
+    # -- metrics -------------------------------------------------------------------------------------
+
+    def _nexus(self, name: str, stat: str = "Sum", **dims: str) -> cw.Metric:
+        return cw.Metric(
+            namespace=m.NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": m.SERVICE, **dims},
+            statistic=stat,
+            period=self.period,
+        )
+
+    def _rate(self, label: str, numerators: dict[str, cw.IMetric]) -> cw.MathExpression:
+        """Percent of requests: ``100 * sum(numerators) / Requests``, 0 when there were none."""
+        usage = {"req": self._nexus(m.REQUESTS), **numerators}
+        top = " + ".join(f"FILL({k}, 0)" for k in numerators)
+        return cw.MathExpression(
+            expression=f"IF(FILL(req, 0) > 0, 100 * ({top}) / FILL(req, 0), 0)",
+            using_metrics=usage,
+            label=label,
+            period=self.period,
+        )
+
+    # -- alarms --------------------------------------------------------------------------------------
+
+    def _alarm(self, name: str, metric: cw.IMetric, threshold: float, description: str, **kw) -> cw.Alarm:
+        alarm = cw.Alarm(
+            self,
+            name,
+            alarm_name=f"nexus-{self.stage.name}-{name}",
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=kw.pop("evaluation_periods", self.stage.alarms.evaluation_periods),
+            comparison_operator=kw.pop(
+                "comparison_operator", cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+            ),
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            **kw,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        alarm.add_ok_action(cw_actions.SnsAction(self.topic))
+        return alarm
+
+    def _alarms(self, w: Watched) -> dict[str, cw.Alarm]:
+        a = self.stage.alarms
+        gib = 1024**3
+        return {
+            "proxy-5xx": self._alarm(
+                "proxy-5xx",
+                self._rate(
+                    "proxy 5xx %",
+                    {
+                        "proxyerr": self._nexus(m.PROXY_ERRORS),
+                        "fnerr": w.proxy.metric_errors(period=self.period),
+                    },
+                ),
+                a.proxy_5xx_percent,
+                "Requests the proxy failed itself (upstream unreachable, function errors), % of requests",
+            ),
+            "upstream-5xx": self._alarm(
+                "upstream-5xx",
+                self._rate("upstream 5xx %", {"u5": self._nexus(m.UPSTREAM_5XX)}),
+                a.upstream_5xx_percent,
+                "Anthropic answered 5xx (500, 529 overloaded, ...), % of requests",
+            ),
+            "upstream-429": self._alarm(
+                "upstream-429",
+                self._rate("upstream 429 %", {"u429": self._nexus(m.UPSTREAM_429)}),
+                a.upstream_429_percent,
+                "Anthropic rate-limited requests (429), % of requests",
+            ),
+            "queue-age": self._alarm(
+                "queue-age",
+                w.queue.queue.metric_approximate_age_of_oldest_message(
+                    period=self.period, statistic="Maximum"
+                ),
+                a.queue_age_s,
+                "Records are waiting for ingest: the database or ingest is failing or too slow",
+            ),
+            "dead-letters": self._alarm(
+                "dead-letters",
+                w.queue.dead_letters.metric_approximate_number_of_messages_visible(
+                    period=self.period, statistic="Maximum"
+                ),
+                1,
+                "Records in the dead-letter queue: inspect and redrive (docs/deploy.md)",
+                evaluation_periods=1,
+            ),
+            "ingest-errors": self._alarm(
+                "ingest-errors",
+                cw.MathExpression(
+                    expression="FILL(fnerr, 0) + FILL(poison, 0)",
+                    using_metrics={
+                        "fnerr": w.ingest.metric_errors(period=self.period),
+                        "poison": self._nexus(m.INGEST_POISON),
+                    },
+                    label="ingest errors",
+                    period=self.period,
+                ),
+                1,
+                "Ingest failed: function errors or records it could not store",
+                evaluation_periods=1,
+            ),
+            "dashboard-errors": self._alarm(
+                "dashboard-errors",
+                w.dashboard.metric_errors(period=self.period),
+                1,
+                "The dashboard function failed",
+                evaluation_periods=1,
+            ),
+            "db-cpu": self._alarm(
+                "db-cpu",
+                w.database.instance.metric_cpu_utilization(period=self.period),
+                a.db_cpu_percent,
+                "Database CPU is high",
+            ),
+            "db-storage": self._alarm(
+                "db-storage",
+                w.database.instance.metric_free_storage_space(period=self.period, statistic="Minimum"),
+                a.db_free_storage_gib * gib,
+                "Database free storage is low (storage autoscaling has a ceiling)",
+                comparison_operator=cw.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+            ),
+        }
+
+    # -- dashboard -----------------------------------------------------------------------------------
+
+    def _search(self, metric: str, dims: str, stat: str = "Sum") -> cw.MathExpression:
+        return cw.MathExpression(
+            expression=(
+                f'SEARCH(\'{{{m.NAMESPACE},{dims}}} service="{m.SERVICE}" MetricName="{metric}"\', '
+                f"'{stat}', {int(self.period.to_seconds())})"
+            ),
+            using_metrics={},
+            label="",
+            period=self.period,
+        )
+
+    def _dashboard(self, w: Watched) -> cw.Dashboard:
+        d = cw.Dashboard(self, "Dashboard", dashboard_name=f"nexus-{self.stage.name}")
+        p = self.period
+        d.add_widgets(
+            cw.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms.values()), width=24, height=3)
+        )
+        d.add_widgets(
+            cw.GraphWidget(
+                title="Requests and errors",
+                left=[
+                    self._nexus(m.REQUESTS),
+                    self._nexus(m.PROXY_ERRORS),
+                    self._nexus(m.UPSTREAM_5XX),
+                    self._nexus(m.UPSTREAM_429),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Latency (ms)",
+                left=[
+                    self._nexus(m.TTFB, "p50"),
+                    self._nexus(m.TTFB, "p99"),
+                    self._nexus(m.DURATION, "p50"),
+                    self._nexus(m.DURATION, "p99"),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Upstream errors by status",
+                left=[self._search(m.UPSTREAM_ERRORS, "service,Status")],
+                width=8,
+            ),
+        )
+        d.add_widgets(
+            cw.GraphWidget(
+                title="Output tokens by model and team",
+                left=[self._search(m.OUTPUT_TOKENS, "service,Model,Team")],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Input tokens (uncached / cache read / cache write)",
+                left=[
+                    self._search(m.INPUT_TOKENS, "service,Model,Team"),
+                    self._search(m.CACHE_READ_TOKENS, "service,Model,Team"),
+                    self._search(m.CACHE_WRITE_TOKENS, "service,Model,Team"),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Cost (USD) by model and team",
+                left=[self._search(m.COST, "service,Model,Team")],
+                width=8,
+            ),
+        )
+        d.add_widgets(
+            cw.GraphWidget(
+                title="Queue",
+                left=[
+                    w.queue.queue.metric_approximate_number_of_messages_visible(period=p),
+                    w.queue.dead_letters.metric_approximate_number_of_messages_visible(period=p),
+                ],
+                right=[w.queue.queue.metric_approximate_age_of_oldest_message(period=p, statistic="Maximum")],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Ingest",
+                left=[w.ingest.metric_invocations(period=p), w.ingest.metric_errors(period=p)],
+                right=[
+                    self._nexus(m.INGEST_DELAY, "p99"),
+                    w.ingest.metric_duration(period=p, statistic="p99"),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Proxy function",
+                left=[
+                    w.proxy.metric_invocations(period=p),
+                    w.proxy.metric_errors(period=p),
+                    w.proxy.metric_throttles(period=p),
+                ],
+                right=[w.proxy.metric("ConcurrentExecutions", period=p, statistic="Maximum")],
+                width=8,
+            ),
+        )
+        db = w.database.instance
+        d.add_widgets(
+            cw.GraphWidget(title="Database CPU %", left=[db.metric_cpu_utilization(period=p)], width=8),
+            cw.GraphWidget(
+                title="Database connections", left=[db.metric_database_connections(period=p)], width=8
+            ),
+            cw.GraphWidget(
+                title="Database free storage (bytes)",
+                left=[db.metric_free_storage_space(period=p, statistic="Minimum")],
+                width=8,
+            ),
+        )
+        return d

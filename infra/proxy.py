@@ -1,0 +1,85 @@
+"""The recording proxy: the local ASGI app behind the Lambda Web Adapter, streamed through a function URL.
+
+Outside the VPC on purpose: function URLs cannot stream from inside a VPC, and the proxy never talks
+to the database (records go to SQS), so it needs neither a NAT gateway nor an endpoint.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.config import WEB_ADAPTER_ACCOUNT, StageConfig
+from infra.functions import python_function
+from infra.layers import Layers
+from infra.queue import RecordQueue
+from infra.secrets import AccessSecrets
+
+ADAPTER_PORT = "8080"
+
+
+def web_adapter_layer_arn(stage: StageConfig) -> str:
+    """The AWS-published adapter layer for the stack's region and the stage's architecture."""
+    name = "LambdaAdapterLayerArm64" if stage.architecture == "arm64" else "LambdaAdapterLayerX86"
+    return (
+        f"arn:{cdk.Aws.PARTITION}:lambda:{cdk.Aws.REGION}:{WEB_ADAPTER_ACCOUNT}:layer:{name}:"
+        f"{stage.web_adapter_layer_version}"
+    )
+
+
+class Proxy(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        layers: Layers,
+        queue: RecordQueue,
+        secrets: AccessSecrets,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        adapter = lambda_.LayerVersion.from_layer_version_arn(
+            self, "WebAdapter", web_adapter_layer_arn(stage)
+        )
+        self.function = python_function(
+            self,
+            "Function",
+            stage=stage,
+            layers=layers,
+            code="proxy",
+            handler="run.sh",
+            service="nexus-proxy",
+            memory_mb=stage.proxy_memory_mb,
+            timeout_s=stage.proxy_timeout_s,
+            reserved_concurrency=stage.proxy_reserved_concurrency,
+            extra_layers=(adapter,),
+            description="Nexus recording proxy (Anthropic Messages API, streamed)",
+            environment={
+                # Lambda Web Adapter: run.sh starts uvicorn; the adapter streams its response.
+                "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+                "AWS_LWA_INVOKE_MODE": "response_stream",
+                "AWS_LWA_PORT": ADAPTER_PORT,
+                "AWS_LWA_READINESS_CHECK_PATH": "/health",
+                "NEXUS_UPSTREAM_URL": stage.upstream_url,
+                "NEXUS_REQUIRE_KEYS": "true",
+                "NEXUS_DATA_DIR": "/tmp/nexus",
+                "NEXUS_QUEUE_URL": queue.queue.queue_url,
+                "NEXUS_RECORD_BUCKET": queue.bucket.bucket_name,
+                "NEXUS_SECRETS_PREFIX": secrets.prefix,
+            },
+        )
+        queue.queue.grant_send_messages(self.function)
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[queue.bucket.arn_for_objects("records/*")]
+            )
+        )
+        secrets.grant_read_access(self.function)
+        # Claude Code cannot sign SigV4, so the URL is open and the app authenticates (Nexus keys).
+        self.url = self.function.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.NONE,
+            invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM,
+        )

@@ -1,0 +1,76 @@
+"""Secrets Manager: the dashboard key and the access documents (Nexus key hashes, team modes) under one
+per-stage prefix, read by the same ``SecretStore`` names the local stack uses (``nexus.access``).
+
+Team upstream API keys (``<prefix>nexus/team/<team>/anthropic-api-key``) are created by
+``nexus teams set-api-key --aws`` when a team switches to team-key mode; the grants below cover them.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as sm
+from constructs import Construct
+from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
+
+from infra.config import StageConfig
+
+
+def secrets_prefix(stage: StageConfig) -> str:
+    return f"{stage.name}/"
+
+
+class AccessSecrets(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.prefix = secrets_prefix(stage)
+        removal = cdk.RemovalPolicy.RETAIN if stage.deletion_protection else cdk.RemovalPolicy.DESTROY
+        self.dashboard_key = sm.Secret(
+            self,
+            "DashboardKey",
+            secret_name=self.prefix + DASHBOARD_KEY_SECRET,
+            description="Bearer key of the Nexus dashboard (rotate: docs/deploy.md)",
+            generate_secret_string=sm.SecretStringGenerator(
+                password_length=40, exclude_punctuation=True, include_space=False
+            ),
+            removal_policy=removal,
+        )
+        # Created empty; `nexus keys` / `nexus teams` (with --aws) maintain them afterwards.
+        self.keys = sm.Secret(
+            self,
+            "Keys",
+            secret_name=self.prefix + KEYS_SECRET,
+            description="Nexus client keys: SHA-256 hashes and owners, never the keys themselves",
+            secret_string_value=cdk.SecretValue.unsafe_plain_text("{}"),
+            removal_policy=removal,
+        )
+        self.teams = sm.Secret(
+            self,
+            "Teams",
+            secret_name=self.prefix + TEAMS_SECRET,
+            description="Per-team upstream access mode",
+            secret_string_value=cdk.SecretValue.unsafe_plain_text("{}"),
+            removal_policy=removal,
+        )
+        self.all = [self.dashboard_key, self.keys, self.teams]
+
+    def _arn_pattern(self, name: str) -> str:
+        stack = cdk.Stack.of(self)
+        # Secrets Manager appends "-XXXXXX" to secret ARNs; "*" matches that suffix.
+        return stack.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{self.prefix}{name}*",
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def grant_read_access(self, grantee: iam.IGrantable) -> None:
+        """Keys, teams and team API keys: what the proxy needs to authorise a request."""
+        for s in (self.keys, self.teams):
+            s.grant_read(grantee)
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                resources=[self._arn_pattern("nexus/team/")],
+            )
+        )

