@@ -33,10 +33,11 @@ class StageConfig:
     python_version: str = "3.14"
     web_adapter_layer_version: int = 28
 
-    proxy_memory_mb: int = 1024
+    proxy_memory_mb: int = 512  # I/O-bound: billed for wall time while streaming (docs/cost.md)
     proxy_timeout_s: int = 900  # the streaming limit of a function URL
     proxy_reserved_concurrency: int | None = 50
     upstream_url: str = "https://api.anthropic.com"
+    access_refresh_s: int = 30  # key revocations apply within this; each check is a Secrets Manager call
 
     ingest_memory_mb: int = 1024
     ingest_timeout_s: int = 60

@@ -2,7 +2,8 @@
 per-stage prefix, read by the same ``SecretStore`` names the local stack uses (``nexus.access``).
 
 Team upstream API keys (``<prefix>nexus/team/<team>/anthropic-api-key``) are created by
-``nexus teams set-api-key --aws`` when a team switches to team-key mode; the grants below cover them.
+``nexus teams set-api-key --stage <stage>`` when a team switches to team-key mode; the grants below
+cover them.
 """
 
 from __future__ import annotations
@@ -12,18 +13,15 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
+from nexus.secrets_manager import stage_prefix
 
 from infra.config import StageConfig
-
-
-def secrets_prefix(stage: StageConfig) -> str:
-    return f"{stage.name}/"
 
 
 class AccessSecrets(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
         super().__init__(scope, construct_id)
-        self.prefix = secrets_prefix(stage)
+        self.prefix = stage_prefix(stage.name)
         removal = cdk.RemovalPolicy.RETAIN if stage.deletion_protection else cdk.RemovalPolicy.DESTROY
         self.dashboard_key = sm.Secret(
             self,

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from nexus.secret_store import LocalSecretStore
+from nexus.secret_store import LocalSecretStore, SecretStore
 
 
 def add_data_dir(p: argparse.ArgumentParser) -> None:
@@ -24,3 +24,30 @@ def local_store(data_dir: Path) -> LocalSecretStore:
 
 class CLIError(Exception):
     """A readable, expected failure: printed without a traceback."""
+
+
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    """Where keys and teams live: the local stack's data directory, or a deployed stage."""
+    add_data_dir(p)
+    p.add_argument(
+        "--stage",
+        default=os.environ.get("NEXUS_STAGE") or None,
+        help="manage a deployed stage (staging, prod) in AWS Secrets Manager with your AWS credentials "
+        "instead of the local stack [NEXUS_STAGE]",
+    )
+
+
+def store_for(args: argparse.Namespace) -> SecretStore:
+    if not getattr(args, "stage", None):
+        return local_store(args.data_dir)
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+    from nexus.secrets_manager import SecretsManagerStore, stage_prefix
+
+    try:
+        client = boto3.client("secretsmanager")
+        store = SecretsManagerStore(client, stage_prefix(args.stage))
+        store.version("nexus/keys")  # fail here, readably, rather than half-way through a command
+    except (BotoCoreError, ClientError) as exc:
+        raise CLIError(f"cannot reach Secrets Manager for stage {args.stage!r}: {exc}") from None
+    return store

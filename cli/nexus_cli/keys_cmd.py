@@ -8,7 +8,7 @@ import sys
 
 from nexus.access import MODES, AccessStore
 
-from nexus_cli.common import CLIError, add_data_dir, local_store
+from nexus_cli.common import CLIError, add_store_options, store_for
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,15 +18,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--team", required=True)
     create.add_argument("--user", required=True)
     create.add_argument("--name", help="a label for the key")
-    add_data_dir(create)
+    add_store_options(create)
     create.set_defaults(func=_create)
     lst = ks.add_parser("list", help="list keys (never their secrets)")
     lst.add_argument("--json", action="store_true")
-    add_data_dir(lst)
+    add_store_options(lst)
     lst.set_defaults(func=_list)
     rev = ks.add_parser("revoke", help="revoke a key by id")
     rev.add_argument("key_id")
-    add_data_dir(rev)
+    add_store_options(rev)
     rev.set_defaults(func=_revoke)
 
     teams = sub.add_parser("teams", help="per-team upstream access mode and API key")
@@ -38,19 +38,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     mode.add_argument("team")
     mode.add_argument("mode", choices=MODES)
-    add_data_dir(mode)
+    add_store_options(mode)
     mode.set_defaults(func=_set_mode)
     setkey = ts.add_parser("set-api-key", help="store the team's Anthropic API key, read from stdin")
     setkey.add_argument("team")
-    add_data_dir(setkey)
+    add_store_options(setkey)
     setkey.set_defaults(func=_set_api_key)
     tl = ts.add_parser("list", help="list teams and their modes")
-    add_data_dir(tl)
+    add_store_options(tl)
     tl.set_defaults(func=_teams_list)
 
 
 def _create(args: argparse.Namespace) -> int:
-    key, rec = AccessStore(local_store(args.data_dir)).create_key(args.team, args.user, args.name)
+    key, rec = AccessStore(store_for(args)).create_key(args.team, args.user, args.name)
     print(key)
     print(
         f"key id {rec.id} for {rec.user} in team {rec.team}; store it now, it is not shown again",
@@ -60,7 +60,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    keys = AccessStore(local_store(args.data_dir)).keys()
+    keys = AccessStore(store_for(args)).keys()
     rows = [
         {
             "id": k.id,
@@ -87,7 +87,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     try:
-        rec = AccessStore(local_store(args.data_dir)).revoke_key(args.key_id)
+        rec = AccessStore(store_for(args)).revoke_key(args.key_id)
     except KeyError:
         raise CLIError(f"no key with id {args.key_id!r} (see: nexus keys list)") from None
     print(f"revoked {rec.id} ({rec.user} in team {rec.team})")
@@ -95,7 +95,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _set_mode(args: argparse.Namespace) -> int:
-    AccessStore(local_store(args.data_dir)).set_team(args.team, args.mode)
+    AccessStore(store_for(args)).set_team(args.team, args.mode)
     print(f"team {args.team}: {args.mode}")
     return 0
 
@@ -104,12 +104,12 @@ def _set_api_key(args: argparse.Namespace) -> int:
     key = sys.stdin.readline().strip()
     if not key:
         raise CLIError('no API key on stdin (e.g. printf %s "$KEY" | nexus teams set-api-key TEAM)')
-    AccessStore(local_store(args.data_dir)).set_team_api_key(args.team, key)
+    AccessStore(store_for(args)).set_team_api_key(args.team, key)
     print(f"team {args.team}: upstream API key stored")
     return 0
 
 
 def _teams_list(args: argparse.Namespace) -> int:
-    for team, conf in sorted(AccessStore(local_store(args.data_dir)).teams().items()):
+    for team, conf in sorted(AccessStore(store_for(args)).teams().items()):
         print(f"{team}\t{conf.get('mode')}")
     return 0

@@ -4,6 +4,7 @@ records) -> a real SQS event -> the ingest Lambda handler -> the real Postgres."
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import boto3
 import psycopg
@@ -53,6 +54,19 @@ def handler(database_url, monkeypatch):
     h._state.clear()
 
 
+@dataclass
+class LambdaContext:
+    """What Powertools reads from the Lambda context object."""
+
+    function_name: str = "nexus-ingest"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:nexus-ingest"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+
+CTX = LambdaContext()
+
+
 def _event(sqs, queue: str) -> tuple[dict, list[dict]]:
     got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
         "Messages", []
@@ -92,7 +106,7 @@ def test_records_travel_through_sqs_and_s3_into_postgres(aws, handler, database_
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="records")["Contents"]] == [f"records/{large.id}"]
     event, got = _event(sqs, queue)
     assert len(got) == 2
-    result = handler.handle(event)
+    result = handler.handle(event, CTX)
     assert result == {"batchItemFailures": []}
     _ack(sqs, queue, got, set())
     assert _ids(database_url) == {small.id, large.id}
@@ -113,7 +127,7 @@ def test_a_poison_message_goes_to_the_dlq_and_the_rest_is_stored(aws, handler, d
         event, got = _event(sqs, queue)
         if not got:
             break
-        failed = {f["itemIdentifier"] for f in handler.handle(event)["batchItemFailures"]}
+        failed = {f["itemIdentifier"] for f in handler.handle(event, CTX)["batchItemFailures"]}
         assert all(
             json.loads(m["Body"]).get("record") == "not base64!" for m in got if m["MessageId"] in failed
         )
@@ -128,7 +142,7 @@ def test_database_away_returns_the_whole_batch(aws, handler, monkeypatch, databa
     SqsSink(sqs, queue, s3, "records").put(_record(4, "s-away"))
     monkeypatch.setenv("DATABASE_URL", database_url.replace("/t_", "/missing_t_"))
     event, got = _event(sqs, queue)
-    result = handler.handle(event)
+    result = handler.handle(event, CTX)
     assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [m["MessageId"] for m in got]
 
 
@@ -159,8 +173,11 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
     sm = boto3.client("secretsmanager", region_name=REGION)
     sm.create_secret(Name="nexus-staging/dashboard-key", SecretString="nxd_cloud_key")
     monkeypatch.setenv("NEXUS_DASHBOARD_KEY_SECRET", "nexus-staging/dashboard-key")
-    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("NEXUS_DB_SECRET_ARN", _db_secret(database_url))
     from nexus_dashboard import handler as dash
+
+    dash._current.clear()
 
     def event(key: str) -> dict:  # a Lambda function URL (payload 2.0) request
         return {
@@ -183,10 +200,13 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
             "isBase64Encoded": False,
         }
 
-    ok = dash.handle(event("nxd_cloud_key"), None)
+    ok = dash.handle(event("nxd_cloud_key"), CTX)
     assert ok["statusCode"] == 200 and json.loads(ok["body"]) == {"requests": []}
-    denied = dash.handle(event("wrong"), None)
+    served_by = dash._current["handler"]
+    denied = dash.handle(event("wrong"), CTX)
     assert denied["statusCode"] == 401
+    assert dash._current["handler"] is served_by  # one app and pool per execution environment
+    served_by.app.state.pool.close()
 
 
 def test_proxy_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tmp_path):
@@ -205,3 +225,126 @@ def test_proxy_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tmp_pat
     (msg,) = sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"]
     assert msg["Attributes"]["MessageGroupId"] == "s-proxy"
     assert not (tmp_path / "spool").exists()  # nothing written locally
+
+
+def _db_secret(database_url: str) -> str:
+    """An RDS-style secret (what the CDK stack's generated secret holds) for the test database."""
+    parts = psycopg.conninfo.conninfo_to_dict(database_url)
+    doc = {
+        "engine": "postgres",
+        "host": parts.get("host", "localhost"),
+        "port": int(parts.get("port", 5432)),
+        "username": parts.get("user", "postgres"),
+        "password": parts.get("password") or "unused-with-trust-auth",
+        "dbname": parts["dbname"],
+    }
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    return sm.create_secret(Name="staging/nexus/database", SecretString=json.dumps(doc))["ARN"]
+
+
+def test_ingest_reads_its_database_credentials_from_secrets_manager(aws, handler, database_url, monkeypatch):
+    sqs, s3, queue, _ = aws
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("NEXUS_DB_SECRET_ARN", _db_secret(database_url))
+    rec = _record(5, "s-secret")
+    SqsSink(sqs, queue, s3, "records").put(rec)
+    event, _ = _event(sqs, queue)
+    assert handler.handle(event, CTX) == {"batchItemFailures": []}
+    assert _ids(database_url) == {rec.id}
+    with psycopg.connect(database_url) as conn:
+        apps = {r[0] for r in conn.execute("SELECT application_name FROM pg_stat_activity")}
+    assert "nexus-ingest" in apps  # the handler's own connection, made from the secret
+
+
+def _emf(out: str) -> list[dict]:
+    docs = []
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            docs.append(json.loads(line))
+    return docs
+
+
+def test_ingest_emits_metrics_by_model_and_team_with_ids_in_metadata(aws, handler, database_url, capsys):
+    sqs, s3, queue, _ = aws
+    sink = SqsSink(sqs, queue, s3, "records")
+    ok, overloaded = _record(6, "s-metrics"), _record(7, "s-metrics")
+    ok.team = overloaded.team = "platform"
+    overloaded.status = 529
+    overloaded.response_headers = [["content-type", "application/json"]]
+    overloaded.response_body = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+    sink.put(ok)
+    sink.put(overloaded)
+    event, _ = _event(sqs, queue)
+    capsys.readouterr()
+    assert handler.handle(event, CTX) == {"batchItemFailures": []}
+    docs = _emf(capsys.readouterr().out)
+    by_dims = {tuple(sorted(k for k in d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0])): d for d in docs}
+
+    service = by_dims[("service",)]
+    assert (
+        service["service"] == "nexus-ingest"
+        and service["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Nexus"
+    )
+    assert service["Requests"] == [2.0] and service["Upstream5xx"] == [1.0]  # counts summed per batch
+    assert len(service["TimeToFirstByte"]) == 2  # latencies kept whole, for percentiles
+    assert set(service["request_ids"]) == {ok.id, overloaded.id}  # metadata, not a dimension
+
+    model = by_dims[("Model", "Team", "service")]
+    assert (model["Model"], model["Team"]) == ("claude-opus-5-5", "platform")
+    assert model["OutputTokens"][0] > 0 and model["CostUSD"][0] > 0 and model["request_ids"] == [ok.id]
+
+    status = by_dims[("Status", "service")]
+    assert status["Status"] == "529" and status["UpstreamErrors"] == [1.0]
+    for d in docs:  # no id ever becomes a dimension (that would be one metric per request)
+        for dims in d["_aws"]["CloudWatchMetrics"][0]["Dimensions"]:
+            assert not {"request_ids", "session_id", "conversation_id"} & set(dims)
+
+    # A redelivered batch stores nothing new and so counts nothing again.
+    assert handler.handle(event, CTX) == {"batchItemFailures": []}
+    assert not _emf(capsys.readouterr().out)
+
+
+def test_migrations_custom_resource_applies_the_schema(aws, database_url, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("NEXUS_DB_SECRET_ARN", _db_secret(database_url))
+    from nexus_migrate.handler import handle
+
+    created = handle({"RequestType": "Create", "ResourceProperties": {"MigrationsHash": "x"}}, CTX)
+    assert created["PhysicalResourceId"] == "nexus-schema"
+    assert "0001_requests" in created["Data"]["Applied"]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 2
+    again = handle({"RequestType": "Update", "PhysicalResourceId": "nexus-schema"}, CTX)
+    assert again["Data"]["Applied"] == "none"  # idempotent: a re-run applies nothing
+    deleted = handle({"RequestType": "Delete", "PhysicalResourceId": "nexus-schema"}, CTX)
+    assert deleted == {"PhysicalResourceId": "nexus-schema"}
+    with psycopg.connect(database_url) as conn:  # deleting the resource never touches the data
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 2
+
+
+def test_operators_manage_a_deployed_stage_with_the_cli(aws, capsys, tmp_path):
+    """`nexus keys/teams --stage`: the same commands as locally, against the stage's secrets."""
+    from nexus.access import Authenticator, AuthError
+    from nexus.secrets_manager import SecretsManagerStore
+    from nexus_cli.main import main
+
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    for name in ("keys", "teams"):  # what the CDK stack creates, empty
+        sm.create_secret(Name=f"staging/nexus/{name}", SecretString="{}")
+    local = ["--data-dir", str(tmp_path)]
+    assert main(["keys", "create", "--stage", "staging", "--team", "platform", "--user", "ada", *local]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("nxk_")
+    assert not (tmp_path / "secrets.json").exists(), "nothing written locally for a deployed stage"
+
+    auth = Authenticator(SecretsManagerStore(sm, "staging/"), require_keys=True, refresh_s=0)
+    grant = auth.authorize({"x-nexus-key": key, "x-api-key": "sk-ant-own"})
+    assert (grant.principal.team, grant.principal.user) == ("platform", "ada")
+    with pytest.raises(AuthError):  # another stage's proxy does not know the key
+        Authenticator(SecretsManagerStore(sm, "prod/"), require_keys=True).authorize({"x-nexus-key": key})
+
+    assert main(["keys", "list", "--stage", "staging", "--json", *local]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert main(["keys", "revoke", listed["id"], "--stage", "staging", *local]) == 0
+    with pytest.raises(AuthError, match="revoked"):
+        auth.authorize({"x-nexus-key": key, "x-api-key": "sk-ant-own"})

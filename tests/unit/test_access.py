@@ -244,3 +244,54 @@ def test_passthrough_refuses_a_nexus_key_as_the_upstream_credential(tmp_path):
     auth = Authenticator(store, require_keys=True, refresh_s=0)
     with pytest.raises(AuthError, match="only in X-Nexus-Key"):
         auth.authorize({"x-nexus-key": key, "x-api-key": key})
+
+
+def test_unknown_key_ids_cannot_hammer_a_remote_store(tmp_path) -> None:
+    """With a remote store's long refresh interval, forced reloads (unknown key ids) are rate-limited."""
+
+    class CountingStore(LocalSecretStore):
+        calls = 0
+
+        def version(self, name: str) -> object:
+            CountingStore.calls += 1
+            return super().version(name)
+
+    auth = Authenticator(CountingStore(tmp_path / "s.json"), require_keys=True, refresh_s=30)
+    for i in range(50):
+        with pytest.raises(AuthError):
+            auth.authorize({"x-nexus-key": f"nxk_{i:08x}_secret"})
+    assert CountingStore.calls <= 4  # two documents, checked once (not 50 times)
+
+
+class PerSecretVersions:
+    """A store versioned per secret, as Secrets Manager is (the local file has one version for all)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.versions: dict[str, int] = {}
+
+    def get(self, name: str) -> str | None:
+        return self.data.get(name)
+
+    def put(self, name: str, value: str) -> None:
+        self.data[name] = value
+        self.versions[name] = self.versions.get(name, 0) + 1
+
+    def delete(self, name: str) -> None:
+        self.data.pop(name, None)
+
+    def version(self, name: str) -> object:
+        return self.versions.get(name)
+
+
+def test_a_rotated_team_api_key_reaches_a_running_proxy_at_its_next_check() -> None:
+    store = PerSecretVersions()
+    access = AccessStore(store)
+    key, _ = access.create_key("corp", "ada")
+    access.set_team("corp", "team-key")
+    access.set_team_api_key("corp", "sk-ant-old")
+    auth = Authenticator(store, require_keys=True, refresh_s=0)
+    assert dict(auth.authorize({"x-api-key": key}).set)["x-api-key"] == "sk-ant-old"
+    access.set_team_api_key("corp", "sk-ant-new")
+    assert dict(auth.authorize({"x-api-key": key}).set)["x-api-key"] == "sk-ant-new"
+    assert access.teams()["corp"]["mode"] == "team-key"  # the touch keeps the mode

@@ -1,7 +1,8 @@
 """Dashboard Lambda entry: the same FastAPI app behind Mangum (buffered responses are fine here).
 
-The dashboard key comes from Secrets Manager through Powertools parameters, cached for five minutes
-(a rotated key is picked up without a redeploy); the database URL from the environment.
+The dashboard key and the database credentials come from Secrets Manager through Powertools
+parameters, cached for five minutes: a rotated key or database password is picked up without a
+redeploy (the app, and its connection pool, are rebuilt when either changes).
 """
 
 from __future__ import annotations
@@ -9,17 +10,34 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities import parameters
 from mangum import Mangum
+from nexus.db.connect import SECRET_MAX_AGE_S, conninfo
+from psycopg_pool import ConnectionPool
 
 from nexus_dashboard.app import create_app
 
-_handler: Mangum | None = None
+logger = Logger(service="nexus-dashboard")
+_current: dict[str, Any] = {}
 
 
+def _handler() -> Mangum:
+    key = parameters.get_secret(os.environ["NEXUS_DASHBOARD_KEY_SECRET"], max_age=SECRET_MAX_AGE_S)
+    db = conninfo(application_name="nexus-dashboard")
+    if _current.get("config") != (key, db):
+        old = _current.get("handler")
+        if old is not None:
+            old.app.state.pool.close()
+        app = create_app(db, key)
+        # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
+        # the pool is opened once here instead and lives as long as the execution environment.
+        app.state.pool = ConnectionPool(db, min_size=1, max_size=2, open=True)
+        _current["handler"] = Mangum(app, lifespan="off")
+        _current["config"] = (key, db)
+    return _current["handler"]
+
+
+@logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _handler
-    key = parameters.get_secret(os.environ["NEXUS_DASHBOARD_KEY_SECRET"], max_age=300)
-    if _handler is None or _handler.app.state.dashboard_key != key:
-        _handler = Mangum(create_app(os.environ["DATABASE_URL"], key), lifespan="auto")
-    return _handler(event, context)
+    return _handler()(event, context)

@@ -3,23 +3,30 @@
 Poison messages are reported as failures, so SQS retries them and, past the redrive limit, moves
 them to the dead-letter queue while the rest of the batch is stored. With the database away, the
 whole batch is reported failed and comes back later: nothing is lost.
+
+Observability: Powertools Logger (JSON, the Lambda request id as correlation id, record ids in the
+log lines), Tracer, and the metrics of ``nexus.metrics`` as EMF, one document per dimension set.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import time
 from typing import Any
 
 import boto3
 import psycopg
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from nexus import metrics
+from nexus.db.connect import connect
 from nexus.db.records import KnownHashes
 from nexus.record import RecordDecodeError
 from nexus.sqs_queue import decode_message
 
 from nexus_ingest.pipeline import DatabaseUnavailable, ingest_batch
 
-log = logging.getLogger("nexus.ingest")
+logger = Logger(service=metrics.SERVICE)
+tracer = Tracer(service=metrics.SERVICE)
 _state: dict[str, Any] = {}
 
 
@@ -32,11 +39,27 @@ def _s3() -> Any:
 def _connection() -> psycopg.Connection:
     conn = _state.get("conn")
     if conn is None or conn.closed:
-        conn = _state["conn"] = psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=5)
+        conn = _state["conn"] = connect(application_name="nexus-ingest")
     return conn
 
 
-def handle(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
+def emit_metrics(rows: list[dict[str, Any]], poison: int) -> None:
+    """One EMF document per dimension set (Powertools prints it; CloudWatch turns it into metrics)."""
+    for metric_set in metrics.metric_sets(rows, poison, now=time.time()):
+        out = EphemeralMetrics(namespace=metrics.NAMESPACE, service=metrics.SERVICE)
+        for name, value in metric_set.dimensions.items():
+            out.add_dimension(name, value)
+        for name, (unit, values) in metric_set.values.items():
+            for v in values:
+                out.add_metric(name, MetricUnit(unit) if unit != "None" else MetricUnit.NoUnit, v)
+        for key, value in metric_set.metadata.items():
+            out.add_metadata(key, value)
+        out.flush_metrics()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     messages = event.get("Records") or []
     failures: list[str] = []
     records, ids = [], []
@@ -45,14 +68,31 @@ def handle(event: dict[str, Any], _context: Any = None) -> dict[str, Any]:
             records.append(decode_message(m["body"], _s3()))
             ids.append(m["messageId"])
         except RecordDecodeError as exc:
-            log.error("poison message %s: %s", m.get("messageId"), exc)
+            logger.error("poison message", extra={"message_id": m.get("messageId"), "reason": str(exc)})
             failures.append(m["messageId"])
+    poison = len(failures)
     if records:
         try:
             result = ingest_batch(_connection(), records, _state.setdefault("known", KnownHashes()))
-            failures += [ids[i] for i in result.poison]
-        except (DatabaseUnavailable, psycopg.OperationalError):
-            log.warning("database unavailable; the batch of %d goes back to the queue", len(records))
+        except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            logger.warning(
+                "database unavailable; the batch goes back to the queue",
+                extra={"records": len(records), "error": str(exc)},
+            )
             _state.pop("conn", None)
-            failures += ids
+            return {"batchItemFailures": [{"itemIdentifier": i} for i in failures + ids]}
+        for i, reason in result.poison.items():
+            logger.error("record not stored", extra={"record_id": records[i].id, "reason": reason})
+            failures.append(ids[i])
+        poison += len(result.poison)
+        logger.info(
+            "batch stored",
+            extra={
+                "stored": result.written,
+                "redelivered": len(records) - result.written - len(result.poison),
+            },
+        )
+        emit_metrics(result.stored, poison)
+    elif poison:
+        emit_metrics([], poison)
     return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from nexus.db.records import KnownHashes, write_batch
@@ -23,8 +24,15 @@ class DatabaseUnavailable(Exception):
 
 @dataclass(slots=True)
 class BatchResult:
-    written: int = 0
     poison: dict[int, str] = field(default_factory=dict)  # batch index -> reason
+    stored: list[dict[str, Any]] = field(default_factory=list)  # rows new to the database
+
+    @property
+    def written(self) -> int:
+        return len(self.stored)
+
+    def add(self, batch: list[Prepared], new: set[str]) -> None:
+        self.stored += [p.row for p in batch if p.row["id"] in new]
 
 
 def ingest_batch(conn: psycopg.Connection, records: list[RawRecord], known: KnownHashes) -> BatchResult:
@@ -37,7 +45,8 @@ def ingest_batch(conn: psycopg.Connection, records: list[RawRecord], known: Know
             log.exception("record %s could not be prepared", rec.id)
             result.poison[i] = f"prepare failed: {exc.__class__.__name__}: {exc}"
     try:
-        result.written += write_batch(conn, [p for _, p in prepared], known)
+        batch = [p for _, p in prepared]
+        result.add(batch, write_batch(conn, batch, known))
         return result
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
@@ -45,7 +54,7 @@ def ingest_batch(conn: psycopg.Connection, records: list[RawRecord], known: Know
         log.warning("batch of %d failed; retrying records one by one", len(prepared), exc_info=True)
     for i, p in prepared:  # isolate the bad record(s); each write is its own transaction
         try:
-            result.written += write_batch(conn, [p], known)
+            result.add([p], write_batch(conn, [p], known))
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(str(exc)) from exc
         except Exception as exc:

@@ -6,6 +6,7 @@ A bare ASGI callable rather than a framework: this is the hot path, and the prox
 from __future__ import annotations
 
 import logging
+import os
 
 from nexus.access import Authenticator
 from nexus.config import Settings
@@ -68,7 +69,7 @@ def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore
     forwarder = Forwarder(
         settings.upstream_url,
         sink,
-        Authenticator(store, require_keys=settings.require_keys),
+        Authenticator(store, require_keys=settings.require_keys, refresh_s=settings.access_refresh_s),
         settings.max_body_bytes,
         settings.connect_timeout_s,
         settings.read_timeout_s,
@@ -76,14 +77,24 @@ def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore
     return ProxyApp(forwarder)
 
 
+def _json_logging(service: str) -> None:
+    """On Lambda: JSON log lines (Powertools' format) for the root logger, so CloudWatch can query
+    them; record ids travel in each line's fields."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(LambdaPowertoolsFormatter(service=service))
+    logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
+
+
 def create_app() -> ProxyApp:
     """uvicorn factory (``--factory nexus_proxy.app:create_app``): settings from the environment.
 
     In AWS (``NEXUS_QUEUE_URL`` set) records go to SQS/S3 and access data comes from Secrets Manager
     (``NEXUS_SECRETS_PREFIX``); locally, the spool and the secrets file in the data directory."""
-    import os
-
     settings = Settings.from_env()
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        _json_logging("nexus-proxy")
     sink = store = None
     if os.environ.get("NEXUS_QUEUE_URL"):
         import boto3

@@ -1,7 +1,7 @@
 """Forward one Messages API request upstream and stream the answer back, byte for byte.
 
 Hot path: no parsing of the response, no database, no per-request set-up beyond what the request
-needs. The captured bytes go to the record sink after the client has its last byte.
+needs. The captured bytes go to the record sink just before the response's end is sent.
 """
 
 from __future__ import annotations
@@ -108,18 +108,34 @@ class Forwarder:
         try:
             self.sink.put(rec)
         except Exception:  # the record must not vanish silently; the response is already sent
-            log.exception("could not hand record %s to the queue", rec.id)
+            log.exception("could not hand record %s to the queue", rec.id, extra={"record_id": rec.id})
 
     async def handle(self, scope, receive, send) -> None:
         started = time.perf_counter()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         rec = self._record(scope, headers)
+        handed_off = False
+
+        def finish() -> None:
+            nonlocal handed_off
+            if not handed_off:
+                handed_off = True
+                if rec.duration_ms is None:
+                    rec.duration_ms = (time.perf_counter() - started) * 1000
+                self._hand_off(rec)
+
+        async def send_recorded(message) -> None:
+            # The record is handed off before the response's last message: on Lambda the invocation
+            # ends (and the sandbox may freeze) as soon as the response is complete, so a hand-off
+            # after it could be lost. The client already has every byte but the end of the body.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
+            await send(message)
+
         try:
-            await self._handle(scope, receive, send, headers, rec, started)
+            await self._handle(scope, receive, send_recorded, headers, rec, started)
         finally:
-            if rec.duration_ms is None:
-                rec.duration_ms = (time.perf_counter() - started) * 1000
-            self._hand_off(rec)
+            finish()  # cut streams, disconnects, cancellations: no final message was sent
 
     async def _reject(self, send, rec: RawRecord, status: int, message: str) -> None:
         rec.status = status
@@ -220,6 +236,8 @@ class Forwarder:
             if watcher.done() and not watcher.cancelled():
                 rec.error = "client_disconnected"
                 return
+            rec.response_body = b"".join(chunks)
+            rec.duration_ms = (time.perf_counter() - started) * 1000
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             rec.error = rec.error or "cancelled (server shutting down)"
@@ -228,5 +246,7 @@ class Forwarder:
             if not watcher.done():
                 watcher.cancel()
             resp.release()
-            rec.response_body = b"".join(chunks)
-            rec.duration_ms = (time.perf_counter() - started) * 1000
+            if not rec.response_body:
+                rec.response_body = b"".join(chunks)
+            if rec.duration_ms is None:
+                rec.duration_ms = (time.perf_counter() - started) * 1000

@@ -28,6 +28,7 @@ TEAMS_SECRET = "nexus/teams"
 DASHBOARD_KEY_SECRET = "nexus/dashboard-key"
 KEY_PREFIX = "nxk_"
 MODES = ("passthrough", "team-key")
+FORCED_REFRESH_S = 1.0
 
 
 def team_api_key_secret(team: str) -> str:
@@ -113,6 +114,11 @@ class AccessStore:
 
     def set_team_api_key(self, team: str, api_key: str) -> None:
         self.store.put(team_api_key_secret(team), api_key)
+        # Touch the team document: proxies watch its version, so a rotated key is picked up at their
+        # next check instead of whenever their cache happens to be dropped.
+        teams = self.teams()
+        teams[team] = {**teams.get(team, {}), "api_key_set_at": _now()}
+        self.store.put(TEAMS_SECRET, json.dumps(teams))
 
 
 class AuthError(Exception):
@@ -148,7 +154,11 @@ class Authenticator:
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._checked < self.refresh_s:
+        # With a remote store (long refresh_s), a forced check (an unknown key id) runs at most once a
+        # second: random key ids must not each become a Secrets Manager call (billed, throttled).
+        # Locally the check is a stat and a brand-new key must work at once.
+        forced_every = FORCED_REFRESH_S if self.refresh_s > FORCED_REFRESH_S else 0.0
+        if now - self._checked < (forced_every if force else self.refresh_s):
             return
         self._checked = now
         version = (self.store.version(KEYS_SECRET), self.store.version(TEAMS_SECRET))

@@ -21,6 +21,9 @@ class Settings(BaseModel):
     spool_fsync: bool = False
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(600.0, gt=0)
+    # How often the proxy checks for changed keys/teams (a revocation applies within this interval).
+    # A stat locally; a Secrets Manager call in AWS, where the stack sets a longer interval.
+    access_refresh_s: float = Field(1.0, gt=0)
 
     @field_validator("upstream_url")
     @classmethod
@@ -48,6 +51,7 @@ class Settings(BaseModel):
             "NEXUS_REQUIRE_KEYS": "require_keys",
             "NEXUS_MAX_BODY_BYTES": "max_body_bytes",
             "NEXUS_SPOOL_FSYNC": "spool_fsync",
+            "NEXUS_ACCESS_REFRESH_S": "access_refresh_s",
         }
         for var, field in mapping.items():
             if env.get(var):

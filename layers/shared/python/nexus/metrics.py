@@ -47,7 +47,11 @@ class MetricSet:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def add(self, name: str, unit: str, value: float) -> None:
-        self.values.setdefault(name, (unit, []))[1].append(float(value))
+        values = self.values.setdefault(name, (unit, []))[1]
+        if unit == "Milliseconds" or not values:
+            values.append(float(value))  # latencies keep every value, for percentiles
+        else:
+            values[0] += float(value)  # counts and cost are only ever summed: send one total
 
 
 def _answered_by_proxy(row: dict[str, Any]) -> bool:

@@ -7,6 +7,11 @@ import contextlib
 from typing import Any
 
 
+def stage_prefix(stage: str) -> str:
+    """Every secret of a deployed stage lives under this prefix (the CDK stack creates them there)."""
+    return f"{stage}/"
+
+
 class SecretsManagerStore:
     def __init__(self, client: Any, prefix: str = "") -> None:
         self.client = client

@@ -57,8 +57,9 @@ def _missing(conn: psycopg.Connection, table: str, col: str, candidates: list[by
     return set(candidates) - {bytes(r[0]) for r in rows}
 
 
-def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHashes) -> int:
-    """Write a batch in one transaction. Idempotent: already-present ids are skipped. Returns rows new."""
+def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHashes) -> set[str]:
+    """Write a batch in one transaction. Idempotent: already-present ids are skipped. Returns the ids
+    stored by this call (a re-delivered record is not among them)."""
     blobs: dict[bytes, bytes] = {}
     chain: dict[bytes, tuple[bytes, bytes | None, bytes, int]] = {}
     for p in batch:
@@ -105,10 +106,9 @@ def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHas
                     log.exception(
                         "request %s stored but not linked (nexus tracking rebuild links it)", p.row["id"]
                     )
-        inserted = len(new)
     known.add_all(blobs)
     known.add_all(chain)
-    return inserted
+    return new
 
 
 def message_hashes(conn: psycopg.Connection, chain_id: bytes | None) -> list[bytes]:
