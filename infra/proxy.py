@@ -66,6 +66,7 @@ class Proxy(Construct):
                 "NEXUS_UPSTREAM_URL": stage.upstream_url,
                 "NEXUS_REQUIRE_KEYS": "true",
                 "NEXUS_ACCESS_REFRESH_S": str(stage.access_refresh_s),
+                "NEXUS_STRIP_PLATFORM_HEADERS": "true",
                 "NEXUS_DATA_DIR": "/tmp/nexus",
                 "NEXUS_QUEUE_URL": queue.queue.queue_url,
                 "NEXUS_RECORD_BUCKET": queue.bucket.bucket_name,

@@ -67,6 +67,8 @@ def test_proxy_streams_through_a_function_url_with_the_web_adapter(template: Tem
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/health"
+    assert env["NEXUS_STRIP_PLATFORM_HEADERS"] == "true"  # AWS's x-amzn-* headers never go upstream
+    assert env["NEXUS_REQUIRE_KEYS"] == "true"  # the function URL is public: keys are not optional
     assert props["Architectures"] == ["arm64"]
     assert props["Timeout"] == 900
     adapter = [json.dumps(layer) for layer in props["Layers"] if "LambdaAdapterLayer" in json.dumps(layer)]

@@ -31,10 +31,19 @@ class WatchingSink:
         pass
 
 
-def _call(upstream_url: str, tmp_path, body: bytes, headers: list[tuple[bytes, bytes]], keys: bool):
+def _call(
+    upstream_url: str,
+    tmp_path,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]],
+    keys: bool,
+    lambda_: bool = False,
+):
     sent: list[dict[str, Any]] = []
     sink = WatchingSink(sent)
-    settings = Settings(upstream_url=upstream_url, data_dir=tmp_path, require_keys=keys)
+    settings = Settings(
+        upstream_url=upstream_url, data_dir=tmp_path, require_keys=keys, strip_platform_headers=lambda_
+    )
     app = build(settings, sink=sink, store=LocalSecretStore(tmp_path / "secrets.json"))
 
     async def run() -> None:
@@ -92,3 +101,34 @@ def test_a_rejected_request_is_recorded_before_its_error_is_sent(upstream, tmp_p
     assert record.status == 401 and not ended
     assert sent[0]["status"] == 401
     assert upstream.messages_requests() == []
+
+
+AWS_ADDED = [
+    (b"x-amzn-request-context", b'{"accountId":"123456789012","domainName":"x.lambda-url.eu-west-1.on.aws"}'),
+    (
+        b"x-amzn-lambda-context",
+        b'{"invoked_function_arn":"arn:aws:lambda:eu-west-1:123456789012:function:p"}',
+    ),
+    (b"x-amzn-trace-id", b"Root=1-5759e988-bd862e3fe1be46a994272793"),
+    (b"x-forwarded-for", b"203.0.113.7"),
+    (b"x-forwarded-proto", b"https"),
+]
+
+
+def test_behind_a_function_url_aws_headers_go_neither_upstream_nor_into_the_record(
+    upstream, tmp_path
+) -> None:
+    upstream.enqueue(text_reply("hi"))
+    client = [(b"x-api-key", b"sk-ant-test"), (b"anthropic-version", b"2023-06-01")]
+    _, handed = _call(upstream.url, tmp_path, BODY, client + AWS_ADDED, keys=False, lambda_=True)
+    seen = {k.lower() for k, _ in upstream.messages_requests()[0].headers}
+    assert "anthropic-version" in seen and "x-api-key" in seen
+    assert not seen & {k.decode() for k, _ in AWS_ADDED}, "the account's details must not reach Anthropic"
+    recorded = {k for k, _ in handed[0][0].request_headers}
+    assert not recorded & {k.decode() for k, _ in AWS_ADDED}
+
+
+def test_locally_every_client_header_passes(upstream, tmp_path) -> None:
+    upstream.enqueue(text_reply("hi"))
+    _call(upstream.url, tmp_path, BODY, [(b"x-forwarded-for", b"203.0.113.7")], keys=False)
+    assert upstream.messages_requests()[0].header("x-forwarded-for") == "203.0.113.7"

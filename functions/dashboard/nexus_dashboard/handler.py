@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from mangum import Mangum
 from nexus.db.connect import SECRET_MAX_AGE_S, conninfo
@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 from nexus_dashboard.app import create_app
 
 logger = Logger(service="nexus-dashboard")
+tracer = Tracer(service="nexus-dashboard")
 _current: dict[str, Any] = {}
 
 
@@ -39,5 +40,6 @@ def _handler() -> Mangum:
 
 
 @logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler(capture_response=False)
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _handler()(event, context)

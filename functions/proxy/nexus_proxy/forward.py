@@ -14,7 +14,15 @@ import aiohttp
 import orjson
 from multidict import CIMultiDict
 from nexus.access import Authenticator, AuthError, Grant
-from nexus.headers import HOP_BY_HOP, REQUEST_SKIP, SECRET_HEADERS, fingerprint, redact, redacted_pairs
+from nexus.headers import (
+    HOP_BY_HOP,
+    PLATFORM_HEADERS,
+    REQUEST_SKIP,
+    SECRET_HEADERS,
+    fingerprint,
+    redact,
+    redacted_pairs,
+)
 from nexus.ids import uuid7
 from nexus.record import RawRecord
 from nexus.sink import RecordSink
@@ -68,8 +76,10 @@ class Forwarder:
         max_body_bytes: int,
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 600.0,
+        strip_platform_headers: bool = False,
     ) -> None:
         self.upstream = upstream
+        self.strip_platform_headers = strip_platform_headers
         self.sink = sink
         self.auth = auth
         self.max_body = max_body_bytes
@@ -113,6 +123,8 @@ class Forwarder:
     async def handle(self, scope, receive, send) -> None:
         started = time.perf_counter()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        if self.strip_platform_headers:
+            headers = [(k, v) for k, v in headers if k not in PLATFORM_HEADERS]
         rec = self._record(scope, headers)
         handed_off = False
 

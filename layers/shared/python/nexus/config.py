@@ -24,6 +24,8 @@ class Settings(BaseModel):
     # How often the proxy checks for changed keys/teams (a revocation applies within this interval).
     # A stat locally; a Secrets Manager call in AWS, where the stack sets a longer interval.
     access_refresh_s: float = Field(1.0, gt=0)
+    # Behind a Lambda function URL: drop the headers AWS adds (nexus.headers.PLATFORM_HEADERS).
+    strip_platform_headers: bool = False
 
     @field_validator("upstream_url")
     @classmethod
@@ -52,6 +54,7 @@ class Settings(BaseModel):
             "NEXUS_MAX_BODY_BYTES": "max_body_bytes",
             "NEXUS_SPOOL_FSYNC": "spool_fsync",
             "NEXUS_ACCESS_REFRESH_S": "access_refresh_s",
+            "NEXUS_STRIP_PLATFORM_HEADERS": "strip_platform_headers",
         }
         for var, field in mapping.items():
             if env.get(var):

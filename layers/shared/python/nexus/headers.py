@@ -21,6 +21,19 @@ HOP_BY_HOP = frozenset(
 )
 REQUEST_SKIP = HOP_BY_HOP | {"host", "content-length"}
 
+# Added in AWS by the function URL front end and the Lambda Web Adapter, not by the client. They
+# describe the account and the function, so they go neither upstream nor into the record.
+PLATFORM_HEADERS = frozenset(
+    {
+        "x-amzn-request-context",
+        "x-amzn-lambda-context",
+        "x-amzn-trace-id",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+    }
+)
+
 # Headers whose values are credentials: never stored or logged.
 SECRET_HEADERS = frozenset({"x-api-key", "authorization", "x-nexus-key", "cookie", "set-cookie"})
 
