@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Iterator
 from contextlib import asynccontextmanager
@@ -11,12 +12,13 @@ from typing import Annotated
 import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nexus_dashboard import queries
-from nexus_dashboard.auth import Authenticated
+from nexus_dashboard import queries, sessions
+from nexus_dashboard.auth import Authenticated, form_fields, key_matches
+from nexus_dashboard.security import SecurityHeaders, is_https
 
 
 def _conn(request: Request) -> Iterator[psycopg.Connection]:
@@ -52,6 +54,54 @@ def create_app(conninfo: str, dashboard_key: str) -> FastAPI:
     async def bad_input(_: Request, exc: RequestValidationError) -> JSONResponse:
         msgs = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"error": {"status": 400, "message": "; ".join(msgs)}}, 400)
+
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/login", include_in_schema=False)
+    def login_page(error: str | None = None) -> HTMLResponse:
+        return HTMLResponse(_login_html(error), 401 if error else 200)
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
+            raise HTTPException(403, "cross-site login refused")
+        if not key_matches(request, (await form_fields(request)).get("key", "")):
+            return HTMLResponse(_login_html("That is not the dashboard key."), 401)
+        cookie, _ = sessions.issue(request.app.state.dashboard_key)
+        resp = RedirectResponse("/", 303)
+        resp.set_cookie(
+            sessions.COOKIE,
+            cookie,
+            max_age=sessions.MAX_AGE_S,
+            httponly=True,
+            samesite="lax",
+            secure=is_https(request.scope),
+            path="/",
+        )
+        return resp
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(_: Authenticated) -> Response:
+        resp = RedirectResponse("/login", 303)
+        resp.delete_cookie(sessions.COOKIE, path="/")
+        return resp
+
+    @app.get("/api/session")
+    def session(_: Authenticated, request: Request) -> dict:
+        """Who is asking: a browser session (with its CSRF token for state changes) or a Bearer key."""
+        s = getattr(request.state, "session", None)
+        if s is None:
+            return {"auth": "bearer"}
+        return {"auth": "session", "csrf_token": s.csrf, "expires_at": s.issued_at + sessions.MAX_AGE_S}
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        cookie = request.cookies.get(sessions.COOKIE)
+        s = sessions.verify(cookie, request.app.state.dashboard_key) if cookie else None
+        if s is None:
+            return RedirectResponse("/login", 303)
+        return HTMLResponse(_home_html(s.csrf))
 
     @app.get("/health")
     def health(conn: Conn) -> dict:
@@ -115,6 +165,30 @@ def create_app(conninfo: str, dashboard_key: str) -> FastAPI:
         return Response(body, headers=headers)
 
     return app
+
+
+def _login_html(error: str | None) -> str:
+    note = f'<p role="alert">{html.escape(error)}</p>' if error else ""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Nexus: log in</title></head>"
+        "<body><main><h1>Nexus dashboard</h1>"
+        f"{note}"
+        '<form method=post action="/login"><label>Dashboard key '
+        "<input name=key type=password autocomplete=current-password required autofocus></label> "
+        "<button type=submit>Log in</button></form></main></body></html>"
+    )
+
+
+def _home_html(csrf: str) -> str:
+    # A placeholder until the web UI (issue 5) lands: the JSON API and a working logout.
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Nexus</title></head><body><main>"
+        "<h1>Nexus dashboard</h1><p>JSON API: <a href=/api/conversations>conversations</a>, "
+        "<a href=/api/requests>requests</a>, <a href=/docs>OpenAPI</a>.</p>"
+        '<form method=post action="/logout">'
+        f'<input type=hidden name=csrf_token value="{html.escape(csrf)}">'
+        "<button type=submit>Log out</button></form></main></body></html>"
+    )
 
 
 def create_from_env() -> FastAPI:

@@ -1,0 +1,50 @@
+"""Security headers on every dashboard response (pure ASGI: no per-request framework overhead).
+
+Everything the dashboard serves is private data, so nothing is cached; pages load only their own
+scripts and styles; no other site may frame them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        b"form-action 'self'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cache-control", b"no-store"),
+]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+def is_https(scope: dict[str, Any]) -> bool:
+    if scope.get("scheme") == "https":
+        return True
+    return any(k == b"x-forwarded-proto" and v == b"https" for k, v in scope.get("headers", []))
+
+
+class SecurityHeaders:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        extra = [*HEADERS, HSTS] if is_https(scope) else HEADERS
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), *(h for h in extra if h[0] not in present)],
+                }
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
