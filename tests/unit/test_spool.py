@@ -159,3 +159,28 @@ def test_writers_in_two_processes_never_share_a_segment(tmp_path):
     put_in_child_process(tmp_path, 2)
     assert len(segments(tmp_path)) == 2
     assert sorted(ids(SpoolReader(tmp_path).take(10))) == ["rec-001", "rec-002"]
+
+
+def test_a_segment_sealed_while_the_reader_works_is_neither_an_error_nor_lost(tmp_path) -> None:
+    """The writer renames `.seg` to `.sealed` at any moment; the reader may hold the old name."""
+    w = SpoolWriter(tmp_path)
+    for n in (1, 2):
+        w.put(rec(n))
+    reader = SpoolReader(tmp_path)
+    stale = reader._segments()
+    items = reader.take(10)
+    assert ids(items) == [rec(1).id, rec(2).id]
+    w.close()  # seals: the reader's paths are now stale
+
+    reader.ack(items)  # acknowledging under the old name still counts
+    assert reader.take(10) == [] and reader.pending() == 0
+
+    w2 = SpoolWriter(tmp_path)
+    w2.put(rec(3))
+    listed = reader._segments()
+    w2.close()
+    reader._segments = lambda: stale + listed  # a listing taken just before the rename
+    assert ids(reader.take(10)) == []  # skipped this round, not an exception
+    assert reader.pending() == 1
+    del reader._segments
+    assert ids(reader.take(10)) == [rec(3).id]

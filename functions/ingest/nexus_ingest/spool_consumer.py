@@ -95,3 +95,9 @@ class SpoolConsumer:
                     return
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except Exception:  # never let one surprise end ingestion: records stay in the spool
+                log.exception("ingest round failed; retrying")
+                if stop.is_set():
+                    return
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -219,7 +219,10 @@ class SpoolReader:
             if len(items) >= limit:
                 break
             offset = self._cursor(segment)
-            end = self._scan(segment, offset, limit, items)
+            try:
+                end = self._scan(segment, offset, limit, items)
+            except FileNotFoundError:  # sealed (renamed) by its writer since listed: next round
+                continue
             if end == offset and segment.suffix == ".sealed" and end >= segment.stat().st_size:
                 self._remove(segment)  # fully consumed before a crash of ours: tidy up
         return items
@@ -230,9 +233,16 @@ class SpoolReader:
         for it in items:
             ends[it.segment] = max(ends.get(it.segment, 0), it.end)
         for segment, end in ends.items():
-            if not segment.exists():
-                continue
-            if segment.suffix == ".sealed" and end >= segment.stat().st_size:
+            try:
+                size = segment.stat().st_size
+            except FileNotFoundError:
+                # Sealed by its writer between take() and now: same bytes, new name.
+                segment = segment.with_suffix(".sealed")
+                try:
+                    size = segment.stat().st_size
+                except FileNotFoundError:
+                    continue
+            if segment.suffix == ".sealed" and end >= size:
                 self._remove(segment)
             elif end > self._cursor(segment):
                 self._set_cursor(segment, end)
@@ -251,7 +261,15 @@ class SpoolReader:
         count = 0
         for segment in self._segments():
             offset = self._cursor(segment)
-            with open(segment, "rb") as fh:
+            try:
+                fh = open(segment, "rb")  # noqa: SIM115 (closed below; the open itself may race)
+            except FileNotFoundError:
+                segment = segment.with_suffix(".sealed")
+                try:
+                    fh = open(segment, "rb")  # noqa: SIM115
+                except FileNotFoundError:
+                    continue
+            with fh:
                 fh.seek(offset)
                 while True:
                     head = fh.read(FRAME.size)
