@@ -11,7 +11,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.database import Database
-from infra.functions import Placement, python_function
+from infra.functions import database_function
 from infra.layers import Layers
 from infra.network import Network
 from infra.secrets import AccessSecrets
@@ -30,11 +30,12 @@ class Dashboard(Construct):
         secrets: AccessSecrets,
     ) -> None:
         super().__init__(scope, construct_id)
-        sg = network.function_security_group("Dashboard")
-        database.allow_from(sg, "dashboard")
-        self.function = python_function(
+        self.function = database_function(
             self,
             "Function",
+            name="Dashboard",
+            network=network,
+            database=database,
             stage=stage,
             layers=layers,
             code="dashboard",
@@ -42,15 +43,12 @@ class Dashboard(Construct):
             service="nexus-dashboard",
             memory_mb=stage.dashboard_memory_mb,
             timeout_s=30,
-            placement=Placement(network.vpc, network.app_subnets, sg),
             description="Nexus dashboard and JSON API",
             environment={
-                "NEXUS_DB_SECRET_ARN": database.secret.secret_arn,
                 "NEXUS_DASHBOARD_KEY_SECRET": secrets.dashboard_key.secret_arn,
                 "NEXUS_SECRETS_PREFIX": secrets.prefix,
             },
         )
-        database.secret.grant_read(self.function)
         secrets.dashboard_key.grant_read(self.function)
         secrets.grant_read_access(self.function)
         cors = (

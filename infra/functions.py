@@ -14,7 +14,9 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.layers import PY_JUNK, ROOT, Layers, python_runtime
+from infra.database import Database
+from infra.layers import PY_JUNK, ROOT, Layers, architecture, python_runtime
+from infra.network import Network
 
 METRICS_NAMESPACE = "Nexus"
 
@@ -26,10 +28,6 @@ class Placement:
     vpc: ec2.IVpc
     subnets: ec2.SubnetSelection
     security_group: ec2.ISecurityGroup
-
-
-def architecture(stage: StageConfig) -> lambda_.Architecture:
-    return lambda_.Architecture.ARM_64 if stage.architecture == "arm64" else lambda_.Architecture.X86_64
 
 
 def log_retention(stage: StageConfig) -> logs.RetentionDays:
@@ -101,3 +99,28 @@ def python_function(
         vpc_subnets=placement.subnets if placement else None,
         security_groups=[placement.security_group] if placement else None,
     )
+
+
+def database_function(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    network: Network,
+    database: Database,
+    environment: dict[str, str] | None = None,
+    **kwargs,
+) -> lambda_.Function:
+    """A ``python_function`` in the VPC that uses the database: its own security group, admitted by
+    the database's; the database secret readable and named in ``NEXUS_DB_SECRET_ARN``."""
+    sg = network.function_security_group(name)
+    database.allow_from(sg, name.lower())
+    fn = python_function(
+        scope,
+        construct_id,
+        placement=Placement(network.vpc, network.app_subnets, sg),
+        environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn, **(environment or {})},
+        **kwargs,
+    )
+    database.secret.grant_read(fn)
+    return fn

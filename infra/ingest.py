@@ -6,13 +6,12 @@ reporting: a poison record is retried, then dead-lettered, while the rest of its
 
 from __future__ import annotations
 
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
 from infra.config import StageConfig
 from infra.database import Database
-from infra.functions import Placement, python_function
+from infra.functions import database_function
 from infra.layers import Layers
 from infra.network import Network
 from infra.queue import RecordQueue
@@ -31,11 +30,12 @@ class Ingest(Construct):
         queue: RecordQueue,
     ) -> None:
         super().__init__(scope, construct_id)
-        sg = network.function_security_group("Ingest")
-        database.allow_from(sg, "ingest")
-        self.function = python_function(
+        self.function = database_function(
             self,
             "Function",
+            name="Ingest",
+            network=network,
+            database=database,
             stage=stage,
             layers=layers,
             code="ingest",
@@ -43,16 +43,9 @@ class Ingest(Construct):
             service="nexus-ingest",
             memory_mb=stage.ingest_memory_mb,
             timeout_s=stage.ingest_timeout_s,
-            placement=Placement(network.vpc, network.app_subnets, sg),
             description="Nexus ingest: queue to PostgreSQL, with conversation tracking",
-            environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn},
         )
-        database.secret.grant_read(self.function)
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[queue.bucket.arn_for_objects("records/*")]
-            )
-        )
+        queue.grant_records(self.function, "s3:GetObject")
         self.function.add_event_source(
             sources.SqsEventSource(
                 queue.queue,

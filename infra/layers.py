@@ -20,6 +20,8 @@ import jsii
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from infra.config import StageConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "uv.lock"
 BUILD_CACHE = ROOT / ".cache" / "layers"
@@ -97,13 +99,12 @@ def _lock_hash(*parts: str) -> str:
 class Layers(Construct):
     """``dependencies`` (third-party, from the lock) and ``shared`` (the ``nexus`` package)."""
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, architecture: str, python_version: str
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
         super().__init__(scope, construct_id)
-        arch = lambda_.Architecture.ARM_64 if architecture == "arm64" else lambda_.Architecture.X86_64
+        arch = architecture(stage)
+        python_version = stage.python_version
         runtime = python_runtime(python_version)
-        platform = lambda_platform(architecture, python_version)
+        platform = lambda_platform(stage.architecture, python_version)
         self.dependencies = lambda_.LayerVersion(
             self,
             "Dependencies",
@@ -132,6 +133,10 @@ class Layers(Construct):
 
 
 PY_JUNK = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache"]
+
+
+def architecture(stage: StageConfig) -> lambda_.Architecture:
+    return lambda_.Architecture.ARM_64 if stage.architecture == "arm64" else lambda_.Architecture.X86_64
 
 
 def python_runtime(version: str) -> lambda_.Runtime:

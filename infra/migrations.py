@@ -16,7 +16,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.database import Database
-from infra.functions import Placement, log_retention, python_function
+from infra.functions import database_function, log_retention
 from infra.layers import ROOT, Layers
 from infra.network import Network
 
@@ -42,11 +42,12 @@ class Migrations(Construct):
         database: Database,
     ) -> None:
         super().__init__(scope, construct_id)
-        sg = network.function_security_group("Migrate")
-        database.allow_from(sg, "migrations")
-        self.function = python_function(
+        self.function = database_function(
             self,
             "Function",
+            name="Migrate",
+            network=network,
+            database=database,
             stage=stage,
             layers=layers,
             code="migrate",
@@ -54,11 +55,8 @@ class Migrations(Construct):
             service="nexus-migrate",
             memory_mb=512,
             timeout_s=600,
-            placement=Placement(network.vpc, network.app_subnets, sg),
             description="Nexus schema migrations (run by CloudFormation on deploy)",
-            environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn},
         )
-        database.secret.grant_read(self.function)
         provider_logs = logs.LogGroup(
             self, "ProviderLogs", retention=log_retention(stage), removal_policy=cdk.RemovalPolicy.DESTROY
         )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
+from nexus.sqs_queue import RECORD_PREFIX
 
 if TYPE_CHECKING:
     from infra.stack import NexusStack
@@ -23,6 +24,12 @@ VPC_ROLE = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaV
 def _ack(scope: IConstruct, rule: str, reason: str) -> None:
     ack = cdk.Acknowledgment(id=f"AwsSolutions::AwsSolutions-{rule}", reason=reason)
     cdk.Validations.of(scope).acknowledge(ack)
+
+
+def _logical_id(construct: IConstruct) -> str:
+    """The CloudFormation logical id cdk-nag names a resource by in its findings."""
+    stack = cdk.Stack.of(construct)
+    return stack.resolve(stack.get_logical_id(construct.node.default_child))
 
 
 def _function(fn: lambda_.Function, in_vpc: bool) -> None:
@@ -64,7 +71,7 @@ def acknowledge_reviewed(stack: NexusStack) -> None:
     _function(stack.proxy.function, in_vpc=False)
     for fn in (stack.ingest.function, stack.dashboard.function, stack.migrations.function):
         _function(fn, in_vpc=True)
-    objects = "Resource::<QueueLargeRecordsDBA58951.Arn>/records/*"
+    objects = f"Resource::<{_logical_id(stack.queue.bucket)}.Arn>/{RECORD_PREFIX}*"
     for fn, verb in ((stack.proxy.function, "writes"), (stack.ingest.function, "reads")):
         assert fn.role is not None
         _ack(
@@ -94,7 +101,7 @@ def acknowledge_reviewed(stack: NexusStack) -> None:
     )
     _ack(
         framework.role,
-        "IAM5[Resource::<MigrationsFunction0E989F76.Arn>:*]",
+        f"IAM5[Resource::<{_logical_id(stack.migrations.function)}.Arn>:*]",
         "The CDK provider framework may invoke any version of the migration function, nothing else.",
     )
 

@@ -7,7 +7,6 @@ to the database (records go to SQS), so it needs neither a NAT gateway nor an en
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -74,11 +73,7 @@ class Proxy(Construct):
             },
         )
         queue.queue.grant_send_messages(self.function)
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject"], resources=[queue.bucket.arn_for_objects("records/*")]
-            )
-        )
+        queue.grant_records(self.function, "s3:PutObject")
         secrets.grant_read_access(self.function)
         # Claude Code cannot sign SigV4, so the URL is open and the app authenticates (Nexus keys).
         self.url = self.function.add_function_url(

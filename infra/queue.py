@@ -4,9 +4,11 @@ records too large for a message (``nexus.sqs_queue``). The proxy only sends; ing
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from nexus.sqs_queue import RECORD_PREFIX
 
 from infra.config import StageConfig
 
@@ -55,4 +57,13 @@ class RecordQueue(Construct):
             ],
             # Kept on stack deletion: it may hold records not yet ingested (they expire on their own).
             removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+
+    def grant_records(self, grantee: iam.IGrantable, action: str) -> None:
+        """One S3 action (``s3:PutObject`` for the proxy, ``s3:GetObject`` for ingest) on the large
+        records' prefix only."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[action], resources=[self.bucket.arn_for_objects(f"{RECORD_PREFIX}*")]
+            )
         )

@@ -33,24 +33,27 @@ class AccessSecrets(Construct):
             ),
             removal_policy=removal,
         )
-        # Created empty; `nexus keys` / `nexus teams` (with --aws) maintain them afterwards.
-        self.keys = sm.Secret(
-            self,
+        # Created empty; `nexus keys` / `nexus teams` (with --stage) maintain them afterwards.
+        self.keys = self._document(
             "Keys",
-            secret_name=self.prefix + KEYS_SECRET,
-            description="Nexus client keys: SHA-256 hashes and owners, never the keys themselves",
-            secret_string_value=cdk.SecretValue.unsafe_plain_text("{}"),
-            removal_policy=removal,
+            KEYS_SECRET,
+            "Nexus client keys: SHA-256 hashes and owners, never the keys themselves",
+            removal,
         )
-        self.teams = sm.Secret(
-            self,
-            "Teams",
-            secret_name=self.prefix + TEAMS_SECRET,
-            description="Per-team upstream access mode",
-            secret_string_value=cdk.SecretValue.unsafe_plain_text("{}"),
-            removal_policy=removal,
-        )
+        self.teams = self._document("Teams", TEAMS_SECRET, "Per-team upstream access mode", removal)
         self.all = [self.dashboard_key, self.keys, self.teams]
+
+    def _document(
+        self, construct_id: str, name: str, description: str, removal: cdk.RemovalPolicy
+    ) -> sm.Secret:
+        return sm.Secret(
+            self,
+            construct_id,
+            secret_name=self.prefix + name,
+            description=description,
+            secret_string_value=cdk.SecretValue.unsafe_plain_text("{}"),
+            removal_policy=removal,
+        )
 
     def _arn_pattern(self, name: str) -> str:
         stack = cdk.Stack.of(self)

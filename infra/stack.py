@@ -29,7 +29,7 @@ class NexusStack(cdk.Stack):
         self.stage = stage
         cdk.Tags.of(self).add("nexus:stage", stage.name)
 
-        layers = Layers(self, "Layers", architecture=stage.architecture, python_version=stage.python_version)
+        layers = Layers(self, "Layers", stage=stage)
         network = Network(self, "Network", max_azs=stage.max_azs, log_retention=log_retention(stage))
         database = Database(
             self, "Database", stage=stage, network=network, log_retention=log_retention(stage)

@@ -42,12 +42,13 @@ def store_for(args: argparse.Namespace) -> SecretStore:
         return local_store(args.data_dir)
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
+    from nexus.access import KEYS_SECRET
     from nexus.secrets_manager import SecretsManagerStore, stage_prefix
 
     try:
         client = boto3.client("secretsmanager")
         store = SecretsManagerStore(client, stage_prefix(args.stage))
-        store.version("nexus/keys")  # fail here, readably, rather than half-way through a command
+        store.version(KEYS_SECRET)  # fail here, readably, rather than half-way through a command
     except (BotoCoreError, ClientError) as exc:
         raise CLIError(f"cannot reach Secrets Manager for stage {args.stage!r}: {exc}") from None
     return store

@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nexus_dashboard import queries, sessions
-from nexus_dashboard.auth import Authenticated, form_fields, key_matches
+from nexus_dashboard.auth import Authenticated, current_session, form_fields, key_matches
 from nexus_dashboard.security import SecurityHeaders, is_https
 
 
@@ -97,8 +97,7 @@ def create_app(conninfo: str, dashboard_key: str) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
-        cookie = request.cookies.get(sessions.COOKIE)
-        s = sessions.verify(cookie, request.app.state.dashboard_key) if cookie else None
+        s = current_session(request)
         if s is None:
             return RedirectResponse("/login", 303)
         return HTMLResponse(_home_html(s.csrf))

@@ -27,6 +27,12 @@ def key_matches(request: Request, candidate: str) -> bool:
     return bool(candidate) and hmac.compare_digest(candidate.encode(), expected.encode())
 
 
+def current_session(request: Request) -> sessions.Session | None:
+    """The browser session the request's cookie proves, if any."""
+    cookie = request.cookies.get(sessions.COOKIE)
+    return sessions.verify(cookie, request.app.state.dashboard_key) if cookie else None
+
+
 async def require_auth(request: Request) -> None:
     header = request.headers.get("authorization", "")
     if header:
@@ -34,8 +40,7 @@ async def require_auth(request: Request) -> None:
         if scheme.lower() == "bearer" and key_matches(request, token.strip()):
             return
         raise HTTPException(401, "missing or wrong dashboard key: send Authorization: Bearer <key>")
-    cookie = request.cookies.get(sessions.COOKIE)
-    session = sessions.verify(cookie, request.app.state.dashboard_key) if cookie else None
+    session = current_session(request)
     if session is None:
         raise HTTPException(
             401, "not logged in: log in at /login, or send Authorization: Bearer <dashboard key>"

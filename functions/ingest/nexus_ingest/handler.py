@@ -51,7 +51,7 @@ def emit_metrics(rows: list[dict[str, Any]], poison: int) -> None:
             out.add_dimension(name, value)
         for name, (unit, values) in metric_set.values.items():
             for v in values:
-                out.add_metric(name, MetricUnit(unit) if unit != "None" else MetricUnit.NoUnit, v)
+                out.add_metric(name, MetricUnit(unit), v)
         for key, value in metric_set.metadata.items():
             out.add_metadata(key, value)
         out.flush_metrics()
@@ -70,7 +70,7 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         except RecordDecodeError as exc:
             logger.error("poison message", extra={"message_id": m.get("messageId"), "reason": str(exc)})
             failures.append(m["messageId"])
-    poison = len(failures)
+    stored: list[dict[str, Any]] = []
     if records:
         try:
             result = ingest_batch(_connection(), records, _state.setdefault("known", KnownHashes()))
@@ -84,7 +84,7 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         for i, reason in result.poison.items():
             logger.error("record not stored", extra={"record_id": records[i].id, "reason": reason})
             failures.append(ids[i])
-        poison += len(result.poison)
+        stored = result.stored
         logger.info(
             "batch stored",
             extra={
@@ -92,7 +92,5 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
                 "redelivered": len(records) - result.written - len(result.poison),
             },
         )
-        emit_metrics(result.stored, poison)
-    elif poison:
-        emit_metrics([], poison)
+    emit_metrics(stored, poison=len(failures))  # every failure left is a poison record
     return {"batchItemFailures": [{"itemIdentifier": i} for i in failures]}

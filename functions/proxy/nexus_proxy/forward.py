@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -65,6 +66,15 @@ async def read_body(receive, limit: int) -> bytes:
 async def _wait_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One request in flight: its record, its start time, and whether the record was handed off."""
+
+    rec: RawRecord
+    started: float
+    handed_off: bool = False
 
 
 class Forwarder:
@@ -125,41 +135,35 @@ class Forwarder:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         if self.strip_platform_headers:
             headers = [(k, v) for k, v in headers if k not in PLATFORM_HEADERS]
-        rec = self._record(scope, headers)
-        handed_off = False
-
-        def finish() -> None:
-            nonlocal handed_off
-            if not handed_off:
-                handed_off = True
-                if rec.duration_ms is None:
-                    rec.duration_ms = (time.perf_counter() - started) * 1000
-                self._hand_off(rec)
-
-        async def send_recorded(message) -> None:
-            # The record is handed off before the response's last message: on Lambda the invocation
-            # ends (and the sandbox may freeze) as soon as the response is complete, so a hand-off
-            # after it could be lost. The client already has every byte but the end of the body.
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                finish()
-            await send(message)
-
+        ex = _Exchange(self._record(scope, headers), started)
         try:
-            await self._handle(scope, receive, send_recorded, headers, rec, started)
+            await self._handle(scope, receive, send, headers, ex)
         finally:
-            finish()  # cut streams, disconnects, cancellations: no final message was sent
+            self._finish(ex)  # cut streams, disconnects, cancellations: no final message was sent
 
-    async def _reject(self, send, rec: RawRecord, status: int, message: str) -> None:
-        rec.status = status
-        rec.error = message
+    def _finish(self, ex: _Exchange) -> None:
+        """Hand the record off, once. Called right before a response's last message: on Lambda the
+        invocation ends (and the sandbox may freeze) as soon as the response is complete, so a
+        hand-off after it could be lost. The client already has every byte but the end."""
+        if not ex.handed_off:
+            ex.handed_off = True
+            if ex.rec.duration_ms is None:
+                ex.rec.duration_ms = (time.perf_counter() - ex.started) * 1000
+            self._hand_off(ex.rec)
+
+    async def _reject(self, send, ex: _Exchange, status: int, message: str) -> None:
+        ex.rec.status = status
+        ex.rec.error = message
+        self._finish(ex)
         await send_error(send, status, message)
 
-    async def _handle(self, scope, receive, send, headers, rec: RawRecord, started: float) -> None:
+    async def _handle(self, scope, receive, send, headers, ex: _Exchange) -> None:
+        rec = ex.rec
         lower = {k: v for k, v in headers}
         try:
             grant = self.auth.authorize(lower)
         except AuthError as exc:
-            return await self._reject(send, rec, 401, str(exc))
+            return await self._reject(send, ex, 401, str(exc))
         principal = grant.principal
         rec.team, rec.user, rec.key_id, rec.auth_mode = (
             principal.team,
@@ -173,13 +177,13 @@ class Forwarder:
         media_type = lower.get("content-type", "").split(";", 1)[0].strip().lower()
         if media_type != "application/json":
             return await self._reject(
-                send, rec, 400, f"content-type must be application/json, got {media_type or 'none'!r}"
+                send, ex, 400, f"content-type must be application/json, got {media_type or 'none'!r}"
             )
         try:
             body = await read_body(receive, self.max_body)
         except BodyTooLarge:
             return await self._reject(
-                send, rec, 413, f"request body exceeds the {self.max_body // (1024 * 1024)} MB limit"
+                send, ex, 413, f"request body exceeds the {self.max_body // (1024 * 1024)} MB limit"
             )
         except ConnectionResetError:
             rec.error = "client_disconnected"
@@ -188,9 +192,9 @@ class Forwarder:
         try:
             orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return await self._reject(send, rec, 400, f"request body is not valid JSON: {exc}")
+            return await self._reject(send, ex, 400, f"request body is not valid JSON: {exc}")
 
-        await self._stream(scope, receive, send, self._upstream_headers(headers, grant), rec, started)
+        await self._stream(scope, receive, send, self._upstream_headers(headers, grant), ex)
 
     def _upstream_headers(self, headers: list[tuple[str, str]], grant: Grant) -> CIMultiDict:
         drop = REQUEST_SKIP.union(grant.drop) if grant.drop else REQUEST_SKIP
@@ -199,8 +203,9 @@ class Forwarder:
             out[k] = v
         return out
 
-    async def _stream(self, scope, receive, send, fwd_headers, rec: RawRecord, started: float) -> None:
+    async def _stream(self, scope, receive, send, fwd_headers, ex: _Exchange) -> None:
         assert self.session is not None, "Forwarder.start() not called"
+        rec, started = ex.rec, ex.started
         qs = scope["query_string"]
         url = self.upstream + scope["path"] + ("?" + qs.decode("latin-1") if qs else "")
         try:
@@ -212,9 +217,7 @@ class Forwarder:
                 allow_redirects=False,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return await self._reject(
-                send, rec, 502, f"upstream unreachable: {exc.__class__.__name__}: {exc}"
-            )
+            return await self._reject(send, ex, 502, f"upstream unreachable: {exc.__class__.__name__}: {exc}")
 
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
         # Client gone: close the upstream response so the upstream request is cancelled too.
@@ -249,7 +252,7 @@ class Forwarder:
                 rec.error = "client_disconnected"
                 return
             rec.response_body = b"".join(chunks)
-            rec.duration_ms = (time.perf_counter() - started) * 1000
+            self._finish(ex)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             rec.error = rec.error or "cancelled (server shutting down)"
@@ -258,7 +261,5 @@ class Forwarder:
             if not watcher.done():
                 watcher.cancel()
             resp.release()
-            if not rec.response_body:
+            if not rec.response_body:  # cut or abandoned: keep what the client got
                 rec.response_body = b"".join(chunks)
-            if rec.duration_ms is None:
-                rec.duration_ms = (time.perf_counter() - started) * 1000

@@ -9,7 +9,6 @@ The names are shared with ``infra/observability.py``, which builds the alarms an
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +62,7 @@ def metric_sets(rows: list[dict[str, Any]], poison: int = 0, now: float | None =
     """Metric sets for the rows of newly stored requests (``Prepared.row``) and the poison count."""
     service = MetricSet({})
     by_status: dict[int, MetricSet] = {}
-    by_model: dict[tuple[str, str], MetricSet] = defaultdict(lambda: MetricSet({}))
+    by_model: dict[tuple[str, str], MetricSet] = {}
     ids: list[str] = []
     for row in rows:
         ids.append(row["id"])
@@ -87,8 +86,8 @@ def metric_sets(rows: list[dict[str, Any]], poison: int = 0, now: float | None =
         if now is not None and row.get("received_at") is not None:
             service.add(INGEST_DELAY, "Milliseconds", max(0.0, (now - row["received_at"].timestamp()) * 1000))
         if row.get("model") and row.get("input_tokens") is not None:
-            m = by_model[(row["model"], row.get("team") or "none")]
-            m.dimensions = {"Model": row["model"], "Team": row.get("team") or "none"}
+            team = row.get("team") or "none"
+            m = by_model.setdefault((row["model"], team), MetricSet({"Model": row["model"], "Team": team}))
             m.add(MODEL_REQUESTS, "Count", 1)
             m.add(INPUT_TOKENS, "Count", row["input_tokens"] or 0)
             m.add(OUTPUT_TOKENS, "Count", row.get("output_tokens") or 0)
@@ -99,11 +98,9 @@ def metric_sets(rows: list[dict[str, Any]], poison: int = 0, now: float | None =
             m.metadata.setdefault("request_ids", []).append(row["id"])
     if poison:
         service.add(INGEST_POISON, "Count", poison)
+    service.metadata["request_ids"] = ids
     out = [service] if service.values else []
     out += [*by_status.values(), *by_model.values()]
     for s in out:
-        if s is service:
-            s.metadata["request_ids"] = ids[:MAX_IDS]
-        elif "request_ids" in s.metadata:
-            s.metadata["request_ids"] = s.metadata["request_ids"][:MAX_IDS]
+        s.metadata["request_ids"] = s.metadata["request_ids"][:MAX_IDS]
     return out

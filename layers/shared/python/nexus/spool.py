@@ -21,8 +21,10 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from nexus.record import RawRecord, RecordDecodeError
 
@@ -109,6 +111,20 @@ def _writer_alive(segment: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+T = TypeVar("T")
+
+
+def _follow_seal(segment: Path, op: Callable[[Path], T]) -> tuple[Path, T] | None:
+    """``op`` on the segment, or on its ``.sealed`` name if its writer sealed it since it was listed
+    (same bytes, same cursor); None once it is gone altogether (consumed and removed)."""
+    for path in (segment, segment.with_suffix(".sealed")):
+        try:
+            return path, op(path)
+        except FileNotFoundError:
+            continue
+    return None
 
 
 class SpoolReader:
@@ -232,16 +248,11 @@ class SpoolReader:
         ends: dict[Path, int] = {}
         for it in items:
             ends[it.segment] = max(ends.get(it.segment, 0), it.end)
-        for segment, end in ends.items():
-            try:
-                size = segment.stat().st_size
-            except FileNotFoundError:
-                # Sealed by its writer between take() and now: same bytes, new name.
-                segment = segment.with_suffix(".sealed")
-                try:
-                    size = segment.stat().st_size
-                except FileNotFoundError:
-                    continue
+        for listed, end in ends.items():
+            found = _follow_seal(listed, lambda p: p.stat().st_size)
+            if found is None:
+                continue
+            segment, size = found
             if segment.suffix == ".sealed" and end >= size:
                 self._remove(segment)
             elif end > self._cursor(segment):
@@ -261,15 +272,10 @@ class SpoolReader:
         count = 0
         for segment in self._segments():
             offset = self._cursor(segment)
-            try:
-                fh = open(segment, "rb")  # noqa: SIM115 (closed below; the open itself may race)
-            except FileNotFoundError:
-                segment = segment.with_suffix(".sealed")
-                try:
-                    fh = open(segment, "rb")  # noqa: SIM115
-                except FileNotFoundError:
-                    continue
-            with fh:
+            found = _follow_seal(segment, lambda p: open(p, "rb"))  # noqa: SIM115 (closed by the with below)
+            if found is None:
+                continue
+            with found[1] as fh:
                 fh.seek(offset)
                 while True:
                     head = fh.read(FRAME.size)

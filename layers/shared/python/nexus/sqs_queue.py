@@ -18,6 +18,7 @@ from nexus.record import RawRecord, RecordDecodeError
 # SQS allows 256 KiB per message; base64 grows data by 4/3, and the JSON wrapper needs a little room.
 INLINE_LIMIT = 180 * 1024
 NO_SESSION_GROUP = "no-session"
+RECORD_PREFIX = "records/"  # S3 keys of large records (the stack grants access to this prefix only)
 
 
 class SqsSink:
@@ -35,7 +36,7 @@ class SqsSink:
         if len(data) <= self.inline_limit:
             body = orjson.dumps({"v": 1, "record": base64.b64encode(data).decode()})
         else:
-            key = f"records/{record.id}"
+            key = f"{RECORD_PREFIX}{record.id}"
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
             body = orjson.dumps({"v": 1, "s3": {"bucket": self.bucket, "key": key}})
         self.sqs.send_message(
