@@ -19,7 +19,7 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def local_store(data_dir: Path) -> LocalSecretStore:
-    return LocalSecretStore(data_dir / "secrets.json")
+    return LocalSecretStore.in_data_dir(data_dir)
 
 
 class CLIError(Exception):

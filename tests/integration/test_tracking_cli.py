@@ -226,8 +226,8 @@ def test_conversation_list_filters_and_full_text_search(stack):
 def test_conversation_api_bad_input(stack):
     assert stack.api("/api/conversations/00000000-0000-0000-0000-000000000000")[0] == 404
     assert stack.api("/api/conversations/nope")[0] == 404
-    status, body = stack.api("/api/conversations?since=soon")
-    assert status == 400 and "since" in body["error"]["message"]
+    status, body = stack.api("/api/conversations?period=soon")
+    assert status == 400 and "period" in body["error"]["message"]
     status, body = stack.api("/api/conversations?limit=100000")
     assert status == 400 and "limit" in body["error"]["message"]
     assert stack.api("/api/conversations", key="bad")[0] == 401

@@ -21,7 +21,7 @@ LIST_FIELDS = (
 )
 
 
-def _where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
+def where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
     """`` WHERE a AND b`` from (condition with one %s, value) pairs whose value is set."""
     used = [(cond, value) for cond, value in filters if value]
     if not used:
@@ -32,8 +32,8 @@ def _where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
 def list_requests(
     conn: psycopg.Connection, limit: int, session_id: str | None, since: datetime | None
 ) -> list[dict[str, Any]]:
-    where, args = _where([("session_id = %s", session_id), ("received_at >= %s", since)])
-    sql = f"SELECT {LIST_FIELDS} FROM requests{where} ORDER BY received_at DESC, id DESC LIMIT %s"
+    cond, args = where([("session_id = %s", session_id), ("received_at >= %s", since)])
+    sql = f"SELECT {LIST_FIELDS} FROM requests{cond} ORDER BY received_at DESC, id DESC LIMIT %s"
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql, [*args, limit]).fetchall()
     for r in rows:
@@ -91,6 +91,18 @@ def _b(v: Any) -> bytes | None:
     return bytes(v) if v is not None else None
 
 
+_CONTENT = (
+    "jsonb_array_elements(CASE jsonb_typeof(response->'content')"
+    " WHEN 'array' THEN response->'content' ELSE '[]' END)"
+)
+# What a tree row shows of the answer, cut in SQL so a long conversation's rows stay small.
+ANSWER_SUMMARY = (
+    f"(SELECT left(string_agg(c->>'text', ' '), 240) FROM {_CONTENT} c WHERE c->>'type' = 'text')"
+    " AS answer_text,"
+    f" (SELECT array_agg(c->>'name') FROM {_CONTENT} c WHERE c->>'type' IN ('tool_use', 'server_tool_use'))"
+    " AS tool_names"
+)
+
 CONVERSATION_FIELDS = (
     "id::text, team, user_id AS user, title, models, session_ids, request_count, input_tokens, "
     "output_tokens, "
@@ -99,39 +111,7 @@ CONVERSATION_FIELDS = (
 )
 
 
-def list_conversations(
-    conn: psycopg.Connection,
-    *,
-    team: str | None,
-    user: str | None,
-    model: str | None,
-    since: datetime | None,
-    q: str | None,
-    limit: int,
-    offset: int,
-) -> list[dict[str, Any]]:
-    where, args = _where(
-        [
-            ("team = %s", team),
-            ("user_id = %s", user),
-            ("%s = ANY(models)", model),
-            ("last_at >= %s", since),
-            (
-                "id IN (SELECT conversation_id FROM conversation_text"
-                " WHERE tsv @@ websearch_to_tsquery('english', %s))",
-                q,
-            ),
-        ]
-    )
-    sql = (
-        f"SELECT {CONVERSATION_FIELDS} FROM conversations{where}"
-        " ORDER BY last_at DESC, id DESC LIMIT %s OFFSET %s"
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        return [_with_window(c) for c in cur.execute(sql, [*args, limit, offset]).fetchall()]
-
-
-def _with_window(conv: dict[str, Any]) -> dict[str, Any]:
+def with_window(conv: dict[str, Any]) -> dict[str, Any]:
     """Latest context size against the model's context window (None when the model is unknown)."""
     window = context_window(conv.get("latest_model"))
     conv["context_window"] = window
@@ -147,7 +127,7 @@ def get_conversation(conn: psycopg.Connection, conversation_id: str) -> dict[str
         ).fetchone()
         if conv is None:
             return None
-        _with_window(conv)
+        with_window(conv)
         conv["branches"] = cur.execute(
             "SELECT name, kind, fork_request_id::text, request_count, input_tokens, output_tokens,"
             " cost_usd::float8 AS cost_usd, first_at, last_at FROM branches WHERE conversation_id = %s"
@@ -155,10 +135,35 @@ def get_conversation(conn: psycopg.Connection, conversation_id: str) -> dict[str
             (conversation_id,),
         ).fetchall()
         requests = cur.execute(
-            f"SELECT {LIST_FIELDS} FROM requests WHERE conversation_id = %s ORDER BY received_at, id",
+            f"SELECT {LIST_FIELDS}, {ANSWER_SUMMARY} FROM requests WHERE conversation_id = %s"
+            " ORDER BY received_at, id",
             (conversation_id,),
         ).fetchall()
     for r in requests:
         r["id"] = str(r["id"])
     conv["requests"] = requests
     return conv
+
+
+def last_messages(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any]:
+    """Each request's last message (what it added to the conversation: a prompt or tool results),
+    decoded; one query for the whole conversation."""
+    rows = conn.execute(
+        "SELECT r.id::text, b.data FROM requests r JOIN message_chains mc ON mc.id = r.messages_chain"
+        " JOIN blobs b ON b.hash = mc.message_hash WHERE r.conversation_id = %s",
+        (conversation_id,),
+    ).fetchall()
+    out: dict[str, Any] = {}
+    for request_id, data in rows:
+        try:
+            out[request_id] = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            out[request_id] = None
+    return out
+
+
+def responses(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any]:
+    rows = conn.execute(
+        "SELECT id::text, response FROM requests WHERE conversation_id = %s", (conversation_id,)
+    ).fetchall()
+    return dict(rows)

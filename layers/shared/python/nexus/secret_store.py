@@ -30,6 +30,11 @@ class LocalSecretStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> LocalSecretStore:
+        """The local stack's store: one file in its data directory, shared by the CLI and the dashboard."""
+        return cls(data_dir / "secrets.json")
+
     def _read(self) -> dict[str, str]:
         try:
             return json.loads(self.path.read_text())

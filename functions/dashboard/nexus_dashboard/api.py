@@ -1,0 +1,183 @@
+"""The JSON API: every page's data under ``/api/``, described by the OpenAPI document.
+
+Routes are thin: read models live in ``overview``, ``queries``, ``conversation_view``, ``usage``,
+``ratelimits`` and ``keys``; the pages (``pages.py``) call the same functions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from nexus_dashboard import conversation_view, keys, overview, queries, ratelimits, sessions, usage
+from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404
+from nexus_dashboard.filters import PAGE_SIZE, ListFilters
+
+router = APIRouter(prefix="/api")
+
+
+def overview_data(conn: Any, f: Any) -> dict[str, Any]:
+    rows, total = overview.conversations(conn, f)
+    return {
+        "period": f.period,
+        "since": f.since,
+        "totals": overview.totals(conn, f),
+        "bucket": f.bucket,
+        "activity": overview.activity(conn, f),
+        "conversations": rows,
+        "conversation_total": total,
+        "page": f.page,
+        "page_size": PAGE_SIZE,
+        "choices": overview.choices(conn),
+    }
+
+
+@router.get("/overview", summary="Totals, activity over time and the conversations list for a period")
+def get_overview(conn: Conn, f: ListFilters) -> dict[str, Any]:
+    return overview_data(conn, f)
+
+
+@router.get("/conversations", summary="Conversations active in the period, newest activity first")
+def list_conversations(
+    conn: Conn,
+    f: ListFilters,
+    limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
+    offset: Annotated[int | None, Query(ge=0, description="overrides page")] = None,
+) -> dict[str, Any]:
+    rows, total = overview.conversations(conn, f, limit, offset)
+    return {"conversations": rows, "total": total}
+
+
+@router.get("/conversations/{conversation_id}", summary="One conversation: tree, branches, time split")
+def get_conversation(
+    conn: Conn, conversation_id: str, branch: Annotated[str | None, Query(max_length=100)] = None
+) -> dict[str, Any]:
+    conv = conversation_or_404(conn, conversation_id)
+    return conversation_view.layout(conv, branch)
+
+
+@router.get("/conversations/{conversation_id}/timeline", summary="The conversation's messages in order")
+def get_timeline(
+    conn: Conn, conversation_id: str, branch: Annotated[str | None, Query(max_length=100)] = None
+) -> dict[str, Any]:
+    conv = conversation_view.layout(conversation_or_404(conn, conversation_id), branch)
+    last = queries.last_messages(conn, conv["id"])
+    answers = queries.responses(conn, conv["id"])
+    return {
+        "id": conv["id"],
+        "branch_filter": branch,
+        "entries": [
+            {
+                "request_id": r["id"],
+                "n": r["n"],
+                "received_at": r["received_at"],
+                "branch": r["branch"],
+                "prompt": last.get(r["id"]),
+                "response": answers.get(r["id"]),
+            }
+            for r in conv["requests"]
+        ],
+    }
+
+
+@router.get("/requests", summary="Recorded requests, newest first")
+def list_requests(
+    conn: Conn,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    session_id: str | None = None,
+    since: datetime | None = None,
+) -> dict[str, Any]:
+    return {"requests": queries.list_requests(conn, limit, session_id, since)}
+
+
+@router.get("/requests/{request_id}", summary="One request: metadata, usage, timings, headers, bodies")
+def get_request(conn: Conn, request_id: str) -> dict[str, Any]:
+    row = queries.get_request(conn, request_id_or_404(request_id))
+    if row is None:
+        raise HTTPException(404, f"no request {request_id!r}")
+    return row
+
+
+@router.get("/requests/{request_id}/raw/request", summary="The request body exactly as sent")
+def raw_request(conn: Conn, request_id: str) -> Response:
+    body = queries.raw_request_body(conn, request_id_or_404(request_id))
+    if body is None:
+        raise HTTPException(404, f"no request {request_id!r}")
+    return Response(body, media_type="application/json")
+
+
+@router.get("/requests/{request_id}/raw/response", summary="The response body as received (or rebuilt)")
+def raw_response(conn: Conn, request_id: str) -> Response:
+    found = queries.raw_response_body(conn, request_id_or_404(request_id))
+    if found is None:
+        raise HTTPException(404, f"no request {request_id!r}")
+    body, headers = found
+    return Response(body, headers=headers)
+
+
+def usage_data(conn: Any, f: Any, group: usage.Group, bucket: usage.Bucket | None) -> dict[str, Any]:
+    try:
+        return usage.usage(conn, f, group, bucket or f.bucket)
+    except usage.UsageError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@router.get("/usage", summary="Tokens and cost per hour or day by team, user or model")
+def get_usage(
+    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.Bucket | None = None
+) -> dict[str, Any]:
+    return usage_data(conn, f, group, bucket)
+
+
+@router.get("/usage.csv", summary="The usage numbers as CSV", response_class=Response)
+def get_usage_csv(
+    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.Bucket | None = None
+) -> Response:
+    data = usage_data(conn, f, group, bucket)
+    name = f"nexus-usage-{f.period}-{data['group']}-{data['bucket']}.csv"
+    return Response(
+        usage.to_csv(data),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@router.get("/ratelimits", summary="Per upstream account: latest rate-limit readings and history")
+def get_ratelimits(conn: Conn, f: ListFilters) -> dict[str, Any]:
+    return ratelimits.ratelimits(conn, f)
+
+
+@router.get("/keys", summary="Nexus keys with their usage in the period")
+def list_keys(conn: Conn, access: Access, f: ListFilters) -> dict[str, Any]:
+    return {"keys": keys.list_keys(access, conn, f)}
+
+
+@router.post("/keys", status_code=201, summary="Create a key; the response is the only time it is shown")
+def create_key(
+    access: Access, body: Annotated[dict[str, Any], Body(examples=[{"team": "web", "user": "ann"}])]
+) -> dict[str, Any]:
+    try:
+        key, record = keys.create_key(access, body)
+    except keys.KeyInputError as exc:
+        raise HTTPException(400, str(exc)) from None
+    return {"key": key, "record": record}
+
+
+@router.post("/keys/{key_id}/revoke", summary="Revoke a key: proxies refuse it within their refresh time")
+def revoke_key(access: Access, key_id: str) -> dict[str, Any]:
+    try:
+        rec = access.revoke_key(key_id)
+    except KeyError:
+        raise HTTPException(404, f"no key {key_id!r}") from None
+    return {"id": rec.id, "revoked_at": rec.revoked_at}
+
+
+@router.get("/session", summary="Who is asking; a browser session's CSRF token for state changes")
+def session(request: Request) -> dict[str, Any]:
+    s = getattr(request.state, "session", None)
+    if s is None:
+        return {"auth": "bearer"}
+    return {"auth": "session", "csrf_token": s.csrf, "expires_at": s.issued_at + sessions.MAX_AGE_S}

@@ -1,0 +1,48 @@
+"""Request-scoped dependencies shared by the pages and the API: a pooled connection, the access
+store, and ids parsed into rows or a 404."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request
+from nexus.access import AccessStore
+
+from nexus_dashboard import queries
+
+
+def _conn(request: Request) -> Iterator[psycopg.Connection]:
+    with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+def _access(request: Request) -> AccessStore:
+    store = request.app.state.secret_store
+    if store is None:
+        raise HTTPException(503, "key management is not configured for this dashboard (no secret store)")
+    return AccessStore(store)
+
+
+Conn = Annotated[psycopg.Connection, Depends(_conn)]
+Access = Annotated[AccessStore, Depends(_access)]
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise HTTPException(404, f"no {what} {value!r}") from None
+
+
+def request_id_or_404(request_id: str) -> str:
+    return _uuid(request_id, "request")
+
+
+def conversation_or_404(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any]:
+    conv = queries.get_conversation(conn, _uuid(conversation_id, "conversation"))
+    if conv is None:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    return conv

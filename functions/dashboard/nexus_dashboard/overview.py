@@ -1,0 +1,101 @@
+"""The overview's read model: totals and activity for a period, and the conversations list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from nexus_dashboard.filters import PAGE_SIZE, Filters
+from nexus_dashboard.queries import CONVERSATION_FIELDS, where, with_window
+
+TOKEN_SUMS = (
+    "coalesce(sum(input_tokens), 0)::bigint AS input_tokens,"
+    " coalesce(sum(output_tokens), 0)::bigint AS output_tokens,"
+    " coalesce(sum(cache_creation_input_tokens), 0)::bigint AS cache_creation_input_tokens,"
+    " coalesce(sum(cache_read_input_tokens), 0)::bigint AS cache_read_input_tokens,"
+    " coalesce(sum(cost_usd), 0)::float8 AS cost_usd"
+)
+
+
+def request_where(f: Filters, *extra: tuple[str, Any]) -> tuple[str, list[Any]]:
+    return where(
+        [
+            ("received_at >= %s", f.since),
+            ("team = %s", f.team),
+            ("user_id = %s", f.user),
+            ("model = %s", f.model),
+            *extra,
+        ]
+    )
+
+
+def totals(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
+    w, args = request_where(f)
+    sql = (
+        "SELECT count(*) AS requests, count(DISTINCT conversation_id) AS conversations,"
+        " count(DISTINCT user_id) AS active_users,"
+        " count(*) FILTER (WHERE status >= 400 OR error IS NOT NULL) AS errors,"
+        f" {TOKEN_SUMS} FROM requests{w}"
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(sql, args).fetchone()
+    assert row is not None
+    row["cache_hit_ratio"] = cache_hit_ratio(row)
+    return row
+
+
+def cache_hit_ratio(row: dict[str, Any]) -> float | None:
+    """Share of prompt tokens served from the cache."""
+    prompt = row["input_tokens"] + row["cache_creation_input_tokens"] + row["cache_read_input_tokens"]
+    return round(row["cache_read_input_tokens"] / prompt, 4) if prompt else None
+
+
+def activity(conn: psycopg.Connection, f: Filters) -> list[dict[str, Any]]:
+    """Requests, tokens and cost per hour or day of the period, oldest first."""
+    w, args = request_where(f)
+    sql = (
+        f"SELECT date_trunc('{f.bucket}', received_at) AS at, count(*) AS requests, {TOKEN_SUMS}"
+        f" FROM requests{w} GROUP BY 1 ORDER BY 1"
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, args).fetchall()
+
+
+def conversations(
+    conn: psycopg.Connection, f: Filters, limit: int = PAGE_SIZE, offset: int | None = None
+) -> tuple[list[dict], int]:
+    """One page of conversations active in the period (newest activity first), and how many match."""
+    w, args = where(
+        [
+            ("team = %s", f.team),
+            ("user_id = %s", f.user),
+            ("%s = ANY(models)", f.model),
+            ("last_at >= %s", f.since),
+            (
+                "id IN (SELECT conversation_id FROM conversation_text"
+                " WHERE tsv @@ websearch_to_tsquery('english', %s))",
+                f.q,
+            ),
+        ]
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        total = cur.execute(f"SELECT count(*) AS n FROM conversations{w}", args).fetchone()
+        rows = cur.execute(
+            f"SELECT {CONVERSATION_FIELDS} FROM conversations{w}"
+            " ORDER BY last_at DESC, id DESC LIMIT %s OFFSET %s",
+            [*args, limit, f.offset if offset is None else offset],
+        ).fetchall()
+    return [with_window(c) for c in rows], int(total["n"]) if total else 0
+
+
+def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """Values the filter menus offer: teams, users and models seen in conversations."""
+    row = conn.execute(
+        "SELECT (SELECT array_agg(DISTINCT team ORDER BY team) FROM conversations WHERE team IS NOT NULL),"
+        " (SELECT array_agg(DISTINCT user_id ORDER BY user_id) FROM conversations WHERE user_id IS NOT NULL),"
+        " (SELECT array_agg(DISTINCT m ORDER BY m) FROM conversations, unnest(models) m)"
+    ).fetchone()
+    teams, users, models = row or (None, None, None)
+    return {"teams": teams or [], "users": users or [], "models": models or []}

@@ -1,0 +1,198 @@
+"""The HTML pages. Each renders the same read model as its JSON twin in ``api.py``."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from nexus_dashboard import api, charts, conversation_view, keys, queries, ratelimits, render, usage
+from nexus_dashboard.auth import form_fields
+from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404
+from nexus_dashboard.filters import ListFilters
+from nexus_dashboard.templating import templates, tokens, usd
+
+router = APIRouter(include_in_schema=False)
+TIMELINE_CLIP = 4_000  # characters of each text shown in the timeline; the request page has all
+
+
+def page(request: Request, name: str, nav: str | None = None, status: int = 200, **ctx: Any) -> HTMLResponse:
+    session = getattr(request.state, "session", None)
+    ctx.update(request=request, nav=nav, csrf=session.csrf if session else None)
+    return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+
+def _token_chart(rows: list[dict[str, Any]], bucket: str) -> tuple[Any, Any]:
+    chart = charts.stacked_bars(
+        rows, usage.TOKEN_KEYS, names=usage.TOKEN_NAMES, fmt=tokens, bucket=bucket, title="tokens by kind"
+    )
+    return chart, charts.legend(usage.TOKEN_NAMES)
+
+
+@router.get("/")
+def overview_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
+    d = api.overview_data(conn, f)
+    token_chart, token_legend = _token_chart(d["activity"], f.bucket)
+    return page(
+        request,
+        "overview.html",
+        "/",
+        f=f,
+        d=d,
+        cost_chart=charts.stacked_bars(
+            d["activity"], ["cost_usd"], names=["cost"], fmt=usd, bucket=f.bucket, title="cost"
+        ),
+        token_chart=token_chart,
+        token_legend=token_legend,
+        page_link=lambda n: "/?" + templates.env.filters["qs"](f.query(page=n)),
+    )
+
+
+@router.get("/conversations/{conversation_id}")
+def conversation_page(
+    request: Request,
+    conn: Conn,
+    conversation_id: str,
+    view: Literal["tree", "timeline"] = "tree",
+    branch: Annotated[str | None, Query(max_length=100)] = None,
+) -> HTMLResponse:
+    conv = conversation_or_404(conn, conversation_id)
+    branch = branch or None
+    if branch is not None and branch not in {b["name"] for b in conv["branches"]}:
+        raise HTTPException(400, f"branch={branch!r}: this conversation has no such branch")
+    c = conversation_view.layout(conv, branch)
+    numbers = {r["id"]: f"#{r['n']}" for r in conv["requests"]}
+    timeline = _timeline(conn, c) if view == "timeline" else []
+    time_bar = charts.split_bar(
+        [("model", c["time"]["model_ms"]), ("tools", c["time"]["tool_ms"]), ("user", c["time"]["user_ms"])],
+        fmt=lambda ms: templates.env.filters["dur"](ms),
+        title="where the time went",
+    )
+    return page(
+        request,
+        "conversation.html",
+        c=c,
+        view=view,
+        numbers=numbers,
+        timeline=timeline,
+        time_bar=time_bar,
+        svg=partial(conversation_view.tree_svg, lane_count=c["lane_count"]),
+    )
+
+
+def _timeline(conn: Any, c: dict[str, Any]) -> list[dict[str, Any]]:
+    last = queries.last_messages(conn, c["id"])
+    answers = queries.responses(conn, c["id"])
+    calls: dict[str, dict[str, Any]] = {}
+    out = []
+    for r in c["requests"]:
+        prompt = last.get(r["id"])
+        answer = answers.get(r["id"])
+        entry = {**r, "prompt": None, "answer": None, "prompt_role": None}
+        if isinstance(prompt, dict):
+            entry["prompt_role"] = prompt.get("role", "user")
+            entry["prompt"] = render.message_parts(prompt, TIMELINE_CLIP, calls)
+        if isinstance(answer, dict) and answer.get("type") == "message":
+            entry["answer"] = render.message_parts(answer, TIMELINE_CLIP, calls)
+        out.append(entry)
+    return out
+
+
+@router.get("/requests/{request_id}")
+def request_page(request: Request, conn: Conn, request_id: str) -> HTMLResponse:
+    r = queries.get_request(conn, request_id_or_404(request_id))
+    if r is None:
+        raise HTTPException(404, f"no request {request_id!r}")
+    body = r["request_body"] if isinstance(r["request_body"], dict) else {}
+    view = render.conversation(body, r["response"])
+    response_json = (
+        render.pretty_json(r["response"]) if r["response"] is not None and view["answer"] is None else ""
+    )
+    return page(request, "request.html", r=r, view=view, response_json=response_json)
+
+
+@router.get("/usage")
+def usage_page(
+    request: Request,
+    conn: Conn,
+    f: ListFilters,
+    group: usage.Group = "model",
+    bucket: usage.Bucket | None = None,
+) -> HTMLResponse:
+    d = api.usage_data(conn, f, group, bucket)
+    series = usage.series_names(d["groups"])
+    token_chart, token_legend = _token_chart(usage.token_rows(d["rows"]), d["bucket"])
+    return page(
+        request,
+        "usage.html",
+        "/usage",
+        f=f,
+        d=d,
+        choices=api.overview.choices(conn),
+        csv_query={**f.query(page=None), "group": d["group"], "bucket": d["bucket"]},
+        cost_chart=charts.stacked_bars(
+            usage.chart_rows(d["rows"], series, "cost_usd"), series, fmt=usd, bucket=d["bucket"], title="cost"
+        ),
+        cost_legend=charts.legend(series),
+        token_chart=token_chart,
+        token_legend=token_legend,
+    )
+
+
+@router.get("/ratelimits")
+def ratelimits_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
+    d = ratelimits.ratelimits(conn, f)
+    names = ["5-hour", "7-day", "tokens/min", "requests/min"]
+    rendered = {}
+    for a in d["accounts"]:
+        series = {
+            name: [(h["at"], h[k]) for h in a["history"] if h[k] is not None]
+            for name, k in zip(names, ("u5h", "u7d", "tokens", "requests"), strict=True)
+        }
+        rendered[a["account"]] = charts.lines(
+            {k: v for k, v in series.items() if v} or {"5-hour": []},
+            warn_at=d["warn_at"],
+            title="utilisation",
+        )
+    return page(
+        request, "ratelimits.html", "/ratelimits", f=f, d=d, charts=rendered, legend=charts.legend(names)
+    )
+
+
+def _keys_page(
+    request: Request, conn: Any, access: Any, f: Any, status: int = 200, **ctx: Any
+) -> HTMLResponse:
+    ctx.setdefault("form", {})
+    return page(request, "keys.html", "/keys", status, f=f, keys=keys.list_keys(access, conn, f), **ctx)
+
+
+@router.get("/keys")
+def keys_page(request: Request, conn: Conn, access: Access, f: ListFilters) -> HTMLResponse:
+    return _keys_page(request, conn, access, f)
+
+
+@router.post("/keys")
+async def create_key_page(request: Request, conn: Conn, access: Access, f: ListFilters) -> HTMLResponse:
+    fields = await form_fields(request)
+    try:
+        key, record = keys.create_key(access, fields)
+    except keys.KeyInputError as exc:
+        return _keys_page(request, conn, access, f, 400, error=str(exc), form=fields)
+    # Rendered, not redirected: the key must not travel in a URL or survive a reload.
+    return _keys_page(request, conn, access, f, 201, created={"key": key, "record": record})
+
+
+@router.post("/keys/{key_id}/revoke")
+def revoke_key_page(access: Access, key_id: str) -> Response:
+    try:
+        access.revoke_key(key_id)
+    except KeyError:
+        raise HTTPException(404, f"no key {key_id!r}") from None
+    return RedirectResponse(f"/keys#key-{key_id}", 303)
+
+
+@router.get("/api-reference")
+def api_reference(request: Request) -> HTMLResponse:
+    return page(request, "api_reference.html", "/api-reference", spec=request.app.openapi())

@@ -1,0 +1,94 @@
+"""Usage read model: tokens and cost per hour or day, split by team, user or model."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+
+from nexus_dashboard.filters import Filters
+from nexus_dashboard.overview import TOKEN_SUMS, cache_hit_ratio, request_where
+
+Group = Literal["model", "team", "user"]
+Bucket = Literal["day", "hour"]
+COLUMNS = {"model": "model", "team": "team", "user": "user_id"}
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+TOKEN_NAMES = ("input", "output", "cache write", "cache read")
+CHART_SERIES = 7  # the biggest groups by cost get a colour each; the rest are summed as "other"
+HOURLY_MAX_PERIODS = frozenset({"24h", "7d"})
+
+
+class UsageError(ValueError):
+    """A combination of parameters the usage view cannot show; the message says which."""
+
+
+def usage(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket) -> dict[str, Any]:
+    if bucket == "hour" and f.period not in HOURLY_MAX_PERIODS:
+        raise UsageError("bucket=hour is available for period=24h or 7d; pick one, or use bucket=day")
+    w, args = request_where(f)
+    col = COLUMNS[group]
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            f"SELECT date_trunc('{bucket}', received_at) AS at, coalesce({col}, '(none)') AS key,"
+            f" count(*) AS requests, {TOKEN_SUMS} FROM requests{w} GROUP BY 1, 2 ORDER BY 1, 2",
+            args,
+        ).fetchall()
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        g = groups.setdefault(
+            r["key"], {"key": r["key"], "requests": 0, "cost_usd": 0.0, **dict.fromkeys(TOKEN_KEYS, 0)}
+        )
+        g["requests"] += r["requests"]
+        g["cost_usd"] += r["cost_usd"]
+        for k in TOKEN_KEYS:
+            g[k] += r[k]
+    ranked = sorted(groups.values(), key=lambda g: (-g["cost_usd"], -g["requests"], g["key"]))
+    for g in ranked:
+        g["cache_hit_ratio"] = cache_hit_ratio(g)
+    return {"group": group, "bucket": bucket, "rows": rows, "groups": ranked}
+
+
+def chart_rows(rows: list[dict[str, Any]], series: list[str], value: str) -> list[dict[str, Any]]:
+    """Long rows pivoted to one row per bucket with a column per series (others summed)."""
+    wanted = set(series[:-1]) if series and series[-1] == "other" else set(series)
+    out: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        row = out.setdefault(r["at"], {"at": r["at"]})
+        key = r["key"] if r["key"] in wanted else "other"
+        row[key] = row.get(key, 0) + r[value]
+    return list(out.values())
+
+
+def series_names(groups: list[dict[str, Any]]) -> list[str]:
+    names = [g["key"] for g in groups[:CHART_SERIES]]
+    return [*names, "other"] if len(groups) > CHART_SERIES else names
+
+
+def token_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tokens by kind per bucket, all groups together."""
+    out: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        row = out.setdefault(r["at"], {"at": r["at"], **dict.fromkeys(TOKEN_KEYS, 0)})
+        for k in TOKEN_KEYS:
+            row[k] += r[k]
+    return list(out.values())
+
+
+def to_csv(data: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([data["bucket"], data["group"], "requests", *TOKEN_KEYS, "cost_usd"])
+    for r in data["rows"]:
+        w.writerow(
+            [
+                r["at"].isoformat(),
+                r["key"],
+                r["requests"],
+                *(r[k] for k in TOKEN_KEYS),
+                f"{r['cost_usd']:.6f}",
+            ]
+        )
+    return buf.getvalue()
