@@ -1,7 +1,8 @@
 """The dashboard: the FastAPI app behind Mangum (buffered responses) and a function URL.
 
 In the VPC for the database. The URL is open at the network level; every page and API call needs the
-dashboard key, which lives in Secrets Manager (read through the VPC endpoint, cached 5 minutes).
+dashboard key, which lives in Secrets Manager (read through the VPC endpoint, cached 5 minutes). The
+keys page writes the keys document through the same endpoint.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Dashboard(Construct):
             },
         )
         secrets.dashboard_key.grant_read(self.function)
-        secrets.grant_read_access(self.function)
+        secrets.grant_key_management(self.function)
         cors = (
             lambda_.FunctionUrlCorsOptions(
                 allowed_origins=list(stage.allowed_origins),

@@ -65,6 +65,13 @@ class AccessSecrets(Construct):
             arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
         )
 
+    def grant_key_management(self, grantee: iam.IGrantable) -> None:
+        """Create and revoke Nexus keys (the dashboard's keys page): read and write the keys document,
+        and the teams document, where a new key's team is added in pass-through mode."""
+        for s in (self.keys, self.teams):
+            s.grant_read(grantee)
+            s.grant_write(grantee)
+
     def grant_read_access(self, grantee: iam.IGrantable) -> None:
         """Keys, teams and team API keys: what the proxy needs to authorise a request."""
         for s in (self.keys, self.teams):

@@ -79,20 +79,25 @@ def test_proxy_streams_through_a_function_url_with_the_web_adapter(template: Tem
     assert url["Properties"]["AuthType"] == "NONE"  # Claude Code cannot sign SigV4; Nexus keys do auth
 
 
+def statements(template: Template, fn: dict) -> list[dict]:
+    """Policy statements attached to a function's role."""
+    role = {"Ref": fn["Properties"]["Role"]["Fn::GetAtt"][0]}
+    return [
+        s
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if role in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def actions_of(stmts: list[dict]) -> set[str]:
+    return {a for s in stmts for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+
+
 def test_proxy_is_outside_the_vpc_and_only_sends_to_the_queue(template: Template) -> None:
     fn = function(template, "run.sh")[1]
     assert "VpcConfig" not in fn["Properties"]
-    policies = [
-        p
-        for p in resources(template, "AWS::IAM::Policy").values()
-        if {"Ref": fn["Properties"]["Role"]["Fn::GetAtt"][0]} in p["Properties"]["Roles"]
-    ]
-    actions = {
-        a
-        for p in policies
-        for s in p["Properties"]["PolicyDocument"]["Statement"]
-        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-    }
+    actions = actions_of(statements(template, fn))
     assert "sqs:SendMessage" in actions and "s3:PutObject" in actions
     assert not any(
         a.startswith(("rds", "sqs:ReceiveMessage", "sqs:DeleteMessage", "s3:Get")) for a in actions
@@ -211,6 +216,16 @@ def test_dashboard_is_a_buffered_function_url_in_the_vpc(template: Template) -> 
     url = only(template, "AWS::Lambda::Url", TargetFunctionArn={"Fn::GetAtt": [logical, "Arn"]})[1]
     assert url["Properties"]["InvokeMode"] == "BUFFERED"
     assert "Cors" not in url["Properties"], "no CORS unless the stage allows origins"
+    # The keys page writes the keys and teams documents, and nothing else.
+    secrets = {
+        k: v["Properties"]["Name"] for k, v in resources(template, "AWS::SecretsManager::Secret").items()
+    }
+    written = {
+        secrets[s["Resource"]["Ref"]]
+        for s in statements(template, fn)
+        if "secretsmanager:PutSecretValue" in actions_of([s])
+    }
+    assert {name.split("/", 1)[1] for name in written} == {"nexus/keys", "nexus/teams"}
 
 
 ALARMS = {

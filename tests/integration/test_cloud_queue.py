@@ -10,7 +10,9 @@ import boto3
 import psycopg
 import pytest
 from moto import mock_aws
+from nexus.access import AccessStore
 from nexus.db.migrate import migrate
+from nexus.secrets_manager import SecretsManagerStore
 from nexus.sqs_queue import SqsSink
 
 from tests.integration.test_ingest import _record
@@ -173,23 +175,30 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
     sm = boto3.client("secretsmanager", region_name=REGION)
     sm.create_secret(Name="nexus-staging/dashboard-key", SecretString="nxd_cloud_key")
     monkeypatch.setenv("NEXUS_DASHBOARD_KEY_SECRET", "nexus-staging/dashboard-key")
+    monkeypatch.setenv("NEXUS_SECRETS_PREFIX", "nexus-staging/")
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("NEXUS_DB_SECRET_ARN", _db_secret(database_url))
     from nexus_dashboard import handler as dash
 
     dash._current.clear()
 
-    def event(key: str) -> dict:  # a Lambda function URL (payload 2.0) request
+    def event(key: str, method: str = "GET", path: str = "/api/requests", body: str | None = None) -> dict:
+        # A Lambda function URL (payload 2.0) request.
         return {
             "version": "2.0",
             "routeKey": "$default",
-            "rawPath": "/api/requests",
-            "rawQueryString": "limit=5",
-            "headers": {"authorization": f"Bearer {key}", "host": "abc.lambda-url.eu-west-1.on.aws"},
+            "rawPath": path,
+            "rawQueryString": "limit=5" if method == "GET" else "",
+            "headers": {
+                "authorization": f"Bearer {key}",
+                "host": "abc.lambda-url.eu-west-1.on.aws",
+                "content-type": "application/json",
+            },
+            "body": body,
             "requestContext": {
                 "http": {
-                    "method": "GET",
-                    "path": "/api/requests",
+                    "method": method,
+                    "path": path,
                     "protocol": "HTTP/1.1",
                     "sourceIp": "127.0.0.1",
                     "userAgent": "test",
@@ -206,6 +215,12 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
     denied = dash.handle(event("wrong"), CTX)
     assert denied["statusCode"] == 401
     assert dash._current["handler"] is served_by  # one app and pool per execution environment
+    # The keys page writes the stage's keys document, where `nexus keys --stage` and proxies read it.
+    made = dash.handle(event("nxd_cloud_key", "POST", "/api/keys", '{"team": "web", "user": "ann"}'), CTX)
+    assert made["statusCode"] == 201, made["body"]
+    key_id = json.loads(made["body"])["record"]["id"]
+    stage_keys = AccessStore(SecretsManagerStore(sm, "nexus-staging/")).keys()
+    assert stage_keys[key_id].user == "ann" and stage_keys[key_id].revoked_at is None
     served_by.app.state.pool.close()
 
 

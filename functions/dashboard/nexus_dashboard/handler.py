@@ -13,7 +13,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from mangum import Mangum
+from nexus.aws import client
 from nexus.db.connect import SECRET_MAX_AGE_S, conninfo
+from nexus.secrets_manager import SecretsManagerStore
 from psycopg_pool import ConnectionPool
 
 from nexus_dashboard.app import create_app
@@ -30,13 +32,18 @@ def _handler() -> Mangum:
         old = _current.get("handler")
         if old is not None:
             old.app.state.pool.close()
-        app = create_app(db, key)
+        app = create_app(db, key, _secret_store())
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
         # the pool is opened once here instead and lives as long as the execution environment.
         app.state.pool = ConnectionPool(db, min_size=1, max_size=2, open=True)
         _current["handler"] = Mangum(app, lifespan="off")
         _current["config"] = (key, db)
     return _current["handler"]
+
+
+def _secret_store() -> SecretsManagerStore:
+    """The stage's keys and teams documents, for the keys page (same store as `nexus keys --stage`)."""
+    return SecretsManagerStore(client("secretsmanager"), os.environ["NEXUS_SECRETS_PREFIX"])
 
 
 @logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")

@@ -97,25 +97,19 @@ def create_app() -> ProxyApp:
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         _json_logging("nexus-proxy")
     sink = store = None
-    if os.environ.get("NEXUS_QUEUE_URL") or os.environ.get("NEXUS_SECRETS_PREFIX") is not None:
-        import boto3
-        from botocore.config import Config
-
-        # Fail fast and retry a little: the client is waiting for the end of its stream meanwhile.
-        aws = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 4, "mode": "standard"})
     if os.environ.get("NEXUS_QUEUE_URL"):
+        from nexus.aws import client
         from nexus.sqs_queue import SqsSink
 
         sink = SqsSink(
-            boto3.client("sqs", config=aws),
+            client("sqs"),
             os.environ["NEXUS_QUEUE_URL"],
-            boto3.client("s3", config=aws),
+            client("s3"),
             os.environ["NEXUS_RECORD_BUCKET"],
         )
     if os.environ.get("NEXUS_SECRETS_PREFIX") is not None:
+        from nexus.aws import client
         from nexus.secrets_manager import SecretsManagerStore
 
-        store = SecretsManagerStore(
-            boto3.client("secretsmanager", config=aws), os.environ["NEXUS_SECRETS_PREFIX"]
-        )
+        store = SecretsManagerStore(client("secretsmanager"), os.environ["NEXUS_SECRETS_PREFIX"])
     return build(settings, sink=sink, store=store)
