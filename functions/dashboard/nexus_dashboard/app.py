@@ -42,6 +42,17 @@ def _error(request: Request, status: int, message: str) -> Response:
     return pages.page(request, "error.html", status=status, code=status, reason=reason, message=message)
 
 
+def _same_origin(request: Request) -> bool:
+    """A login form posted from this site: its Origin names this host, or (for browsers that send
+    ``Origin: null``, e.g. under a strict referrer policy) Fetch Metadata says so. Clients that send
+    neither (curl, tests) are not browsers and cannot be the target of a cross-site login."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return origin.split("://", 1)[-1] == request.headers.get("host")
+    site = request.headers.get("sec-fetch-site")
+    return site in (None, "same-origin", "none") if origin is None else site == "same-origin"
+
+
 def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -88,8 +99,7 @@ def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | No
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
-        origin = request.headers.get("origin")
-        if origin and origin.split("://", 1)[-1] != request.headers.get("host"):
+        if not _same_origin(request):
             raise HTTPException(403, "cross-site login refused")
         if not key_matches(request, (await form_fields(request)).get("key", "")):
             return pages.page(request, "login.html", status=401, error="That is not the dashboard key.")

@@ -45,13 +45,13 @@ async def require_auth(request: Request) -> None:
         raise HTTPException(
             401, "not logged in: log in at /login, or send Authorization: Bearer <dashboard key>"
         )
+    request.state.session = session  # set first: a refused state change still renders as logged in
     if request.method not in SAFE_METHODS:
         sent = request.headers.get("x-csrf-token")
         if sent is None:
             sent = (await form_fields(request)).get("csrf_token")
         if not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
             raise HTTPException(403, "missing or wrong CSRF token for this session")
-    request.state.session = session
 
 
 Authenticated = Annotated[None, Depends(require_auth)]

@@ -6,24 +6,23 @@ CSV) behind every chart, so the picture never has to be read to the pixel.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from markupsafe import Markup, escape
 
-W, H, PAD_L, PAD_B, PAD_T = 720, 180, 56, 22, 8
+W, H, PAD_L, PAD_B, PAD_T = 1200, 200, 64, 22, 8
 PALETTE = 8  # series colours are CSS classes s0..s7 (light and dark themes)
 
 
 def _nice_max(v: float) -> float:
+    """The axis top: the next 1, 2, 2.5 or 5 times a power of ten at or above ``v``."""
     if v <= 0:
         return 1.0
-    mag = 10 ** (len(str(int(v))) - 1) if v >= 1 else 1.0
-    for step in (1, 2, 2.5, 5, 10):
-        if v <= step * mag:
-            return step * mag
-    return 10 * mag
+    mag = 10 ** math.floor(math.log10(v))
+    return next(step * mag for step in (1, 2, 2.5, 5, 10) if v <= step * mag * (1 + 1e-9))
 
 
 def _label(at: datetime | str, bucket: str) -> str:
@@ -115,9 +114,16 @@ def lines(
         _, wy = xy(t0, warn_at)
         out.append(f'<line class="warn" x1="{PAD_L}" y1="{wy:.1f}" x2="{W}" y2="{wy:.1f}"/>')
     for j, (name, pts) in enumerate(series.items()):
-        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, v) for t, v in pts))
+        xys = [(t, v, *xy(t, v)) for t, v in pts]
+        coords = " ".join(f"{x:.1f},{y:.1f}" for _, _, x, y in xys)
         out.append(
             f'<polyline class="s{j % PALETTE}" points="{coords}"><title>{escape(name)}</title></polyline>'
+        )
+        # A dot per reading, so a single reading shows too, with its value on hover.
+        out.extend(
+            f'<circle class="s{j % PALETTE}" cx="{x:.1f}" cy="{y:.1f}" r="3">'
+            f"<title>{escape(name)} {t:%b %d %H:%M}: {escape(fmt(v))}</title></circle>"
+            for t, v, x, y in xys
         )
     out.append("</svg>")
     return Markup("".join(out))

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from markupsafe import Markup
+
 LANE_W = 14  # px between lane centres in the tree's per-row drawing
 
 
@@ -122,7 +124,7 @@ def layout(conv: dict[str, Any], branch: str | None) -> dict[str, Any]:
     return {**conv, "requests": shown, "lane_count": lanes, "time": total, "branch_filter": branch}
 
 
-def tree_svg(r: dict[str, Any], lane_count: int, row_h: int = 36) -> str:
+def tree_svg(r: dict[str, Any], lane_count: int, row_h: int = 36) -> Markup:
     """The drawing left of one tree row: lane lines through it, its node, and a fork connector from
     the parent's lane when a branch starts here. Static SVG: no script, CSP-clean."""
     w = lane_count * LANE_W + 6
@@ -140,7 +142,7 @@ def tree_svg(r: dict[str, Any], lane_count: int, row_h: int = 36) -> str:
         parts.append(f'<path class="l{r["lane"] % 6}" d="M{px} 0 C{px} {mid} {x} 0 {x} {mid}"/>')
     kind = r["link"] or "root"
     parts.append(f'<circle class="n-{kind} l{r["lane"] % 6}" cx="{x}" cy="{mid}" r="5"/>')
-    return (
+    return Markup(
         f'<svg class="lanes" width="{w}" height="{row_h}" viewBox="0 0 {w} {row_h}" aria-hidden="true">'
         + "".join(parts)
         + "</svg>"

@@ -5,6 +5,7 @@ key's usage. Creating and revoking go through ``nexus.access.AccessStore``, the 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -39,6 +40,8 @@ def list_keys(access: AccessStore, conn: psycopg.Connection, f: Filters) -> list
     for rec in access.keys().values():
         row = asdict(rec)
         row.pop("hash")  # never leaves the store
+        for k in ("created_at", "revoked_at"):
+            row[k] = datetime.fromisoformat(row[k]) if row[k] else None
         row["usage"] = used.get(rec.id)
         out.append(row)
     out.sort(key=lambda k: (k["revoked_at"] is not None, k["team"], k["user"], k["created_at"]))

@@ -146,19 +146,16 @@ def ratelimits_page(request: Request, conn: Conn, f: ListFilters) -> HTMLRespons
     d = ratelimits.ratelimits(conn, f)
     names = ["5-hour", "7-day", "tokens/min", "requests/min"]
     rendered = {}
+    legends = {}
     for a in d["accounts"]:
         series = {
             name: [(h["at"], h[k]) for h in a["history"] if h[k] is not None]
             for name, k in zip(names, ("u5h", "u7d", "tokens", "requests"), strict=True)
         }
-        rendered[a["account"]] = charts.lines(
-            {k: v for k, v in series.items() if v} or {"5-hour": []},
-            warn_at=d["warn_at"],
-            title="utilisation",
-        )
-    return page(
-        request, "ratelimits.html", "/ratelimits", f=f, d=d, charts=rendered, legend=charts.legend(names)
-    )
+        drawn = {k: v for k, v in series.items() if v}
+        rendered[a["account"]] = charts.lines(drawn, warn_at=d["warn_at"], title="utilisation")
+        legends[a["account"]] = charts.legend(list(drawn))
+    return page(request, "ratelimits.html", "/ratelimits", f=f, d=d, charts=rendered, legends=legends)
 
 
 def _keys_page(

@@ -146,19 +146,27 @@ def get_conversation(conn: psycopg.Connection, conversation_id: str) -> dict[str
 
 
 def last_messages(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any]:
-    """Each request's last message (what it added to the conversation: a prompt or tool results),
-    decoded; one query for the whole conversation."""
+    """Each request's newest user or assistant message (what it added to the conversation: a prompt
+    or tool results), decoded; one query for the whole conversation. The two last messages are read
+    because the client may append a context message of another role after the prompt."""
     rows = conn.execute(
-        "SELECT r.id::text, b.data FROM requests r JOIN message_chains mc ON mc.id = r.messages_chain"
-        " JOIN blobs b ON b.hash = mc.message_hash WHERE r.conversation_id = %s",
+        "SELECT r.id::text, b.data, pb.data FROM requests r"
+        " JOIN message_chains mc ON mc.id = r.messages_chain JOIN blobs b ON b.hash = mc.message_hash"
+        " LEFT JOIN message_chains pc ON pc.id = mc.parent_id LEFT JOIN blobs pb ON pb.hash = pc.message_hash"
+        " WHERE r.conversation_id = %s",
         (conversation_id,),
     ).fetchall()
     out: dict[str, Any] = {}
-    for request_id, data in rows:
-        try:
-            out[request_id] = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            out[request_id] = None
+    for request_id, *candidates in rows:
+        out[request_id] = None
+        for data in candidates:
+            try:
+                message = orjson.loads(data) if data is not None else None
+            except orjson.JSONDecodeError:
+                message = None
+            if isinstance(message, dict) and message.get("role") in ("user", "assistant"):
+                out[request_id] = message
+                break
     return out
 
 
