@@ -38,12 +38,15 @@ def _float(v: Any) -> float | None:
         return None
 
 
-def _reset(v: Any) -> str | None:
-    """Reset times come as epoch seconds (unified) or RFC 3339 (API keys); shown as UTC ISO."""
+def _reset(v: Any) -> datetime | str | None:
+    """Reset times come as epoch seconds (unified) or RFC 3339 (API keys); anything else as sent."""
     n = _float(v)
     if n is not None and n > 1e9:
-        return datetime.fromtimestamp(n, UTC).isoformat(timespec="seconds")
-    return str(v) if v else None
+        return datetime.fromtimestamp(n, UTC)
+    try:
+        return datetime.fromisoformat(str(v)) if v else None
+    except ValueError:
+        return str(v)
 
 
 def reading(rl: dict[str, str]) -> dict[str, Any]:

@@ -49,7 +49,9 @@ def dur(ms: Any) -> str:
     return f"{s // 3600:.0f} h {s % 3600 // 60:.0f} min"
 
 
-def when(v: datetime | None) -> str:
+def when(v: datetime | str | None) -> str:
+    if isinstance(v, str):
+        return v
     return NONE if v is None else v.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
