@@ -75,6 +75,45 @@ def test_reingesting_and_shuffled_order_change_nothing(db, tmp_path):
     assert _rows(db) == first
     with psycopg.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM message_chains").fetchone()[0] == 30
+    assert _rollup_matches_requests(db), "a redelivered batch must not be counted twice"
+
+
+def _rollup_matches_requests(url: str) -> bool:
+    """The dashboard's hourly rollup adds up to the requests it summarises, hour by hour."""
+    sums = "count(*), sum(output_tokens), sum(cost_usd)"
+    with psycopg.connect(url) as conn:
+        direct = conn.execute(
+            f"SELECT date_trunc('hour', received_at), {sums} FROM requests GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        rolled = conn.execute(
+            "SELECT hour, sum(requests), sum(output_tokens), sum(cost_usd) FROM usage_hourly"
+            " GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    return bool(direct) and direct == rolled
+
+
+def test_rate_limit_rollups_keep_the_newest_reading_and_hourly_peaks(db, tmp_path):
+    spool = tmp_path / "spool"
+    writer = SpoolWriter(spool)
+    for i, (util, status) in enumerate([("0.5", "allowed"), ("0.9", "allowed_warning"), ("oops", "allowed")]):
+        rec = _record(i, session="s-rl")
+        rec.response_headers = [
+            *rec.response_headers,
+            ["anthropic-ratelimit-unified-5h-utilization", util],
+            ["anthropic-ratelimit-unified-status", status],
+        ]
+        rec.account = "acct-rollup"
+        writer.put(rec)
+    consumer = SpoolConsumer(spool, db, batch_size=2)
+    _drain(consumer)
+    with psycopg.connect(db) as conn:
+        account = "acct-rollup"
+        latest = conn.execute(
+            "SELECT ratelimit FROM ratelimit_latest WHERE account = %s", (account,)
+        ).fetchone()
+        peaks = conn.execute("SELECT u5h FROM ratelimit_hourly WHERE account = %s", (account,)).fetchall()
+    assert latest[0]["anthropic-ratelimit-unified-5h-utilization"] == "oops"  # newest, even if odd
+    assert peaks == [(pytest.approx(0.9),)]  # the odd value is ignored, not fatal
 
 
 def test_poison_record_is_dead_lettered_and_the_batch_goes_on(db, tmp_path):

@@ -39,6 +39,12 @@ class Filters:
         return self.now - span if span else None
 
     @property
+    def since_hour(self) -> datetime | None:
+        """The period's start on the hour: totals and charts read hourly rollups."""
+        since = self.since
+        return since.replace(minute=0, second=0, microsecond=0) if since else None
+
+    @property
     def bucket(self) -> str:
         """Chart resolution that keeps a period readable: hours for a day, days beyond."""
         return "hour" if self.period == "24h" else "day"

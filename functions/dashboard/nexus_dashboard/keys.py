@@ -13,7 +13,7 @@ from nexus.access import AccessStore
 from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import Filters
-from nexus_dashboard.overview import TOKEN_SUMS
+from nexus_dashboard.overview import USAGE_SUMS, usage_where
 
 NAME_MAX = 100
 
@@ -23,14 +23,11 @@ class KeyInputError(ValueError):
 
 
 def usage_by_key(conn: psycopg.Connection, f: Filters) -> dict[str, dict[str, Any]]:
-    since = f.since
+    w, args = usage_where(f)
+    w += " AND key_id IS NOT NULL" if w else " WHERE key_id IS NOT NULL"
+    sql = f"SELECT key_id, {USAGE_SUMS}, max(last_at) AS last_used_at FROM usage_hourly{w} GROUP BY key_id"
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            f"SELECT key_id, count(*) AS requests, max(received_at) AS last_used_at, {TOKEN_SUMS}"
-            " FROM requests WHERE key_id IS NOT NULL AND (%s::timestamptz IS NULL OR received_at >= %s)"
-            " GROUP BY key_id",
-            (since, since),
-        ).fetchall()
+        rows = cur.execute(sql, args).fetchall()
     return {r.pop("key_id"): r for r in rows}
 
 

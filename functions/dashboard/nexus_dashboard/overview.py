@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -17,12 +18,14 @@ TOKEN_SUMS = (
     " coalesce(sum(cache_read_input_tokens), 0)::bigint AS cache_read_input_tokens,"
     " coalesce(sum(cost_usd), 0)::float8 AS cost_usd"
 )
+# Sums over usage_hourly (migration 0003), the rollup ingest maintains: whole hours of the period.
+USAGE_SUMS = f"coalesce(sum(requests), 0)::bigint AS requests, {TOKEN_SUMS}"
 
 
-def request_where(f: Filters, *extra: tuple[str, Any]) -> tuple[str, list[Any]]:
+def usage_where(f: Filters, *extra: tuple[str, Any]) -> tuple[str, list[Any]]:
     return where(
         [
-            ("received_at >= %s", f.since),
+            ("hour >= %s", f.since_hour),
             ("team = %s", f.team),
             ("user_id = %s", f.user),
             ("model = %s", f.model),
@@ -31,16 +34,32 @@ def request_where(f: Filters, *extra: tuple[str, Any]) -> tuple[str, list[Any]]:
     )
 
 
+def _conversation_where(f: Filters) -> tuple[str, list[Any]]:
+    return where(
+        [
+            ("team = %s", f.team),
+            ("user_id = %s", f.user),
+            ("%s = ANY(models)", f.model),
+            ("last_at >= %s", f.since),
+            (
+                "id IN (SELECT conversation_id FROM conversation_text"
+                " WHERE tsv @@ websearch_to_tsquery('english', %s))",
+                f.q,
+            ),
+        ]
+    )
+
+
 def totals(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
-    w, args = request_where(f)
+    w, args = usage_where(f)
+    cw, cargs = _conversation_where(replace(f, q=None))
     sql = (
-        "SELECT count(*) AS requests, count(DISTINCT conversation_id) AS conversations,"
-        " count(DISTINCT user_id) AS active_users,"
-        " count(*) FILTER (WHERE status >= 400 OR error IS NOT NULL) AS errors,"
-        f" {TOKEN_SUMS} FROM requests{w}"
+        f"SELECT {USAGE_SUMS}, count(DISTINCT user_id) AS active_users,"
+        " coalesce(sum(errors), 0)::bigint AS errors,"
+        f" (SELECT count(*) FROM conversations{cw}) AS conversations FROM usage_hourly{w}"
     )
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(sql, args).fetchone()
+        row = cur.execute(sql, [*cargs, *args]).fetchone()
     assert row is not None
     row["cache_hit_ratio"] = cache_hit_ratio(row)
     return row
@@ -54,10 +73,10 @@ def cache_hit_ratio(row: dict[str, Any]) -> float | None:
 
 def activity(conn: psycopg.Connection, f: Filters) -> list[dict[str, Any]]:
     """Requests, tokens and cost per hour or day of the period, oldest first."""
-    w, args = request_where(f)
+    w, args = usage_where(f)
     sql = (
-        f"SELECT date_trunc('{f.bucket}', received_at) AS at, count(*) AS requests, {TOKEN_SUMS}"
-        f" FROM requests{w} GROUP BY 1 ORDER BY 1"
+        f"SELECT date_trunc('{f.bucket}', hour) AS at, {USAGE_SUMS}"
+        f" FROM usage_hourly{w} GROUP BY 1 ORDER BY 1"
     )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(sql, args).fetchall()
@@ -67,19 +86,7 @@ def conversations(
     conn: psycopg.Connection, f: Filters, limit: int = PAGE_SIZE, offset: int | None = None
 ) -> tuple[list[dict], int]:
     """One page of conversations active in the period (newest activity first), and how many match."""
-    w, args = where(
-        [
-            ("team = %s", f.team),
-            ("user_id = %s", f.user),
-            ("%s = ANY(models)", f.model),
-            ("last_at >= %s", f.since),
-            (
-                "id IN (SELECT conversation_id FROM conversation_text"
-                " WHERE tsv @@ websearch_to_tsquery('english', %s))",
-                f.q,
-            ),
-        ]
-    )
+    w, args = _conversation_where(f)
     with conn.cursor(row_factory=dict_row) as cur:
         total = cur.execute(f"SELECT count(*) AS n FROM conversations{w}", args).fetchone()
         rows = cur.execute(

@@ -2,8 +2,8 @@
 ``anthropic-ratelimit-*`` readings and their history.
 
 Subscription accounts report unified 5-hour and 7-day utilisation; API-key accounts report
-remaining/limit pairs, shown as the share used. Values that are not numbers are kept as text, never
-cast in SQL (one odd header must not break the page).
+remaining/limit pairs, shown as the share used. Values that are not numbers are kept as text (and
+are NULL in the hourly rollup): one odd header must not break the page.
 """
 
 from __future__ import annotations
@@ -20,15 +20,6 @@ P = "anthropic-ratelimit-"
 WARN_UTILISATION = 0.8
 WINDOWS = (("5h", "5-hour"), ("7d", "7-day"))
 API_LIMITS = ("requests", "tokens", "input-tokens", "output-tokens")
-
-
-def _num(key: str) -> str:
-    v = f"(ratelimit->>'{key}')"
-    return f"CASE WHEN {v} ~ '^[0-9]+(\\.[0-9]+)?$' THEN {v}::float8 END"
-
-
-def _used(kind: str) -> str:
-    return f"1 - {_num(P + kind + '-remaining')} / nullif({_num(P + kind + '-limit')}, 0)"
 
 
 def _float(v: Any) -> float | None:
@@ -85,32 +76,32 @@ def reading(rl: dict[str, str]) -> dict[str, Any]:
 
 
 def ratelimits(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
-    since = f.since
+    """Read from the rollups ingest maintains (migration 0003): the latest reading per account, its
+    hourly peaks, and the account's requests from the usage rollup."""
+    since = f.since_hour
     with conn.cursor(row_factory=dict_row) as cur:
         latest = cur.execute(
-            "SELECT DISTINCT ON (account) account, received_at, status, ratelimit FROM requests"
-            " WHERE ratelimit IS NOT NULL AND account IS NOT NULL ORDER BY account, received_at DESC"
+            "SELECT account, received_at, status, ratelimit FROM ratelimit_latest ORDER BY account"
         ).fetchall()
         stats = {
             r["account"]: r
             for r in cur.execute(
-                "SELECT account, count(*) AS requests, count(*) FILTER (WHERE status = 429) AS rejected_429,"
+                "SELECT account, sum(requests)::bigint AS requests,"
+                " sum(rate_limited)::bigint AS rejected_429,"
                 " array_agg(DISTINCT team) FILTER (WHERE team IS NOT NULL) AS teams,"
                 " array_agg(DISTINCT user_id) FILTER (WHERE user_id IS NOT NULL) AS users"
-                " FROM requests WHERE account IS NOT NULL AND (%s::timestamptz IS NULL OR received_at >= %s)"
+                " FROM usage_hourly WHERE account IS NOT NULL AND (%s::timestamptz IS NULL OR hour >= %s)"
                 " GROUP BY account",
                 (since, since),
             ).fetchall()
         }
-        history = cur.execute(
-            "SELECT account, date_trunc('hour', received_at) AS at,"
-            f" max({_num(P + 'unified-5h-utilization')}) AS u5h,"
-            f" max({_num(P + 'unified-7d-utilization')}) AS u7d,"
-            f" max({_used('tokens')}) AS tokens, max({_used('requests')}) AS requests"
-            " FROM requests WHERE ratelimit IS NOT NULL AND account IS NOT NULL"
-            " AND (%s::timestamptz IS NULL OR received_at >= %s) GROUP BY 1, 2 ORDER BY 1, 2",
+        history: dict[str, list[dict[str, Any]]] = {}
+        for h in cur.execute(
+            "SELECT account, hour AS at, u5h, u7d, tokens, requests FROM ratelimit_hourly"
+            " WHERE %s::timestamptz IS NULL OR hour >= %s ORDER BY account, hour",
             (since, since),
-        ).fetchall()
+        ):
+            history.setdefault(h.pop("account"), []).append(h)
     accounts = []
     for row in latest:
         s = stats.get(row["account"], {})
@@ -123,11 +114,7 @@ def ratelimits(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
                 "rejected_429": s.get("rejected_429", 0),
                 "teams": s.get("teams") or [],
                 "users": s.get("users") or [],
-                "history": [
-                    {k: h[k] for k in ("at", "u5h", "u7d", "tokens", "requests")}
-                    for h in history
-                    if h["account"] == row["account"]
-                ],
+                "history": history.get(row["account"], []),
             }
         )
     accounts.sort(key=lambda a: (not a["latest"]["warning"], a["account"]))

@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import Filters
-from nexus_dashboard.overview import TOKEN_SUMS, cache_hit_ratio, request_where
+from nexus_dashboard.overview import USAGE_SUMS, cache_hit_ratio, usage_where
 
 Group = Literal["model", "team", "user"]
 Bucket = Literal["day", "hour"]
@@ -28,12 +28,12 @@ class UsageError(ValueError):
 def usage(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket) -> dict[str, Any]:
     if bucket == "hour" and f.period not in HOURLY_MAX_PERIODS:
         raise UsageError("bucket=hour is available for period=24h or 7d; pick one, or use bucket=day")
-    w, args = request_where(f)
+    w, args = usage_where(f)
     col = COLUMNS[group]
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            f"SELECT date_trunc('{bucket}', received_at) AS at, coalesce({col}, '(none)') AS key,"
-            f" count(*) AS requests, {TOKEN_SUMS} FROM requests{w} GROUP BY 1, 2 ORDER BY 1, 2",
+            f"SELECT date_trunc('{bucket}', hour) AS at, coalesce({col}, '(none)') AS key,"
+            f" {USAGE_SUMS} FROM usage_hourly{w} GROUP BY 1, 2 ORDER BY 1, 2",
             args,
         ).fetchall()
     groups: dict[str, dict[str, Any]] = {}

@@ -94,6 +94,9 @@ def write_batch(conn: psycopg.Connection, batch: list[Prepared], known: KnownHas
                 new.update(r[0] for r in cur.fetchall())
                 if not cur.nextset():
                     break
+            if new:
+                # Dashboard rollups (migration 0003), for newly stored requests only: idempotent.
+                cur.execute("SELECT nexus_roll_up(%s::uuid[])", (sorted(new),))
         # Link in arrival order at the proxy, so parents usually come before their children.
         for p in sorted(batch, key=lambda p: (p.row["received_at"], p.row["id"])):
             if p.link is not None and p.row["id"] in new:
