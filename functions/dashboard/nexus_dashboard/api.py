@@ -28,7 +28,8 @@ def overview_data(conn: Any, f: Any) -> dict[str, Any]:
         "bucket": f.bucket,
         "activity": overview.activity(conn, f),
         "conversations": rows,
-        "conversation_total": total,
+        "conversation_total": min(total, overview.SEARCH_COUNT_CAP),
+        "conversation_total_capped": total > overview.SEARCH_COUNT_CAP,
         "page": f.page,
         "page_size": PAGE_SIZE,
         "choices": overview.choices(conn),
@@ -48,7 +49,11 @@ def list_conversations(
     offset: Annotated[int | None, Query(ge=0, description="overrides page")] = None,
 ) -> dict[str, Any]:
     rows, total = overview.conversations(conn, f, limit, offset)
-    return {"conversations": rows, "total": total}
+    return {
+        "conversations": rows,
+        "total": min(total, overview.SEARCH_COUNT_CAP),
+        "total_capped": total > overview.SEARCH_COUNT_CAP,
+    }
 
 
 @router.get("/conversations/{conversation_id}", summary="One conversation: tree, branches, time split")

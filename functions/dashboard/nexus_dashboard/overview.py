@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +21,9 @@ TOKEN_SUMS = (
 )
 # Sums over usage_hourly (migration 0003), the rollup ingest maintains: whole hours of the period.
 USAGE_SUMS = f"coalesce(sum(requests), 0)::bigint AS requests, {TOKEN_SUMS}"
+
+
+SEARCH_COUNT_CAP = 500
 
 
 def usage_where(f: Filters, *extra: tuple[str, Any]) -> tuple[str, list[Any]]:
@@ -85,10 +89,15 @@ def activity(conn: psycopg.Connection, f: Filters) -> list[dict[str, Any]]:
 def conversations(
     conn: psycopg.Connection, f: Filters, limit: int = PAGE_SIZE, offset: int | None = None
 ) -> tuple[list[dict], int]:
-    """One page of conversations active in the period (newest activity first), and how many match."""
+    """One page of conversations active in the period (newest activity first), and how many match:
+    with a search, counted up to ``SEARCH_COUNT_CAP`` + 1 (a common word matches most conversations,
+    and counting them all would cost more than the page; the caller shows "1,000+")."""
     w, args = _conversation_where(f)
+    count = f"SELECT 1 FROM conversations{w}"
+    if f.q:
+        count += f" LIMIT {SEARCH_COUNT_CAP + 1}"
     with conn.cursor(row_factory=dict_row) as cur:
-        total = cur.execute(f"SELECT count(*) AS n FROM conversations{w}", args).fetchone()
+        total = cur.execute(f"SELECT count(*) AS n FROM ({count}) matched", args).fetchone()
         rows = cur.execute(
             f"SELECT {CONVERSATION_FIELDS} FROM conversations{w}"
             " ORDER BY last_at DESC, id DESC LIMIT %s OFFSET %s",
@@ -97,12 +106,23 @@ def conversations(
     return [with_window(c) for c in rows], int(total["n"]) if total else 0
 
 
+CHOICES_TTL_S = 60.0
+_choices: dict[str, tuple[float, dict[str, list[str]]]] = {}
+
+
 def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
-    """Values the filter menus offer: teams, users and models seen in conversations."""
+    """Values the filter menus offer: teams, users and models seen in conversations. Kept for a
+    minute per database: the query scans every conversation, and a new team can wait that long."""
+    key = conn.info.dsn
+    cached = _choices.get(key)
+    if cached and time.monotonic() - cached[0] < CHOICES_TTL_S:
+        return cached[1]
     row = conn.execute(
         "SELECT (SELECT array_agg(DISTINCT team ORDER BY team) FROM conversations WHERE team IS NOT NULL),"
         " (SELECT array_agg(DISTINCT user_id ORDER BY user_id) FROM conversations WHERE user_id IS NOT NULL),"
         " (SELECT array_agg(DISTINCT m ORDER BY m) FROM conversations, unnest(models) m)"
     ).fetchone()
     teams, users, models = row or (None, None, None)
-    return {"teams": teams or [], "users": users or [], "models": models or []}
+    found = {"teams": teams or [], "users": users or [], "models": models or []}
+    _choices[key] = (time.monotonic(), found)
+    return found
