@@ -31,7 +31,7 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down after tests/browser: its event loop must not outlive them
 def browser():
     path = chromium_path()
     if path is None:

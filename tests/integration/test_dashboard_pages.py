@@ -235,14 +235,12 @@ def test_keys_create_once_use_revoke(stack, scenario, upstream) -> None:
     again = request(stack.dashboard_url, "GET", "/keys", headers={"cookie": cookie})
     assert key.encode() not in again.body and f'id="key-{key_id}"'.encode() in again.body
 
+    def send() -> int:
+        body = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        return post(stack.proxy_url, "/v1/messages", body, {**CLAUDE_HEADERS, "x-nexus-key": key}).status
+
     # The key works at the proxy at once and its use shows up against it.
-    sent = post(
-        stack.proxy_url,
-        "/v1/messages",
-        {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
-        {**CLAUDE_HEADERS, "x-nexus-key": key},
-    )
-    assert sent.status == 200
+    assert send() == 200
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         listed = {k["id"]: k for k in api(stack, "/api/keys")["keys"]}
@@ -253,18 +251,11 @@ def test_keys_create_once_use_revoke(stack, scenario, upstream) -> None:
 
     gone = _form(stack, f"/keys/{key_id}/revoke", f"csrf_token={csrf}", cookie)
     assert gone.status == 303
-    assert (
-        api(stack, "/api/keys")["keys"]
-        and {k["id"]: k for k in api(stack, "/api/keys")["keys"]}[key_id]["revoked_at"]
-    )
-    time.sleep(1.2)
-    refused = post(
-        stack.proxy_url,
-        "/v1/messages",
-        {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
-        {**CLAUDE_HEADERS, "x-nexus-key": key},
-    )
-    assert refused.status == 401
+    assert {k["id"]: k for k in api(stack, "/api/keys")["keys"]}[key_id]["revoked_at"]
+    deadline = time.monotonic() + 5  # proxies pick a revocation up within a second locally
+    while send() != 401:
+        assert time.monotonic() < deadline, "the revoked key still works"
+        time.sleep(0.2)
     assert _form(stack, "/keys/nope/revoke", f"csrf_token={csrf}", cookie).status == 404
 
 
