@@ -171,9 +171,21 @@ def test_request_page_renders_messages_pairs_tool_calls_and_hides_reminders(stac
         headers={"authorization": f"Bearer {stack.dashboard_key}"},
     )
     assert json.loads(raw.body)["messages"]
-    assert "Traceback" not in body and "<script>" not in body.replace(
-        '<script src="/static/nexus.js" defer></script>', ""
+    assert "Traceback" not in body
+    scripts = re.findall(r"<script[^>]*>", body)
+    assert len(scripts) == 1 and re.fullmatch(
+        r'<script src="/static/nexus\.js\?v=[0-9a-f]{12}" defer>', scripts[0]
     )
+
+
+def test_static_assets_are_cached_by_content_hash_and_pages_never(stack, scenario) -> None:
+    overview = page(stack, "/")
+    assert overview.header("cache-control") == "no-store"
+    css = re.search(r'href="(/static/nexus\.css\?v=[0-9a-f]{12})"', overview.body.decode()).group(1)
+    asset = request(stack.dashboard_url, "GET", css)
+    assert asset.status == 200 and b".tree" in asset.body
+    assert asset.header("cache-control") == "public, max-age=31536000, immutable"
+    assert "default-src 'self'" in (asset.header("content-security-policy") or "")
 
 
 def test_usage_numbers_add_up_and_download_as_csv(stack, scenario) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,5 +64,15 @@ def qs(params: dict[str, Any]) -> str:
     return urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
+def _asset_urls() -> dict[str, str]:
+    """Static files by name -> URL carrying a hash of their content, so they can be cached for good."""
+    return {
+        p.name: f"/static/{p.name}?v={hashlib.sha256(p.read_bytes()).hexdigest()[:12]}"
+        for p in (HERE / "static").iterdir()
+        if p.is_file()
+    }
+
+
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["asset"] = _asset_urls().__getitem__
 templates.env.filters.update(num=num, tokens=tokens, usd=usd, pct=pct, dur=dur, when=when, model=model, qs=qs)
