@@ -111,6 +111,8 @@ def test_unknown_ids_get_404_pages(stack, scenario) -> None:
     ):
         assert "404" in html(stack, path, 404)
     assert "no such branch" in html(stack, f"/conversations/{scenario.id}?branch=branch_99", 400)
+    status, body = stack.api(f"/api/conversations/{scenario.id}?branch=branch_99")
+    assert status == 400 and "no such branch" in body["error"]["message"]
     status, body = stack.api("/api/conversations/00000000-0000-0000-0000-000000000000")
     assert status == 404 and "no conversation" in body["error"]["message"]
 

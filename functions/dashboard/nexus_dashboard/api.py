@@ -12,24 +12,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from nexus_dashboard import conversation_view, keys, overview, queries, ratelimits, sessions, usage
-from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404
+from nexus_dashboard import keys, overview, queries, ratelimits, sessions, usage
+from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
 from nexus_dashboard.filters import PAGE_SIZE, ListFilters
 
 router = APIRouter(prefix="/api")
 
 
 def overview_data(conn: Any, f: Any) -> dict[str, Any]:
-    rows, total = overview.conversations(conn, f)
+    listed = overview.conversations(conn, f)
     return {
         "period": f.period,
         "since": f.since,
         "totals": overview.totals(conn, f),
         "bucket": f.bucket,
         "activity": overview.activity(conn, f),
-        "conversations": rows,
-        "conversation_total": min(total, overview.SEARCH_COUNT_CAP),
-        "conversation_total_capped": total > overview.SEARCH_COUNT_CAP,
+        "conversations": listed.rows,
+        "conversation_total": listed.total,
+        "conversation_total_capped": listed.capped,
         "page": f.page,
         "page_size": PAGE_SIZE,
         "choices": overview.choices(conn),
@@ -48,42 +48,28 @@ def list_conversations(
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
     offset: Annotated[int | None, Query(ge=0, description="overrides page")] = None,
 ) -> dict[str, Any]:
-    rows, total = overview.conversations(conn, f, limit, offset)
-    return {
-        "conversations": rows,
-        "total": min(total, overview.SEARCH_COUNT_CAP),
-        "total_capped": total > overview.SEARCH_COUNT_CAP,
-    }
+    listed = overview.conversations(conn, f, limit, offset)
+    return {"conversations": listed.rows, "total": listed.total, "total_capped": listed.capped}
 
 
 @router.get("/conversations/{conversation_id}", summary="One conversation: tree, branches, time split")
 def get_conversation(
     conn: Conn, conversation_id: str, branch: Annotated[str | None, Query(max_length=100)] = None
 ) -> dict[str, Any]:
-    conv = conversation_or_404(conn, conversation_id)
-    return conversation_view.layout(conv, branch)
+    return conversation_or_404(conn, conversation_id, branch)
 
 
 @router.get("/conversations/{conversation_id}/timeline", summary="The conversation's messages in order")
 def get_timeline(
     conn: Conn, conversation_id: str, branch: Annotated[str | None, Query(max_length=100)] = None
 ) -> dict[str, Any]:
-    conv = conversation_view.layout(conversation_or_404(conn, conversation_id), branch)
-    last = queries.last_messages(conn, conv["id"])
-    answers = queries.responses(conn, conv["id"])
+    conv = conversation_or_404(conn, conversation_id, branch)
+    fields = ("n", "received_at", "branch", "prompt", "response")
     return {
         "id": conv["id"],
-        "branch_filter": branch,
+        "branch_filter": conv["branch_filter"],
         "entries": [
-            {
-                "request_id": r["id"],
-                "n": r["n"],
-                "received_at": r["received_at"],
-                "branch": r["branch"],
-                "prompt": last.get(r["id"]),
-                "response": answers.get(r["id"]),
-            }
-            for r in conv["requests"]
+            {"request_id": e["id"], **{k: e[k] for k in fields}} for e in queries.timeline(conn, conv)
         ],
     }
 
@@ -100,10 +86,7 @@ def list_requests(
 
 @router.get("/requests/{request_id}", summary="One request: metadata, usage, timings, headers, bodies")
 def get_request(conn: Conn, request_id: str) -> dict[str, Any]:
-    row = queries.get_request(conn, request_id_or_404(request_id))
-    if row is None:
-        raise HTTPException(404, f"no request {request_id!r}")
-    return row
+    return request_or_404(conn, request_id)
 
 
 @router.get("/requests/{request_id}/raw/request", summary="The request body exactly as sent")

@@ -11,7 +11,7 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 from nexus.access import AccessStore
 
-from nexus_dashboard import queries
+from nexus_dashboard import conversation_view, queries
 
 
 def _conn(request: Request) -> Iterator[psycopg.Connection]:
@@ -41,8 +41,20 @@ def request_id_or_404(request_id: str) -> str:
     return _uuid(request_id, "request")
 
 
-def conversation_or_404(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any]:
+def request_or_404(conn: psycopg.Connection, request_id: str) -> dict[str, Any]:
+    row = queries.get_request(conn, request_id_or_404(request_id))
+    if row is None:
+        raise HTTPException(404, f"no request {request_id!r}")
+    return row
+
+
+def conversation_or_404(conn: psycopg.Connection, conversation_id: str, branch: str | None) -> dict[str, Any]:
+    """The conversation laid out (``conversation_view.layout``), narrowed to ``branch`` if given:
+    404 for an unknown conversation, 400 for a branch it does not have."""
     conv = queries.get_conversation(conn, _uuid(conversation_id, "conversation"))
     if conv is None:
         raise HTTPException(404, f"no conversation {conversation_id!r}")
-    return conv
+    branch = branch or None
+    if branch is not None and branch not in {b["name"] for b in conv["branches"]}:
+        raise HTTPException(400, f"branch={branch!r}: this conversation has no such branch")
+    return conversation_view.layout(conv, branch)

@@ -46,9 +46,9 @@ def list_keys(access: AccessStore, conn: psycopg.Connection, f: Filters) -> list
 
 
 def _field(value: Any, name: str, required: bool = True) -> str | None:
-    text = (value or "").strip() if isinstance(value, str) or value is None else None
-    if text is None:
+    if value is not None and not isinstance(value, str):
         raise KeyInputError(f"{name} must be text")
+    text = (value or "").strip()
     if not text:
         if required:
             raise KeyInputError(f"{name} is required")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -86,9 +86,16 @@ def activity(conn: psycopg.Connection, f: Filters) -> list[dict[str, Any]]:
         return cur.execute(sql, args).fetchall()
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    rows: list[dict[str, Any]]
+    total: int  # at most SEARCH_COUNT_CAP when ``capped``
+    capped: bool  # a search matched more than SEARCH_COUNT_CAP conversations
+
+
 def conversations(
     conn: psycopg.Connection, f: Filters, limit: int = PAGE_SIZE, offset: int | None = None
-) -> tuple[list[dict], int]:
+) -> ConversationPage:
     """One page of conversations active in the period (newest activity first), and how many match:
     with a search, counted up to ``SEARCH_COUNT_CAP`` + 1 (a common word matches most conversations,
     and counting them all would cost more than the page; the caller shows "1,000+")."""
@@ -103,7 +110,9 @@ def conversations(
             " ORDER BY last_at DESC, id DESC LIMIT %s OFFSET %s",
             [*args, limit, f.offset if offset is None else offset],
         ).fetchall()
-    return [with_window(c) for c in rows], int(total["n"]) if total else 0
+    n = int(total["n"]) if total else 0
+    capped = bool(f.q) and n > SEARCH_COUNT_CAP
+    return ConversationPage([with_window(c) for c in rows], SEARCH_COUNT_CAP if capped else n, capped)
 
 
 CHOICES_TTL_S = 60.0

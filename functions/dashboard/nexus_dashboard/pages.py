@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from nexus_dashboard import api, charts, conversation_view, keys, queries, ratelimits, render, usage
+from nexus_dashboard import api, charts, conversation_view, keys, overview, queries, ratelimits, render, usage
 from nexus_dashboard.auth import form_fields
-from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404
+from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
 from nexus_dashboard.filters import ListFilters
-from nexus_dashboard.templating import templates, tokens, usd
+from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
 router = APIRouter(include_in_schema=False)
 TIMELINE_CLIP = 4_000  # characters of each text shown in the timeline; the request page has all
@@ -46,7 +46,7 @@ def overview_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
         ),
         token_chart=token_chart,
         token_legend=token_legend,
-        page_link=lambda n: "/?" + templates.env.filters["qs"](f.query(page=n)),
+        page_link=lambda n: "/?" + qs(f.query(page=n)),
     )
 
 
@@ -58,16 +58,12 @@ def conversation_page(
     view: Literal["tree", "timeline"] = "tree",
     branch: Annotated[str | None, Query(max_length=100)] = None,
 ) -> HTMLResponse:
-    conv = conversation_or_404(conn, conversation_id)
-    branch = branch or None
-    if branch is not None and branch not in {b["name"] for b in conv["branches"]}:
-        raise HTTPException(400, f"branch={branch!r}: this conversation has no such branch")
-    c = conversation_view.layout(conv, branch)
-    numbers = {r["id"]: f"#{r['n']}" for r in conv["requests"]}
+    c = conversation_or_404(conn, conversation_id, branch)
+    numbers = {r["id"]: f"#{r['n']}" for r in c["requests"]}
     timeline = _timeline(conn, c) if view == "timeline" else []
     time_bar = charts.split_bar(
         [("model", c["time"]["model_ms"]), ("tools", c["time"]["tool_ms"]), ("user", c["time"]["user_ms"])],
-        fmt=lambda ms: templates.env.filters["dur"](ms),
+        fmt=dur,
         title="where the time went",
     )
     return page(
@@ -83,28 +79,24 @@ def conversation_page(
 
 
 def _timeline(conn: Any, c: dict[str, Any]) -> list[dict[str, Any]]:
-    last = queries.last_messages(conn, c["id"])
-    answers = queries.responses(conn, c["id"])
+    """Timeline entries with their messages rendered; tool calls pair with results across entries."""
     calls: dict[str, dict[str, Any]] = {}
     out = []
-    for r in c["requests"]:
-        prompt = last.get(r["id"])
-        answer = answers.get(r["id"])
-        entry = {**r, "prompt": None, "answer": None, "prompt_role": None}
+    for e in queries.timeline(conn, c):
+        prompt, answer = e.pop("prompt"), e.pop("response")
+        e.update(prompt=None, answer=None, prompt_role=None)
         if isinstance(prompt, dict):
-            entry["prompt_role"] = prompt.get("role", "user")
-            entry["prompt"] = render.message_parts(prompt, TIMELINE_CLIP, calls)
+            e["prompt_role"] = prompt.get("role", "user")
+            e["prompt"] = render.message_parts(prompt, TIMELINE_CLIP, calls)
         if isinstance(answer, dict) and answer.get("type") == "message":
-            entry["answer"] = render.message_parts(answer, TIMELINE_CLIP, calls)
-        out.append(entry)
+            e["answer"] = render.message_parts(answer, TIMELINE_CLIP, calls)
+        out.append(e)
     return out
 
 
 @router.get("/requests/{request_id}")
 def request_page(request: Request, conn: Conn, request_id: str) -> HTMLResponse:
-    r = queries.get_request(conn, request_id_or_404(request_id))
-    if r is None:
-        raise HTTPException(404, f"no request {request_id!r}")
+    r = request_or_404(conn, request_id)
     body = r["request_body"] if isinstance(r["request_body"], dict) else {}
     view = render.conversation(body, r["response"])
     response_json = (
@@ -130,7 +122,7 @@ def usage_page(
         "/usage",
         f=f,
         d=d,
-        choices=api.overview.choices(conn),
+        choices=overview.choices(conn),
         csv_query={**f.query(page=None), "group": d["group"], "bucket": d["bucket"]},
         cost_chart=charts.stacked_bars(
             usage.chart_rows(d["rows"], series, "cost_usd"), series, fmt=usd, bucket=d["bucket"], title="cost"

@@ -170,8 +170,15 @@ def last_messages(conn: psycopg.Connection, conversation_id: str) -> dict[str, A
     return out
 
 
-def responses(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any]:
-    rows = conn.execute(
-        "SELECT id::text, response FROM requests WHERE conversation_id = %s", (conversation_id,)
-    ).fetchall()
-    return dict(rows)
+def timeline(conn: psycopg.Connection, conv: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversation's shown requests in order, each with its newest user/assistant message
+    (``prompt``) and its ``response``."""
+    prompts = last_messages(conn, conv["id"])
+    responses = dict(
+        conn.execute(
+            "SELECT id::text, response FROM requests WHERE conversation_id = %s", (conv["id"],)
+        ).fetchall()
+    )
+    return [
+        {**r, "prompt": prompts.get(r["id"]), "response": responses.get(r["id"])} for r in conv["requests"]
+    ]

@@ -183,7 +183,3 @@ def conversation(body: dict[str, Any], response: Any) -> dict[str, Any]:
         if isinstance(t, dict)
     ]
     return {"system": system_parts, "tools": tools, "messages": messages, "answer": answer}
-
-
-def has_reminders(parts: list[dict[str, Any]]) -> bool:
-    return any(p["kind"] == "reminder" for p in parts)
