@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
+from nexus import pg_text
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -60,6 +61,7 @@ def _clip(text: str, limit: int | None) -> tuple[str, bool]:
 
 def text_parts(text: str, limit: int | None = None) -> list[dict[str, Any]]:
     """A text block: its system reminders as parts of their own, the rest as markdown."""
+    text = pg_text.text(text)  # markdown would turn a NUL into U+FFFD; show it as what it is
     parts: list[dict[str, Any]] = []
     pos = 0
     for m in REMINDER.finditer(text):
@@ -110,7 +112,8 @@ def block_parts(block: Any, limit: int | None, calls: dict[str, dict[str, Any]])
     if kind == "text":
         return text_parts(block.get("text", ""), limit)
     if kind in ("thinking", "redacted_thinking"):
-        return [{"kind": "thinking", "text": _clip(block.get("thinking") or "(redacted)", limit)[0]}]
+        thinking = pg_text.text(block.get("thinking") or "(redacted)")
+        return [{"kind": "thinking", "text": _clip(thinking, limit)[0]}]
     if kind in ("tool_use", "server_tool_use"):
         call = {
             "kind": "tool_use",

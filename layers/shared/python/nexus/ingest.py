@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from nexus import classify, pricing, sse
+from nexus import classify, pg_text, pricing, sse
 from nexus.bodies import PieceCache, sha256, split_body
 from nexus.db.tracking import LINKED_KINDS, LinkInput
 from nexus.encoding import decode_body
@@ -75,6 +75,17 @@ def _clean_stream(rec: RawRecord, response: Any, complete: bool, error: str | No
     return "text/event-stream" in ctype and complete and error is None and isinstance(response, dict)
 
 
+def _response_json(response: Any) -> tuple[str | None, bool]:
+    """The response as jsonb text, and whether NULs had to be replaced (then its raw bytes are kept,
+    since the stored JSON no longer rebuilds them exactly)."""
+    if response is None:
+        return None, False
+    encoded = orjson.dumps(response)
+    if pg_text.json_has_nul(encoded):
+        return orjson.dumps(pg_text.clean(response)).decode(), True
+    return encoded.decode(), False
+
+
 def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
     out = Prepared(row={})
     split = split_body(rec.request_body, pieces) if rec.request_body else None
@@ -125,6 +136,13 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
         # side calls, count_tokens, quota probes: attached to their session's conversation
         keys = tracking_keys.TrackingKeys(b"")
     context = usage.prompt_tokens if has_usage else None
+    if keys is not None:
+        keys.title = pg_text.text(keys.title)
+        keys.prompt_text = pg_text.text(keys.prompt_text)
+        keys.answer_text = pg_text.text(keys.answer_text)
+    response_json, had_nul = _response_json(response)
+    if isinstance(model, str):
+        model = pg_text.text(model)
 
     out.row = {
         "id": rec.id,
@@ -138,13 +156,13 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
         "agent_id": agent_id,
         "method": rec.method,
         "path": rec.path,
-        "query": rec.query,
+        "query": pg_text.text(rec.query),
         "model": model if isinstance(model, str) else None,
         "kind": kind,
         "stream": stream,
         "status": rec.status,
-        "error": error,
-        "stop_reason": response.get("stop_reason") if isinstance(response, dict) else None,
+        "error": pg_text.text(error) if error else error,
+        "stop_reason": _stop_reason(response),
         "input_tokens": usage.input_tokens if has_usage else None,
         "output_tokens": usage.output_tokens if has_usage else None,
         "cache_creation_input_tokens": usage.cache_creation_input_tokens if has_usage else None,
@@ -164,10 +182,12 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
         "messages_chain": out.chain[-1][0] if out.chain else None,
         "message_count": len(out.chain),
         "body_size": len(rec.request_body),
-        "response": orjson.dumps(response).decode() if response is not None else None,
+        "response": response_json,
         # A complete stream is fully described by the message rebuilt from it: its event framing is
         # not kept (half the stored size of a response). Anything else keeps its exact bytes.
-        "response_raw": None if _clean_stream(rec, response, complete, error) else rec.response_body or None,
+        "response_raw": None
+        if _clean_stream(rec, response, complete, error) and not had_nul
+        else rec.response_body or None,
         "context_tokens": context,
         **_key_columns(keys),
     }
@@ -191,6 +211,11 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
             kind,
         )
     return out
+
+
+def _stop_reason(response: Any) -> str | None:
+    reason = response.get("stop_reason") if isinstance(response, dict) else None
+    return pg_text.text(reason) if isinstance(reason, str) else None
 
 
 KEY_COLUMNS = (
