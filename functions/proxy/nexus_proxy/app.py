@@ -11,7 +11,7 @@ import os
 from nexus.access import Authenticator
 from nexus.config import Settings
 from nexus.secret_store import LocalSecretStore, SecretStore
-from nexus.sink import RecordSink
+from nexus.sink import HoldingSink, RecordSink
 from nexus.spool import SpoolWriter
 
 from nexus_proxy.forward import Forwarder, StreamAborted
@@ -36,7 +36,8 @@ class ProxyApp:
                     )
                 return await self.forwarder.handle(scope, receive, send)
             if path == "/health" and scope["method"] == "GET":
-                return await send_json(send, 200, b'{"status":"ok"}')
+                status, body = self.forwarder.health()
+                return await send_json(send, status, body)
             return await send_error(send, 404, f"{scope['method']} {path} is not an endpoint of this proxy")
         if kind == "lifespan":
             return await self._lifespan(receive, send)
@@ -65,7 +66,9 @@ logging.getLogger("uvicorn.error").addFilter(_QuietAbort())
 
 def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore | None = None) -> ProxyApp:
     store = store or LocalSecretStore(settings.secrets_path)
-    sink = sink or SpoolWriter(settings.spool_dir, fsync=settings.spool_fsync)
+    sink = sink or HoldingSink(
+        SpoolWriter(settings.spool_dir, fsync=settings.spool_fsync), settings.record_hold_bytes
+    )
     forwarder = Forwarder(
         settings.upstream_url,
         sink,

@@ -95,6 +95,7 @@ class Forwarder:
         self.max_body = max_body_bytes
         self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
         self.session: aiohttp.ClientSession | None = None
+        self.refused_unrecordable = 0  # requests turned away because they could not be recorded
 
     async def start(self) -> None:
         if self.session is None:
@@ -112,6 +113,26 @@ class Forwarder:
             await self.session.close()
             self.session = None
         self.sink.close()
+
+    def health(self) -> tuple[int, bytes]:
+        """``/health``: 200 while every request is recorded (``degraded`` while records wait in
+        memory for the disk), 503 while new requests are refused because nothing can be recorded."""
+        stats = getattr(self.sink, "stats", None)
+        if stats is None or (stats.held == 0 and self.sink.accepting):
+            status, state = 200, "ok"
+        else:
+            status, state = (200, "degraded") if self.sink.accepting else (503, "not_recording")
+        doc: dict = {"status": state}
+        if stats is not None:
+            doc["recording"] = {
+                "held": stats.held,
+                "held_bytes": stats.held_bytes,
+                "written_late": stats.written_late,
+                "write_errors": stats.write_errors,
+                "last_error": stats.last_error,
+                "refused": self.refused_unrecordable,
+            }
+        return status, orjson.dumps(doc)
 
     def _record(self, scope, headers: list[tuple[str, str]]) -> RawRecord:
         return RawRecord(
@@ -159,6 +180,17 @@ class Forwarder:
 
     async def _handle(self, scope, receive, send, headers, ex: _Exchange) -> None:
         rec = ex.rec
+        if not self.sink.accepting:
+            # Nothing can be recorded (disk full, memory hold used up): refuse before the upstream
+            # is called, so no unrecorded spend. Retryable: clients back off and come back.
+            self.refused_unrecordable += 1
+            ex.handed_off = True  # there is nowhere to hand it; it is counted instead
+            return await send_error(
+                send,
+                503,
+                "Nexus cannot record requests right now (its storage is failing); retry shortly",
+                [(b"retry-after", b"5")],
+            )
         lower = {k: v for k, v in headers}
         try:
             grant = self.auth.authorize(lower)

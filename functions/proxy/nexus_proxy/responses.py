@@ -18,5 +18,6 @@ async def send_json(send, status: int, body: bytes, extra: list[tuple[bytes, byt
 NO_RETRY = [(b"x-should-retry", b"false")]
 
 
-async def send_error(send, status: int, message: str) -> None:
-    await send_json(send, status, anthropic_error(status, message), NO_RETRY if status < 500 else None)
+async def send_error(send, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [*(NO_RETRY if status < 500 else []), *(extra or [])]
+    await send_json(send, status, anthropic_error(status, message), headers)

@@ -19,6 +19,9 @@ class Settings(BaseModel):
     require_keys: bool = True
     max_body_bytes: int = Field(MAX_BODY_BYTES, gt=0)
     spool_fsync: bool = False
+    # Records the spool cannot take (disk full) wait in memory up to this much; past it the proxy
+    # refuses new requests with 503 rather than serve them unrecorded.
+    record_hold_bytes: int = Field(128 * 1024 * 1024, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(600.0, gt=0)
     # How often the proxy checks for changed keys/teams (a revocation applies within this interval).
@@ -53,6 +56,7 @@ class Settings(BaseModel):
             "NEXUS_REQUIRE_KEYS": "require_keys",
             "NEXUS_MAX_BODY_BYTES": "max_body_bytes",
             "NEXUS_SPOOL_FSYNC": "spool_fsync",
+            "NEXUS_RECORD_HOLD_BYTES": "record_hold_bytes",
             "NEXUS_ACCESS_REFRESH_S": "access_refresh_s",
             "NEXUS_STRIP_PLATFORM_HEADERS": "strip_platform_headers",
         }

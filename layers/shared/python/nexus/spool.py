@@ -16,15 +16,16 @@ survives power loss, at about a millisecond per record. See docs/adr/0003-local-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from nexus.record import RawRecord, RecordDecodeError
 
@@ -41,7 +42,10 @@ def _segments_dir(root: Path) -> Path:
 
 
 class SpoolWriter:
-    """Appends records to this process's current segment. Thread-safe; one instance per process."""
+    """Appends records to this process's current segment. Thread-safe; one instance per process.
+    A failed write raises (``nexus.sink.HoldingSink`` holds the record until writes work again)."""
+
+    accepting = True
 
     def __init__(self, root: Path, fsync: bool = False, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.dir = _segments_dir(root)
@@ -67,6 +71,8 @@ class SpoolWriter:
         self._fd = self._path = None
 
     def put(self, record: RawRecord) -> None:
+        """Append one record, or raise OSError (disk full, I/O error) leaving no partial frame
+        behind: a failed write is cut back off the segment, so later frames stay readable."""
         payload = record.encode()
         frame = FRAME.pack(FRAME_MAGIC, len(payload), zlib.crc32(payload)) + payload
         with self._lock:
@@ -74,13 +80,29 @@ class SpoolWriter:
                 self._open()
             assert self._fd is not None
             view = memoryview(frame)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            if self.fsync:
-                os.fsync(self._fd)
+            try:
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                if self.fsync:
+                    os.fsync(self._fd)
+            except OSError:
+                self._roll_back()
+                raise
             self._size += len(frame)
             if self._size >= self.segment_bytes:
                 self._seal()
+
+    def _roll_back(self) -> None:
+        """Cut a partly written frame off (a full disk accepts part of a write, then refuses)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            # The torn bytes stay: seal the segment so nothing is appended after them (the reader
+            # resynchronises past them anyway) and start a new one on the next write.
+            with contextlib.suppress(OSError):
+                self._seal()
+            self._fd = self._path = None
 
     def close(self) -> None:
         with self._lock:
@@ -167,64 +189,19 @@ class SpoolReader:
         return sorted(out, key=lambda p: p.name)
 
     def _scan(self, segment: Path, offset: int, limit: int, items: list[SpoolItem]) -> int:
-        """Read complete frames from ``offset``; returns the offset where reading stopped."""
-        sealed = segment.suffix == ".sealed"
+        """Read frames from ``offset`` into ``items``; returns the offset where reading stopped."""
         with open(segment, "rb") as fh:
-            fh.seek(offset)
-            while len(items) < limit:
-                head = fh.read(FRAME.size)
-                if len(head) < FRAME.size:
-                    if head and sealed:  # a writer died mid-frame: keep the torn bytes for a human
-                        items.append(
-                            SpoolItem(
-                                segment,
-                                offset,
-                                offset + len(head),
-                                None,
-                                "torn frame at the end of a crashed writer's segment",
-                                head,
-                            )
-                        )
-                        offset += len(head)
+            for frame in _frames(fh, offset, sealed=segment.suffix == ".sealed"):
+                if len(items) >= limit:
                     break
-                magic, length, crc = FRAME.unpack(head)
-                if magic != FRAME_MAGIC or length > MAX_FRAME:
-                    rest = head + fh.read()
-                    items.append(
-                        SpoolItem(
-                            segment,
-                            offset,
-                            offset + len(rest),
-                            None,
-                            f"corrupt frame header {head!r}: rest of segment set aside",
-                            rest,
-                        )
-                    )
-                    offset += len(rest)
-                    break
-                payload = fh.read(length)
-                if len(payload) < length:
-                    if sealed:
-                        items.append(
-                            SpoolItem(
-                                segment,
-                                offset,
-                                offset + FRAME.size + len(payload),
-                                None,
-                                "torn frame at the end of a crashed writer's segment",
-                                head + payload,
-                            )
-                        )
-                        offset += FRAME.size + len(payload)
-                    break  # still being written
-                end = offset + FRAME.size + length
-                if zlib.crc32(payload) != crc:
-                    items.append(SpoolItem(segment, offset, end, None, "frame checksum mismatch", payload))
+                start, end, payload, error = frame
+                if error is not None:
+                    items.append(SpoolItem(segment, start, end, None, error, payload))
                 else:
                     try:
-                        items.append(SpoolItem(segment, offset, end, RawRecord.decode(payload), raw=payload))
+                        items.append(SpoolItem(segment, start, end, RawRecord.decode(payload), raw=payload))
                     except RecordDecodeError as exc:
-                        items.append(SpoolItem(segment, offset, end, None, str(exc), payload))
+                        items.append(SpoolItem(segment, start, end, None, str(exc), payload))
                 offset = end
         return offset
 
@@ -268,21 +245,64 @@ class SpoolReader:
         (self.dead / f"{name}.reason").write_text(reason)
 
     def pending(self) -> int:
-        """Records written but not yet acknowledged (complete frames only)."""
+        """Records written but not yet acknowledged (complete, intact frames only)."""
         count = 0
         for segment in self._segments():
             offset = self._cursor(segment)
             found = _follow_seal(segment, lambda p: open(p, "rb"))  # noqa: SIM115 (closed by the with below)
             if found is None:
                 continue
-            with found[1] as fh:
-                fh.seek(offset)
-                while True:
-                    head = fh.read(FRAME.size)
-                    if len(head) < FRAME.size:
-                        break
-                    _, length, _ = FRAME.unpack(head)
-                    if fh.seek(length, os.SEEK_CUR) > os.fstat(fh.fileno()).st_size:
-                        break
-                    count += 1
+            path, fh = found
+            with fh:
+                count += sum(1 for f in _frames(fh, offset, path.suffix == ".sealed") if f[3] is None)
         return count
+
+
+def _frames(fh: BinaryIO, offset: int, sealed: bool) -> Iterator[tuple[int, int, bytes, str | None]]:
+    """(start, end, payload, error) for each frame from ``offset``. Damaged bytes (a torn or
+    corrupt frame) come as one item with an error, and reading resumes at the next intact frame,
+    so one bad write never costs the records after it. In a segment still being written, an
+    incomplete frame at the end ends the iteration: its writer may not be done with it."""
+    fh.seek(offset)
+    while True:
+        head = fh.read(FRAME.size)
+        if not head:
+            return
+        if len(head) == FRAME.size:
+            magic, length, crc = FRAME.unpack(head)
+            if magic == FRAME_MAGIC and length <= MAX_FRAME:
+                payload = fh.read(length)
+                if len(payload) == length and zlib.crc32(payload) == crc:
+                    end = offset + FRAME.size + length
+                    yield offset, end, payload, None
+                    offset = end
+                    continue
+        # Damaged, or an incomplete frame. Writers append whole frames in order, so an intact frame
+        # after this one proves it abandoned; without one, a live writer may still be writing it.
+        resume = _next_intact_frame(fh, offset + 1)
+        if resume is None:
+            if not sealed:
+                return
+            resume = os.fstat(fh.fileno()).st_size
+        fh.seek(offset)
+        damaged = fh.read(resume - offset)
+        what = "torn frame" if resume == os.fstat(fh.fileno()).st_size else "damaged frame"
+        yield offset, resume, damaged, f"{what}: {len(damaged)} bytes set aside at offset {offset}"
+        offset = resume
+        fh.seek(offset)
+
+
+def _next_intact_frame(fh: BinaryIO, start: int) -> int | None:
+    """Offset of the first frame at or after ``start`` whose header and checksum hold."""
+    fh.seek(start)
+    data = fh.read()
+    pos = data.find(FRAME_MAGIC)
+    while pos != -1:
+        if pos + FRAME.size <= len(data):
+            _, length, crc = FRAME.unpack_from(data, pos)
+            body = pos + FRAME.size
+            intact = length <= MAX_FRAME and body + length <= len(data)
+            if intact and zlib.crc32(data[body : body + length]) == crc:
+                return start + pos
+        pos = data.find(FRAME_MAGIC, pos + 1)
+    return None

@@ -22,6 +22,8 @@ RECORD_PREFIX = "records/"  # S3 keys of large records (the stack grants access 
 
 
 class SqsSink:
+    accepting = True
+
     def __init__(
         self, sqs: Any, queue_url: str, s3: Any, bucket: str, inline_limit: int = INLINE_LIMIT
     ) -> None:
