@@ -221,7 +221,7 @@ def _serve(
             "--loop",
             "uvloop",
             "--http",
-            "httptools",
+            "nexus_proxy.http_server:ProxyHttpProtocol",
             "--no-server-header",
             "--no-date-header",
             "--timeout-keep-alive",

@@ -19,6 +19,8 @@ from tests.support.fake_upstream import error_reply, text_reply
 class WatchingSink:
     """Records, at hand-off time, what the client had been sent so far."""
 
+    accepting = True
+
     def __init__(self, sent: list[dict[str, Any]]) -> None:
         self.sent = sent
         self.handed: list[tuple[RawRecord, bool, int]] = []

@@ -147,7 +147,8 @@ class Reply:
 
     status/headers/body: a plain HTTP answer when ``events`` is None.
     events: SSE events for a stream; ``delay_s`` pauses between them; ``cut_after`` drops the
-    connection after that many events (a stream cut mid-way).
+    connection after that many events (a stream cut mid-way); ``hang_up`` closes the connection
+    without answering at all.
     """
 
     status: int = 200
@@ -157,6 +158,7 @@ class Reply:
     delay_s: float = 0.0
     cut_after: int | None = None
     first_byte_delay_s: float = 0.0
+    hang_up: bool = False
 
 
 def text_reply(text: str, model: str = DEFAULT_MODEL, usage: Usage | None = None, **kw: Any) -> Reply:
@@ -393,6 +395,10 @@ class FakeAnthropic:
         headers = {"request-id": rid, **RATE_LIMIT_HEADERS, **reply.headers}
         if reply.first_byte_delay_s:
             await asyncio.sleep(reply.first_byte_delay_s)
+        if reply.hang_up:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()  # never sent: the connection is gone
         if reply.events is None:
             return web.Response(status=reply.status, body=reply.body, headers=headers)
         headers.setdefault("content-type", "text/event-stream; charset=utf-8")

@@ -61,3 +61,14 @@ def test_redacted_pairs_keeps_order_and_duplicates_and_hides_every_secret():
     dump = repr(out)
     for secret in SECRETS.values():
         assert secret not in dump
+
+
+def test_key_like_query_parameters_are_redacted_for_storage_and_the_rest_kept_exactly():
+    from nexus.headers import fingerprint, redact_query
+
+    assert redact_query("beta=true") == "beta=true"
+    assert redact_query("") == ""
+    assert redact_query("beta=true&api_key=sk-1&Token=t%2B2&x=1&key") == (
+        f"beta=true&api_key=[redacted {fingerprint('sk-1')}]&Token=[redacted {fingerprint('t+2')}]&x=1&key"
+    )
+    assert redact_query("access%5Ftoken=abc") == f"access%5Ftoken=[redacted {fingerprint('abc')}]"

@@ -34,7 +34,21 @@ class ProxyApp:
                     return await send_error(
                         send, 405, f"{scope['method']} is not allowed on {path}; use POST"
                     )
-                return await self.forwarder.handle(scope, receive, send)
+                try:
+                    return await self.forwarder.handle(scope, receive, send)
+                except StreamAborted:
+                    raise
+                except Exception:
+                    # A bug of ours: answer in the protocol's shape, not uvicorn's plain text, if the
+                    # response has not started (it raises if it has, and the original is re-raised).
+                    log.exception("proxy failed on %s", path)
+                    try:
+                        await send_error(send, 500, "internal error in the Nexus proxy (logged)")
+                    except Exception:
+                        pass
+                    else:
+                        return
+                    raise
             if path == "/health" and scope["method"] == "GET":
                 status, body = self.forwarder.health()
                 return await send_json(send, status, body)
@@ -77,6 +91,7 @@ def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore
         settings.connect_timeout_s,
         settings.read_timeout_s,
         strip_platform_headers=settings.strip_platform_headers,
+        body_timeout_s=settings.body_timeout_s,
     )
     return ProxyApp(forwarder)
 

@@ -22,6 +22,7 @@ from nexus.headers import (
     SECRET_HEADERS,
     fingerprint,
     redact,
+    redact_query,
     redacted_pairs,
 )
 from nexus.ids import uuid7
@@ -46,21 +47,46 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(receive, limit: int) -> bytes:
+# An error answer sent before the request body was read in full: the connection cannot carry another
+# request, and closing it frees it from a client that may never send the rest.
+CLOSE = [(b"connection", b"close")]
+
+
+async def read_body(receive, limit: int, idle_timeout_s: float) -> bytes:
+    """The request body; raises BodyTooLarge past ``limit``, TimeoutError when the client sends
+    nothing for ``idle_timeout_s``, ConnectionResetError when it goes away."""
     chunks: list[bytes] = []
     size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise ConnectionResetError("client went away while sending the body")
-        chunk = msg.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        if not msg.get("more_body", False):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(idle_timeout_s) as deadline:
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise ConnectionResetError("client went away while sending the body")
+            chunk = msg.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+            if not msg.get("more_body", False):
+                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            deadline.reschedule(loop.time() + idle_timeout_s)
+
+
+def upstream_failure(exc: BaseException, connect_s: float, read_s: float) -> tuple[int, str]:
+    """Status and message for an upstream that gave no answer: say what happened."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return 502, "upstream closed the connection without answering"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return 504, f"upstream did not accept a connection within {connect_s:g} s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return 504, f"upstream sent nothing for {read_s:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return 502, f"upstream unreachable: {exc}"
+    if isinstance(exc, TimeoutError):
+        return 504, "upstream timed out before answering"
+    return 502, f"upstream failed before answering: {exc.__class__.__name__}: {exc}"
 
 
 async def _wait_disconnect(receive) -> None:
@@ -87,12 +113,15 @@ class Forwarder:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 600.0,
         strip_platform_headers: bool = False,
+        body_timeout_s: float = 15.0,
     ) -> None:
         self.upstream = upstream
         self.strip_platform_headers = strip_platform_headers
         self.sink = sink
         self.auth = auth
         self.max_body = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
         self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
         self.session: aiohttp.ClientSession | None = None
         self.refused_unrecordable = 0  # requests turned away because they could not be recorded
@@ -140,7 +169,7 @@ class Forwarder:
             received_at=time.time(),
             method=scope["method"],
             path=scope["path"],
-            query=scope["query_string"].decode("latin-1"),
+            query=redact_query(scope["query_string"].decode("latin-1")),
             request_headers=redacted_pairs(headers),
             upstream=self.upstream,
         )
@@ -172,11 +201,13 @@ class Forwarder:
                 ex.rec.duration_ms = (time.perf_counter() - ex.started) * 1000
             self._hand_off(ex.rec)
 
-    async def _reject(self, send, ex: _Exchange, status: int, message: str) -> None:
+    async def _reject(
+        self, send, ex: _Exchange, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         ex.rec.status = status
         ex.rec.error = message
         self._finish(ex)
-        await send_error(send, status, message)
+        await send_error(send, status, message, extra)
 
     async def _handle(self, scope, receive, send, headers, ex: _Exchange) -> None:
         rec = ex.rec
@@ -211,12 +242,17 @@ class Forwarder:
             return await self._reject(
                 send, ex, 400, f"content-type must be application/json, got {media_type or 'none'!r}"
             )
+        too_large = f"request body exceeds the {self.max_body // (1024 * 1024)} MB limit"
+        declared = lower.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:  # refused before it is sent
+            return await self._reject(send, ex, 413, too_large, CLOSE)
         try:
-            body = await read_body(receive, self.max_body)
+            body = await read_body(receive, self.max_body, self.body_timeout_s)
         except BodyTooLarge:
-            return await self._reject(
-                send, ex, 413, f"request body exceeds the {self.max_body // (1024 * 1024)} MB limit"
-            )
+            return await self._reject(send, ex, 413, too_large, CLOSE)
+        except TimeoutError:
+            message = f"request body not received: the client sent nothing for {self.body_timeout_s:g} s"
+            return await self._reject(send, ex, 408, message, CLOSE)
         except ConnectionResetError:
             rec.error = "client_disconnected"
             return
@@ -249,7 +285,8 @@ class Forwarder:
                 allow_redirects=False,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return await self._reject(send, ex, 502, f"upstream unreachable: {exc.__class__.__name__}: {exc}")
+            status, message = upstream_failure(exc, self.connect_timeout_s, self.read_timeout_s)
+            return await self._reject(send, ex, status, message)
 
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
         # Client gone: close the upstream response so the upstream request is cancelled too.

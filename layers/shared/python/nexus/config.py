@@ -24,6 +24,9 @@ class Settings(BaseModel):
     record_hold_bytes: int = Field(128 * 1024 * 1024, gt=0)
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(600.0, gt=0)
+    # A client must finish its request head, and keep its body coming, within these.
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(15.0, gt=0)
     # How often the proxy checks for changed keys/teams (a revocation applies within this interval).
     # A stat locally; a Secrets Manager call in AWS, where the stack sets a longer interval.
     access_refresh_s: float = Field(1.0, gt=0)
@@ -58,6 +61,8 @@ class Settings(BaseModel):
             "NEXUS_SPOOL_FSYNC": "spool_fsync",
             "NEXUS_RECORD_HOLD_BYTES": "record_hold_bytes",
             "NEXUS_ACCESS_REFRESH_S": "access_refresh_s",
+            "NEXUS_HEADER_TIMEOUT_S": "header_timeout_s",
+            "NEXUS_BODY_TIMEOUT_S": "body_timeout_s",
             "NEXUS_STRIP_PLATFORM_HEADERS": "strip_platform_headers",
         }
         for var, field in mapping.items():
