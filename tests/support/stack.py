@@ -125,11 +125,18 @@ class Stack:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw or b"null")
+            except ValueError:
+                return e.code, raw.decode(errors="replace")
+
+    @staticmethod
+    def _requests_path(params: dict[str, Any]) -> str:
+        return "/api/requests?" + "&".join(f"{k}={v}" for k, v in {"limit": 1000, **params}.items())
 
     def requests(self, **params: Any) -> list[dict[str, Any]]:
-        q = "&".join(f"{k}={v}" for k, v in {"limit": 1000, **params}.items())
-        status, body = self.api(f"/api/requests?{q}")
+        status, body = self.api(self._requests_path(params))
         assert status == 200, body
         return body["requests"]
 
@@ -139,10 +146,14 @@ class Stack:
         deadline = time.monotonic() + timeout
         rows: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            rows = self.requests(**params)
-            if predicate(rows):
-                return rows
-            time.sleep(0.1)
+            status, body = self.api(self._requests_path(params))
+            if status == 200:
+                rows = body["requests"]
+                if predicate(rows):
+                    return rows
+            elif status < 500:
+                raise AssertionError(f"/api/requests answered {status}: {body}")
+            time.sleep(0.1)  # records still on their way, or the dashboard waiting for its database
         raise AssertionError(f"records did not arrive in {timeout}s; have {len(rows)}: {rows[:3]}")
 
     def wait_count(self, n: int, timeout: float = 20, **params: Any) -> list[dict[str, Any]]:

