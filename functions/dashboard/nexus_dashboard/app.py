@@ -9,37 +9,21 @@ from __future__ import annotations
 
 import os
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nexus.secret_store import SecretStore
 from psycopg_pool import ConnectionPool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nexus_dashboard import api, pages, sessions
+from nexus_dashboard import api, errors, openapi, pages, sessions
 from nexus_dashboard.auth import form_fields, key_matches, require_auth
 from nexus_dashboard.deps import Conn
 from nexus_dashboard.security import SecurityHeaders, is_https
 
 HERE = Path(__file__).parent
-
-
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/health"
-
-
-def _error(request: Request, status: int, message: str) -> Response:
-    if _wants_json(request):
-        return JSONResponse({"error": {"status": status, "message": message}}, status)
-    if status == 401:
-        return RedirectResponse("/login", 303)
-    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    return pages.page(request, "error.html", status=status, code=status, reason=reason, message=message)
 
 
 def _same_origin(request: Request) -> bool:
@@ -71,18 +55,11 @@ def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | No
         redoc_url=None,
         openapi_url=None,
     )
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.dashboard_key = dashboard_key
     app.state.secret_store = secret_store
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(request, exc.status_code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_input(request: Request, exc: RequestValidationError) -> Response:
-        msgs = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
-        return _error(request, 400, "; ".join(msgs))
-
+    errors.install(app)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     auth = [Depends(require_auth)]
@@ -90,7 +67,7 @@ def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | No
     app.include_router(pages.router, dependencies=auth)
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=auth)
-    def openapi() -> dict[str, Any]:
+    def openapi_json() -> dict[str, Any]:
         return app.openapi()
 
     @app.get("/login", include_in_schema=False)
