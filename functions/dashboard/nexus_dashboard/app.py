@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nexus.secret_store import SecretStore
-from psycopg_pool import ConnectionPool
 
-from nexus_dashboard import api, errors, openapi, pages, sessions
+from nexus_dashboard import api, db, errors, openapi, pages, sessions
 from nexus_dashboard.auth import form_fields, key_matches, require_auth
-from nexus_dashboard.deps import Conn
 from nexus_dashboard.security import SecurityHeaders, is_https
 
 HERE = Path(__file__).parent
@@ -40,7 +38,7 @@ def _same_origin(request: Request) -> bool:
 def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = ConnectionPool(conninfo, min_size=1, max_size=8, open=True)
+        app.state.pool = db.Pool(conninfo, max_size=8)
         yield
         app.state.pool.close()
 
@@ -100,9 +98,20 @@ def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | No
         return resp
 
     @app.get("/health", include_in_schema=False)
-    def health(conn: Conn) -> dict:
-        conn.execute("SELECT 1")
-        return {"status": "ok"}
+    def health(request: Request) -> Response:
+        """Open to all (load balancers, `nexus dev`): 200 only if the database answers."""
+        try:
+            with request.app.state.pool.connection() as conn:
+                conn.execute("SELECT 1")
+        except db.UNAVAILABLE as exc:
+            reason = db.describe(exc)
+            body = {
+                "status": "unavailable",
+                "database": reason,
+                "error": {"status": 503, "message": f"database unavailable: {reason}"},
+            }
+            return JSONResponse(body, 503, {"Retry-After": str(db.RETRY_AFTER_S)})
+        return JSONResponse({"status": "ok", "database": "ok"})
 
     return app
 

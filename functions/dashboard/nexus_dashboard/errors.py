@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from nexus_dashboard import pages
+from nexus_dashboard import db, pages
 
 
 def wants_json(request: Request) -> bool:
@@ -51,6 +51,13 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             headers["Allow"] = allowed_methods(request)
         return error_response(request, exc.status_code, str(exc.detail), headers)
+
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        message = f"database unavailable: {db.describe(exc)}"
+        return error_response(request, 503, message, {"Retry-After": str(db.RETRY_AFTER_S)})
+
+    for unavailable in db.UNAVAILABLE:
+        app.add_exception_handler(unavailable, database_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(request: Request, exc: RequestValidationError) -> Response:
