@@ -65,6 +65,6 @@ def describe(exc: Exception) -> str:
     server messages; those go to the log."""
     log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip())
     if isinstance(exc, PoolTimeout):
-        return f"no connection within {POOL_TIMEOUT_S:g} s"
+        return "no connection could be had in time"
     sqlstate = getattr(exc, "sqlstate", None)
     return f"connection failed or lost ({type(exc).__name__}{f', {sqlstate}' if sqlstate else ''})"
