@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from nexus_dashboard import keys, overview, queries, ratelimits, sessions, usage
+from nexus_dashboard import keys, overview, queries, ratelimits, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
@@ -182,4 +182,9 @@ def session(request: Request) -> dict[str, Any]:
     s = getattr(request.state, "session", None)
     if s is None:
         return {"auth": "bearer"}
-    return {"auth": "session", "csrf_token": s.csrf, "expires_at": s.issued_at + sessions.MAX_AGE_S}
+    return {
+        "auth": "session",
+        "principal": s.principal,
+        "csrf_token": s.csrf,
+        "expires_at": int(s.expires_at.timestamp()),
+    }

@@ -12,30 +12,24 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nexus.secret_store import SecretStore
 
-from nexus_dashboard import api, db, errors, openapi, pages, sessions
-from nexus_dashboard.auth import form_fields, key_matches, require_auth
-from nexus_dashboard.security import SecurityHeaders, is_https
+from nexus_dashboard import api, db, errors, openapi, pages, signin, throttle
+from nexus_dashboard.auth import require_auth
+from nexus_dashboard.security import SecurityHeaders
 
 HERE = Path(__file__).parent
 
 
-def _same_origin(request: Request) -> bool:
-    """A login form posted from this site: its Origin names this host, or (for browsers that send
-    ``Origin: null``, e.g. under a strict referrer policy) Fetch Metadata says so. Clients that send
-    neither (curl, tests) are not browsers and cannot be the target of a cross-site login."""
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        return origin.split("://", 1)[-1] == request.headers.get("host")
-    site = request.headers.get("sec-fetch-site")
-    return site in (None, "same-origin", "none") if origin is None else site == "same-origin"
-
-
-def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | None = None) -> FastAPI:
+def create_app(
+    conninfo: str,
+    dashboard_key: str,
+    secret_store: SecretStore | None = None,
+    throttle_policy: throttle.Policy = throttle.DEFAULT,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.pool = db.Pool(conninfo, max_size=8)
@@ -56,6 +50,7 @@ def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | No
     app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.dashboard_key = dashboard_key
     app.state.secret_store = secret_store
+    app.state.throttle = throttle_policy
 
     errors.install(app)
     app.add_middleware(SecurityHeaders)
@@ -63,39 +58,11 @@ def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | No
     auth = [Depends(require_auth)]
     app.include_router(api.router, dependencies=auth)
     app.include_router(pages.router, dependencies=auth)
+    app.include_router(signin.router)
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=auth)
     def openapi_json() -> dict[str, Any]:
         return app.openapi()
-
-    @app.get("/login", include_in_schema=False)
-    def login_page(request: Request) -> Response:
-        return pages.page(request, "login.html")
-
-    @app.post("/login", include_in_schema=False)
-    async def login(request: Request) -> Response:
-        if not _same_origin(request):
-            raise HTTPException(403, "cross-site login refused")
-        if not key_matches(request, (await form_fields(request)).get("key", "")):
-            return pages.page(request, "login.html", status=401, error="That is not the dashboard key.")
-        cookie, _ = sessions.issue(request.app.state.dashboard_key)
-        resp = RedirectResponse("/", 303)
-        resp.set_cookie(
-            sessions.COOKIE,
-            cookie,
-            max_age=sessions.MAX_AGE_S,
-            httponly=True,
-            samesite="lax",
-            secure=is_https(request.scope),
-            path="/",
-        )
-        return resp
-
-    @app.post("/logout", include_in_schema=False, dependencies=auth)
-    def logout() -> Response:
-        resp = RedirectResponse("/login", 303)
-        resp.delete_cookie(sessions.COOKIE, path="/")
-        return resp
 
     @app.get("/health", include_in_schema=False)
     def health(request: Request) -> Response:

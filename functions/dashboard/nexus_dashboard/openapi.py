@@ -2,8 +2,9 @@
 success, so clients (and schemathesis) can rely on every status code it lists.
 
 FastAPI documents a 422 for validation errors; this app answers 400 (``errors.py``), so 422 is
-replaced. Every operation can answer 401 (no or wrong key) and 503 (database unavailable, or no
-secret store for the keys routes); 400 where it takes query parameters or a body, 404 where it looks an id up,
+replaced. Every operation can answer 401 (no or wrong key), 429 (too many failed attempts from the
+caller's address or to the account, ``throttle.py``) and 503 (database unavailable, or no secret
+store for the keys routes); 400 where it takes query parameters or a body, 404 where it looks an id up,
 403 on state changes (a browser session without its CSRF token).
 """
 
@@ -56,6 +57,11 @@ def _complete(path: str, method: str, op: dict[str, Any]) -> None:
         responses["403"] = _error("A browser session sent no CSRF token, or another session's.")
     if "{" in path:
         responses["404"] = _error("Nothing with that id.")
+    responses["429"] = _error(
+        "Too many failed sign-in attempts from this address or to this account: wait Retry-After "
+        "seconds (until then the correct key is refused too).",
+        retry_after=True,
+    )
     responses["503"] = _error(
         "The database is unavailable (Retry-After is sent), or key management is not configured.",
         retry_after=False,
