@@ -36,7 +36,7 @@ def api_error(stack: Stack, path: str, status: int = 400) -> str:
     return error["message"]
 
 
-@pytest.mark.parametrize("char", ["%00", "%01", "%1F", "%7F"])
+@pytest.mark.parametrize("char", ["%00", "%01", "%1F", "%7F", "%C2%85"])
 def test_control_characters_in_text_filters_get_400_on_every_endpoint(stack, char) -> None:
     for path in FILTERED:
         for name in TEXT_FILTERS:
@@ -99,6 +99,8 @@ def test_a_key_name_with_a_control_character_is_refused(stack) -> None:
         (b'{"team": "web\\u0000", "user": "ann"}', "team"),
         (b'{"team": "web", "user": "ann\\nbob"}', "user"),
         (b'{"team": "web", "user": "ann", "name": "\\t"}', "name"),
+        (b'{"team": "web\\u0085", "user": "ann"}', "team"),  # NEL: a C1 control, and a line break
+        (b'{"team": "web", "user": "ann\\u00a0"}', "user"),  # no-break space: spaces only
         (b'{"user": "ann"}', "team"),
     ):
         r = request(stack.dashboard_url, "POST", "/api/keys", body, auth)

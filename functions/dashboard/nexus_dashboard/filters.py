@@ -29,15 +29,18 @@ PAGE_SIZE = 50
 BIGINT_MAX = 2**63 - 1  # the largest OFFSET (or any integer) PostgreSQL accepts
 
 # No control characters in text filters: NUL cannot be sent to PostgreSQL at all, and none of them
-# belongs in a team, user, model, branch or search. The pattern documents the rule in the OpenAPI schema.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+# (C0, DEL, C1) belongs in a team, user, model, branch or search. The pattern documents the rule in
+# the OpenAPI schema; it is spelled out, not written with classes like \s that JSON Schema (ECMA-262)
+# and Python read differently.
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
+PRINTABLE_PATTERN = f"^[^{CONTROL_CHARS}]*$"
 
 
 def _printable(value: str) -> str:
     if _CONTROL.search(value):
         raise PydanticCustomError(
-            "control_characters", "must not contain control characters (U+0000 to U+001F, U+007F)"
+            "control_characters", "must not contain control characters (U+0000-U+001F, U+007F-U+009F)"
         )
     return value
 

@@ -15,13 +15,17 @@ from psycopg.rows import dict_row
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from nexus_dashboard.filters import Filters
+from nexus_dashboard.filters import CONTROL_CHARS, Filters
 from nexus_dashboard.overview import USAGE_SUMS, usage_where
 
 NAME_MAX = 100
 # A team, user or key name: one line (spaces allowed, no other whitespace, no control characters), not
 # blank. The form trims what it is sent first; the JSON API documents and applies the pattern as is.
-ONE_LINE = r"^ *[^\s\x00-\x1f\x7f](?: |[^\s\x00-\x1f\x7f])*$"
+# Whitespace is listed (what str.isspace calls whitespace) rather than written \s, which JSON Schema
+# (ECMA-262) and Python read differently.
+_OTHER_SPACE = r"\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_VISIBLE = f"[^ {CONTROL_CHARS}{_OTHER_SPACE}]"
+ONE_LINE = f"^ *{_VISIBLE}(?: |{_VISIBLE})*$"
 _ONE_LINE = re.compile(ONE_LINE)
 
 
