@@ -6,15 +6,14 @@ Routes are thin: read models live in ``overview``, ``queries``, ``conversation_v
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from nexus_dashboard import keys, overview, queries, ratelimits, sessions, usage
+from nexus_dashboard import keys, overview, queries, ratelimits, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
-from nexus_dashboard.filters import PAGE_SIZE, ListFilters
+from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
 router = APIRouter(prefix="/api")
 
@@ -46,7 +45,7 @@ def list_conversations(
     conn: Conn,
     f: ListFilters,
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
-    offset: Annotated[int | None, Query(ge=0, description="overrides page")] = None,
+    offset: Annotated[int | None, Query(ge=0, le=BIGINT_MAX, description="overrides page")] = None,
 ) -> dict[str, Any]:
     listed = overview.conversations(conn, f, limit, offset)
     return {"conversations": listed.rows, "total": listed.total, "total_capped": listed.capped}
@@ -54,14 +53,14 @@ def list_conversations(
 
 @router.get("/conversations/{conversation_id}", summary="One conversation: tree, branches, time split")
 def get_conversation(
-    conn: Conn, conversation_id: str, branch: Annotated[str | None, Query(max_length=100)] = None
+    conn: Conn, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
 ) -> dict[str, Any]:
     return conversation_or_404(conn, conversation_id, branch)
 
 
 @router.get("/conversations/{conversation_id}/timeline", summary="The conversation's messages in order")
 def get_timeline(
-    conn: Conn, conversation_id: str, branch: Annotated[str | None, Query(max_length=100)] = None
+    conn: Conn, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
 ) -> dict[str, Any]:
     conv = conversation_or_404(conn, conversation_id, branch)
     fields = ("n", "received_at", "branch", "prompt", "response")
@@ -78,8 +77,10 @@ def get_timeline(
 def list_requests(
     conn: Conn,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    session_id: str | None = None,
-    since: datetime | None = None,
+    session_id: Annotated[Name | None, Query()] = None,
+    since: Annotated[
+        Timestamp | None, Query(description="only requests received at or after this time")
+    ] = None,
 ) -> dict[str, Any]:
     return {"requests": queries.list_requests(conn, limit, session_id, since)}
 
@@ -89,7 +90,12 @@ def get_request(conn: Conn, request_id: str) -> dict[str, Any]:
     return request_or_404(conn, request_id)
 
 
-@router.get("/requests/{request_id}/raw/request", summary="The request body exactly as sent")
+@router.get(
+    "/requests/{request_id}/raw/request",
+    summary="The request body exactly as sent",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
 def raw_request(conn: Conn, request_id: str) -> Response:
     body = queries.raw_request_body(conn, request_id_or_404(request_id))
     if body is None:
@@ -97,7 +103,12 @@ def raw_request(conn: Conn, request_id: str) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/requests/{request_id}/raw/response", summary="The response body as received (or rebuilt)")
+@router.get(
+    "/requests/{request_id}/raw/response",
+    summary="The response body as received (or rebuilt), with its content type and encoding",
+    response_class=Response,
+    responses={200: {"content": {"*/*": {}}}},
+)
 def raw_response(conn: Conn, request_id: str) -> Response:
     found = queries.raw_response_body(conn, request_id_or_404(request_id))
     if found is None:
@@ -115,14 +126,19 @@ def usage_data(conn: Any, f: Any, group: usage.Group, bucket: usage.Bucket | Non
 
 @router.get("/usage", summary="Tokens and cost per hour or day by team, user or model")
 def get_usage(
-    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.Bucket | None = None
+    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
 ) -> dict[str, Any]:
     return usage_data(conn, f, group, bucket)
 
 
-@router.get("/usage.csv", summary="The usage numbers as CSV", response_class=Response)
+@router.get(
+    "/usage.csv",
+    summary="The usage numbers as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
 def get_usage_csv(
-    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.Bucket | None = None
+    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
 ) -> Response:
     data = usage_data(conn, f, group, bucket)
     name = f"nexus-usage-{f.period}-{data['group']}-{data['bucket']}.csv"
@@ -144,11 +160,9 @@ def list_keys(conn: Conn, access: Access, f: ListFilters) -> dict[str, Any]:
 
 
 @router.post("/keys", status_code=201, summary="Create a key; the response is the only time it is shown")
-def create_key(
-    access: Access, body: Annotated[dict[str, Any], Body(examples=[{"team": "web", "user": "ann"}])]
-) -> dict[str, Any]:
+def create_key(access: Access, body: keys.NewKey) -> dict[str, Any]:
     try:
-        key, record = keys.create_key(access, body)
+        key, record = keys.create_key(access, body.model_dump())
     except keys.KeyInputError as exc:
         raise HTTPException(400, str(exc)) from None
     return {"key": key, "record": record}
@@ -168,4 +182,9 @@ def session(request: Request) -> dict[str, Any]:
     s = getattr(request.state, "session", None)
     if s is None:
         return {"auth": "bearer"}
-    return {"auth": "session", "csrf_token": s.csrf, "expires_at": s.issued_at + sessions.MAX_AGE_S}
+    return {
+        "auth": "session",
+        "principal": s.principal,
+        "csrf_token": s.csrf,
+        "expires_at": int(s.expires_at.timestamp()),
+    }

@@ -9,54 +9,30 @@ from __future__ import annotations
 
 import os
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nexus.secret_store import SecretStore
-from psycopg_pool import ConnectionPool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nexus_dashboard import api, pages, sessions
-from nexus_dashboard.auth import form_fields, key_matches, require_auth
-from nexus_dashboard.deps import Conn
-from nexus_dashboard.security import SecurityHeaders, is_https
+from nexus_dashboard import api, db, errors, openapi, pages, signin, throttle
+from nexus_dashboard.auth import require_auth
+from nexus_dashboard.security import SecurityHeaders
 
 HERE = Path(__file__).parent
 
 
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/health"
-
-
-def _error(request: Request, status: int, message: str) -> Response:
-    if _wants_json(request):
-        return JSONResponse({"error": {"status": status, "message": message}}, status)
-    if status == 401:
-        return RedirectResponse("/login", 303)
-    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    return pages.page(request, "error.html", status=status, code=status, reason=reason, message=message)
-
-
-def _same_origin(request: Request) -> bool:
-    """A login form posted from this site: its Origin names this host, or (for browsers that send
-    ``Origin: null``, e.g. under a strict referrer policy) Fetch Metadata says so. Clients that send
-    neither (curl, tests) are not browsers and cannot be the target of a cross-site login."""
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        return origin.split("://", 1)[-1] == request.headers.get("host")
-    site = request.headers.get("sec-fetch-site")
-    return site in (None, "same-origin", "none") if origin is None else site == "same-origin"
-
-
-def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | None = None) -> FastAPI:
+def create_app(
+    conninfo: str,
+    dashboard_key: str,
+    secret_store: SecretStore | None = None,
+    throttle_policy: throttle.Policy = throttle.DEFAULT,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.pool = ConnectionPool(conninfo, min_size=1, max_size=8, open=True)
+        app.state.pool = db.Pool(conninfo, max_size=8)
         yield
         app.state.pool.close()
 
@@ -71,61 +47,38 @@ def create_app(conninfo: str, dashboard_key: str, secret_store: SecretStore | No
         redoc_url=None,
         openapi_url=None,
     )
+    app.openapi = lambda: openapi.document(app)  # type: ignore[method-assign]
     app.state.dashboard_key = dashboard_key
     app.state.secret_store = secret_store
+    app.state.throttle = throttle_policy
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(request, exc.status_code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_input(request: Request, exc: RequestValidationError) -> Response:
-        msgs = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
-        return _error(request, 400, "; ".join(msgs))
-
+    errors.install(app)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     auth = [Depends(require_auth)]
     app.include_router(api.router, dependencies=auth)
     app.include_router(pages.router, dependencies=auth)
+    app.include_router(signin.router)
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=auth)
-    def openapi() -> dict[str, Any]:
+    def openapi_json() -> dict[str, Any]:
         return app.openapi()
 
-    @app.get("/login", include_in_schema=False)
-    def login_page(request: Request) -> Response:
-        return pages.page(request, "login.html")
-
-    @app.post("/login", include_in_schema=False)
-    async def login(request: Request) -> Response:
-        if not _same_origin(request):
-            raise HTTPException(403, "cross-site login refused")
-        if not key_matches(request, (await form_fields(request)).get("key", "")):
-            return pages.page(request, "login.html", status=401, error="That is not the dashboard key.")
-        cookie, _ = sessions.issue(request.app.state.dashboard_key)
-        resp = RedirectResponse("/", 303)
-        resp.set_cookie(
-            sessions.COOKIE,
-            cookie,
-            max_age=sessions.MAX_AGE_S,
-            httponly=True,
-            samesite="lax",
-            secure=is_https(request.scope),
-            path="/",
-        )
-        return resp
-
-    @app.post("/logout", include_in_schema=False, dependencies=auth)
-    def logout() -> Response:
-        resp = RedirectResponse("/login", 303)
-        resp.delete_cookie(sessions.COOKIE, path="/")
-        return resp
-
     @app.get("/health", include_in_schema=False)
-    def health(conn: Conn) -> dict:
-        conn.execute("SELECT 1")
-        return {"status": "ok"}
+    def health(request: Request) -> Response:
+        """Open to all (load balancers, `nexus dev`): 200 only if the database answers."""
+        try:
+            with request.app.state.pool.connection() as conn:
+                conn.execute("SELECT 1")
+        except db.UNAVAILABLE as exc:
+            reason = db.describe(exc)
+            body = {
+                "status": "unavailable",
+                "database": reason,
+                "error": {"status": 503, "message": f"database unavailable: {reason}"},
+            }
+            return JSONResponse(body, 503, {"Retry-After": str(db.RETRY_AFTER_S)})
+        return JSONResponse({"status": "ok", "database": "ok"})
 
     return app
 

@@ -1,16 +1,21 @@
-"""The filters every list, chart and total shares: period, team, user, model, search, page.
+"""The filters every list, chart and total shares: period, team, user, model, search, page; and the
+value types every other query parameter uses.
 
 Declared once as a FastAPI dependency so pages and their JSON twins accept the same query string and
-reject a bad one the same way (400 with the field and what it accepts).
+reject a bad one the same way (400 with the field and what it accepts). What the database cannot take
+is refused here, before any query: PostgreSQL text cannot hold NUL, and numbers stop at bigint.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Query
+from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 Period = Literal["24h", "7d", "30d", "90d", "all"]
 PERIODS: dict[str, timedelta | None] = {
@@ -21,6 +26,64 @@ PERIODS: dict[str, timedelta | None] = {
     "all": None,
 }
 PAGE_SIZE = 50
+BIGINT_MAX = 2**63 - 1  # the largest OFFSET (or any integer) PostgreSQL accepts
+
+# No control characters in text filters: NUL cannot be sent to PostgreSQL at all, and none of them
+# (C0, DEL, C1) belongs in a team, user, model, branch or search. The pattern documents the rule in
+# the OpenAPI schema; it is spelled out, not written with classes like \s that JSON Schema (ECMA-262)
+# and Python read differently.
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f"
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
+PRINTABLE_PATTERN = f"^[^{CONTROL_CHARS}]*$"
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "control_characters", "must not contain control characters (U+0000-U+001F, U+007F-U+009F)"
+        )
+    return value
+
+
+def printable_text(max_length: int) -> Any:
+    """A text parameter type: at most ``max_length`` characters, no control characters."""
+    return Annotated[
+        str,
+        Field(max_length=max_length, json_schema_extra={"pattern": PRINTABLE_PATTERN}),
+        AfterValidator(_printable),
+    ]
+
+
+Name = printable_text(200)  # a team, user, model or session id
+BranchName = printable_text(100)
+SearchText = printable_text(500)
+
+
+# RFC 3339 (what OpenAPI's date-time format means): a date, a time and an offset. Bare numbers are
+# refused rather than read as epoch seconds, and so are times before 1970 (nothing was recorded then;
+# a negative "since" is a mistake, not a request for everything).
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+SINCE_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-"
+_SINCE_RULE = "must be an RFC 3339 date-time from 1970 on, with an offset, such as 2025-01-31T09:00:00Z"
+
+
+def _rfc3339(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError("rfc3339", _SINCE_RULE)
+    try:
+        parsed = datetime.fromisoformat(value.upper())
+    except ValueError:
+        raise PydanticCustomError("rfc3339", _SINCE_RULE) from None
+    if parsed.year < 1970:
+        raise PydanticCustomError("rfc3339", _SINCE_RULE)
+    return parsed
+
+
+Timestamp = Annotated[
+    datetime, BeforeValidator(_rfc3339), Field(json_schema_extra={"pattern": SINCE_PATTERN})
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +137,10 @@ def _blank_to_none(value: str | None) -> str | None:
 
 def filters(
     period: Annotated[Period, Query(description="time window ending now")] = "30d",
-    team: Annotated[str | None, Query(max_length=200)] = None,
-    user: Annotated[str | None, Query(max_length=200)] = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
-    q: Annotated[
-        str | None, Query(max_length=500, description="full-text search of prompts and answers")
-    ] = None,
+    team: Annotated[Name | None, Query()] = None,
+    user: Annotated[Name | None, Query()] = None,
+    model: Annotated[Name | None, Query()] = None,
+    q: Annotated[SearchText | None, Query(description="full-text search of prompts and answers")] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> Filters:
     return Filters(

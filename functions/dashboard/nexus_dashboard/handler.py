@@ -16,9 +16,9 @@ from mangum import Mangum
 from nexus.aws import client
 from nexus.db.connect import SECRET_MAX_AGE_S, conninfo
 from nexus.secrets_manager import SecretsManagerStore
-from psycopg_pool import ConnectionPool
 
 from nexus_dashboard.app import create_app
+from nexus_dashboard.db import Pool
 
 logger = Logger(service="nexus-dashboard")
 tracer = Tracer(service="nexus-dashboard")
@@ -35,7 +35,7 @@ def _handler() -> Mangum:
         app = create_app(db, key, _secret_store())
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
         # the pool is opened once here instead and lives as long as the execution environment.
-        app.state.pool = ConnectionPool(db, min_size=1, max_size=2, open=True)
+        app.state.pool = Pool(db, max_size=2)
         _current["handler"] = Mangum(app, lifespan="off")
         _current["config"] = (key, db)
     return _current["handler"]

@@ -4,18 +4,51 @@ key's usage. Creating and revoking go through ``nexus.access.AccessStore``, the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from nexus.access import AccessStore
 from psycopg.rows import dict_row
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from nexus_dashboard.filters import Filters
+from nexus_dashboard.filters import CONTROL_CHARS, Filters
 from nexus_dashboard.overview import USAGE_SUMS, usage_where
 
 NAME_MAX = 100
+# A team, user or key name: one line (spaces allowed, no other whitespace, no control characters), not
+# blank. The form trims what it is sent first; the JSON API documents and applies the pattern as is.
+# Whitespace is listed (what str.isspace calls whitespace) rather than written \s, which JSON Schema
+# (ECMA-262) and Python read differently.
+_OTHER_SPACE = r"\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_VISIBLE = f"[^ {CONTROL_CHARS}{_OTHER_SPACE}]"
+ONE_LINE = f"^ *{_VISIBLE}(?: |{_VISIBLE})*$"
+_ONE_LINE = re.compile(ONE_LINE)
+
+
+def _one_line(value: str) -> str:
+    if not _ONE_LINE.fullmatch(value):
+        raise PydanticCustomError(
+            "one_line", "must be one line of text, not blank (spaces allowed; no tabs, newlines or NUL)"
+        )
+    return value
+
+
+KeyName = Annotated[
+    str, Field(max_length=NAME_MAX, json_schema_extra={"pattern": ONE_LINE}), AfterValidator(_one_line)
+]
+
+
+class NewKey(BaseModel):
+    """The JSON body that creates a key."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"team": "web", "user": "ann"}]})
+    team: KeyName
+    user: KeyName
+    name: KeyName | None = None
 
 
 class KeyInputError(ValueError):
@@ -53,7 +86,7 @@ def _field(value: Any, name: str, required: bool = True) -> str | None:
         if required:
             raise KeyInputError(f"{name} is required")
         return None
-    if len(text) > NAME_MAX or any(c.isspace() and c != " " for c in text):
+    if len(text) > NAME_MAX or not _ONE_LINE.fullmatch(text):
         raise KeyInputError(f"{name} must be one line of at most {NAME_MAX} characters")
     return text
 

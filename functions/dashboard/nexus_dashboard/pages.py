@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from nexus_dashboard import api, charts, conversation_view, keys, overview, queries, ratelimits, render, usage
 from nexus_dashboard.auth import form_fields
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
-from nexus_dashboard.filters import ListFilters
+from nexus_dashboard.filters import BranchName, ListFilters
 from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
 router = APIRouter(include_in_schema=False)
@@ -56,7 +56,7 @@ def conversation_page(
     conn: Conn,
     conversation_id: str,
     view: Literal["tree", "timeline"] = "tree",
-    branch: Annotated[str | None, Query(max_length=100)] = None,
+    branch: Annotated[BranchName | None, Query()] = None,
 ) -> HTMLResponse:
     c = conversation_or_404(conn, conversation_id, branch)
     numbers = {r["id"]: f"#{r['n']}" for r in c["requests"]}
@@ -111,7 +111,7 @@ def usage_page(
     conn: Conn,
     f: ListFilters,
     group: usage.Group = "model",
-    bucket: usage.Bucket | None = None,
+    bucket: usage.BucketParam = None,
 ) -> HTMLResponse:
     d = api.usage_data(conn, f, group, bucket)
     series = usage.series_names(d["groups"])

@@ -84,6 +84,7 @@ def raw_response_body(conn: psycopg.Connection, request_id: str) -> tuple[bytes,
     if raw is None and rebuilt is not None:
         return orjson.dumps(rebuilt), {"content-type": "application/json", "x-nexus-rebuilt": "from-stream"}
     keep = {k: v for k, v in headers if k in ("content-type", "content-encoding")}
+    keep.setdefault("content-type", "application/octet-stream")  # none recorded: say it is bytes
     return bytes(raw or b""), keep
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import psycopg
+from fastapi import Query
 from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import Filters
@@ -19,6 +20,10 @@ TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "c
 TOKEN_NAMES = ("input", "output", "cache write", "cache read")
 CHART_SERIES = 7  # the biggest groups by cost get a colour each; the rest are summed as "other"
 HOURLY_MAX_PERIODS = frozenset({"24h", "7d"})
+BucketParam = Annotated[
+    Bucket | None,
+    Query(description="`hour` (only with period=24h or 7d; 400 otherwise) or `day`; default: hour for 24h"),
+]
 
 
 class UsageError(ValueError):
