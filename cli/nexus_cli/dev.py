@@ -243,7 +243,9 @@ def _serve(
         args.host,
         dashboard_port,
         env,
-        ["--timeout-graceful-shutdown", "5"],
+        # The client address is the socket's: a local process must not pose as another address
+        # (sign-in throttling counts per address) through X-Forwarded-For.
+        ["--timeout-graceful-shutdown", "5", "--no-proxy-headers"],
     )
     # The proxy and dashboard run in sessions of their own, so this lowers only the supervisor (idle)
     # and the ingest thread.
