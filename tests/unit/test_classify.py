@@ -130,3 +130,9 @@ def test_body_without_messages_is_other(bad_body):
 
 def test_non_list_messages_do_not_crash():
     assert classify(MESSAGES, {"messages": 5, "tools": TOOLS}, None) in {MAIN, OTHER}
+
+
+def test_the_gateways_turns_are_main_turns_even_without_tools():
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": []}
+    assert classify("/v1/messages", body, None) == SIDE_CALL
+    assert classify("/v1/messages", body, None, via_gateway=True) == MAIN

@@ -17,6 +17,7 @@ from multidict import CIMultiDict
 from nexus.access import Authenticator, AuthError, Grant
 from nexus.headers import (
     HOP_BY_HOP,
+    NEXUS_PREFIX,
     PLATFORM_HEADERS,
     REQUEST_SKIP,
     SECRET_HEADERS,
@@ -266,7 +267,7 @@ class Forwarder:
 
     def _upstream_headers(self, headers: list[tuple[str, str]], grant: Grant) -> CIMultiDict:
         drop = REQUEST_SKIP.union(grant.drop) if grant.drop else REQUEST_SKIP
-        out = CIMultiDict((k, v) for k, v in headers if k not in drop)
+        out = CIMultiDict((k, v) for k, v in headers if k not in drop and not k.startswith(NEXUS_PREFIX))
         for k, v in grant.set:
             out[k] = v
         return out

@@ -185,6 +185,13 @@ class Authenticator:
             raise AuthError("this Nexus key has been revoked")
         return rec
 
+    def identify(self, key: str) -> tuple[KeyRecord, str]:
+        """A valid, unrevoked key's record and its team's mode (the gateway's check: it decides
+        itself what to send the proxy). Raises AuthError."""
+        self._refresh()
+        rec = self._verify(key.strip())
+        return rec, self._teams.get(rec.team, {}).get("mode", "passthrough")
+
     def authorize(self, headers: dict[str, str]) -> Grant:
         """``headers``: lower-cased request headers. Raises AuthError with a client-safe message."""
         self._refresh()

@@ -56,7 +56,9 @@ def is_quota_probe(body: dict[str, Any]) -> bool:
     return body.get("max_tokens") == 1 and len(messages) == 1 and last_user_text(body).strip() == "quota"
 
 
-def classify(path: str, body: dict[str, Any] | None, agent_id: str | None) -> str:
+def classify(path: str, body: dict[str, Any] | None, agent_id: str | None, via_gateway: bool = False) -> str:
+    """``via_gateway``: made by the gateway's engine, whose turns are main turns with or without tools
+    (it makes no side calls)."""
     if path.endswith("/count_tokens"):
         return COUNT_TOKENS
     if not isinstance(body, dict) or "messages" not in body:
@@ -65,7 +67,7 @@ def classify(path: str, body: dict[str, Any] | None, agent_id: str | None) -> st
         return QUOTA_PROBE
     if is_compaction(body):
         return COMPACTION
-    if not body.get("tools"):
+    if not body.get("tools") and not via_gateway:
         return SIDE_CALL  # titles, topic checks and other small helper calls carry no tools
     if agent_id:
         return SUBAGENT

@@ -71,6 +71,9 @@ SECRET_PARAMS = frozenset(
 )
 
 NEXUS_KEY_HEADER = "x-nexus-key"
+# Headers for Nexus itself (the key, which client made the request): recorded, never sent upstream.
+NEXUS_PREFIX = "x-nexus-"
+CLIENT_HEADER = "x-nexus-client"  # "gateway" on requests the gateway's engine makes
 
 
 def fingerprint(secret: str) -> str:

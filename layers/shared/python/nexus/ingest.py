@@ -16,6 +16,7 @@ from nexus import classify, pg_text, pricing, sse
 from nexus.bodies import PieceCache, sha256, split_body
 from nexus.db.tracking import LINKED_KINDS, LinkInput
 from nexus.encoding import decode_body
+from nexus.headers import CLIENT_HEADER
 from nexus.record import RawRecord
 from nexus.tracking import keys as tracking_keys
 from nexus.tracking.normalize import NormCache
@@ -120,7 +121,7 @@ def prepare(rec: RawRecord, pieces: PieceCache | None = PIECES) -> Prepared:
     if ok and stream and not complete and error is None:
         error = "stream_incomplete"
 
-    kind = classify.classify(rec.path, body, agent_id)
+    kind = classify.classify(rec.path, body, agent_id, rec.header(CLIENT_HEADER) == "gateway")
     keys = None
     if kind in LINKED_KINDS and isinstance(body, dict) and split is not None:
         keys = tracking_keys.compute(
