@@ -1,0 +1,159 @@
+"""The gateway's engine, assembled from settings: the relay to the Nexus proxy, the warm pool, the
+session store and conversation state, and the caller check. One per process; the HTTP layer
+(``app.py``) only translates."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from nexus.access import Authenticator
+from nexus.secret_store import SecretStore
+from psycopg_pool import AsyncConnectionPool
+
+from nexus_gateway import cache, callers, images
+from nexus_gateway.dialogue import Dialogue
+from nexus_gateway.engine.events import Event, Failed, TextDelta, ToolCallStart
+from nexus_gateway.engine.options import Isolation, load_mcp_config
+from nexus_gateway.engine.pool import Caller, Lease, Pool, PoolLimits
+from nexus_gateway.engine.relay import Relay
+from nexus_gateway.engine.session_store import PostgresSessionStore
+from nexus_gateway.engine.state import Conversation, MemoryState, PostgresState, StateStore
+from nexus_gateway.errors import GatewayError
+from nexus_gateway.settings import GatewaySettings
+
+log = logging.getLogger("nexus.gateway")
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings, secrets: SecretStore) -> None:
+        self.settings = settings
+        self.auth = Authenticator(secrets, require_keys=settings.require_keys)
+        self.relay = Relay(settings.proxy_url)
+        self.db: AsyncConnectionPool | None = None
+        self.state: StateStore = MemoryState()
+        self.session_store: Any = None
+        self.image_limits = images.FetchLimits(
+            settings.image_max_bytes, settings.image_fetch_timeout_s, settings.image_allow_private
+        )
+        self.isolation = Isolation(
+            builtin_tools=tuple(settings.builtin_tools),
+            extra_dirs=tuple(settings.extra_dirs),
+            mcp_servers=load_mcp_config(settings.mcp_config),
+            claude_code_prompt=settings.claude_code_prompt,
+        )
+        self.pool: Pool | None = None
+        self.cache = (
+            cache.ResponseCache(settings.cache_ttl_s, settings.cache_max_entries)
+            if settings.cache_enabled
+            else None
+        )
+        self.started = time.monotonic()
+
+    async def start(self) -> None:
+        if self.settings.database_url:
+            self.db = AsyncConnectionPool(self.settings.database_url, min_size=1, max_size=8, open=False)
+            await self.db.open(wait=True, timeout=30)
+            self.state = PostgresState(self.db)
+            self.session_store = PostgresSessionStore(self.db)
+        await self.relay.start()
+        s = self.settings
+        limits = PoolLimits(
+            max_sessions=s.max_sessions,
+            warm_spares=s.warm_spares,
+            spare_configs=s.spare_configs,
+            queue_size=s.queue_size,
+            queue_timeout_s=s.queue_timeout_s,
+            idle_timeout_s=s.idle_timeout_s,
+            turn_timeout_s=s.turn_timeout_s,
+            tool_result_timeout_s=s.tool_result_timeout_s,
+        )
+        root = (s.data_dir / "gateway").resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        self.pool = Pool(limits, self.relay, self.isolation, Path(root), self.state, self.session_store)
+        await self.pool.start()
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        await self.relay.close()
+        if self.db is not None:
+            await self.db.close()
+
+    def caller(self, headers: dict[str, str]) -> Caller:
+        return callers.identify(self.auth, headers)
+
+    async def conversation(self, conversation_id: str, caller: Caller, param: str) -> Conversation:
+        """A conversation of this caller (404 otherwise, as for an id that does not exist)."""
+        conv = await self.state.get(conversation_id)
+        if conv is None or conv.scope != caller.scope:
+            raise GatewayError(
+                404,
+                f"No conversation found with id '{conversation_id}'.",
+                param=param,
+                code="conversation_not_found",
+            )
+        return conv
+
+    def cached(self, turn: Turn, asked: str | None) -> tuple[AsyncIterator[Event], dict[str, str]]:
+        """The turn's events, from the response cache when it holds this exact question (and the
+        client did not send ``x-nexus-cache: no``); answers computed now are kept for next time."""
+        if self.cache is None or turn.after is not None or (asked or "").lower() in ("no", "bypass"):
+            return turn.events(), {}
+        assert self.pool is not None
+        k = cache.key(turn.caller.team, turn.dialogue)
+        hit = self.cache.get(k)
+        if hit is not None:
+            self.pool.stats.cache_hits += 1
+            return cache.replay(hit), {cache.HEADER: "hit"}
+        self.pool.stats.cache_misses += 1
+        store = self.cache
+        return cache.recording(turn.events(), lambda answer: store.put(k, answer)), {cache.HEADER: "miss"}
+
+    def turn(
+        self, dialogue: Dialogue, caller: Caller, started: float, after: Conversation | None = None
+    ) -> Turn:
+        assert self.pool is not None
+        return Turn(self.pool, dialogue, caller, started, after)
+
+
+class Turn:
+    """One request's turn: its events, and (once it ran) the lease that says which conversation and
+    state it left."""
+
+    def __init__(
+        self, pool: Pool, dialogue: Dialogue, caller: Caller, started: float, after: Conversation | None
+    ) -> None:
+        self.pool = pool
+        self.dialogue = dialogue
+        self.caller = caller
+        self.started = started
+        self.after = after
+        self.lease: Lease | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The turn's events. A Claude Code process that dies before anything reached the client is
+        replaced and the turn tried once more; closing this iterator interrupts the turn."""
+        stats = self.pool.stats
+        stats.requests += 1
+        first = True
+        for attempt in (1, 2):
+            self.lease = await self.pool.lease(self.dialogue, self.caller, self.after)
+            retry = False
+            async with contextlib.aclosing(self.pool.run(self.lease, self.caller)) as events:
+                async for event in events:
+                    if isinstance(event, Failed) and event.retryable and first and attempt == 1:
+                        log.warning("engine failed before answering (%s); retrying once", event.message)
+                        stats.retries += 1
+                        retry = True
+                        break
+                    if first and isinstance(event, (TextDelta, ToolCallStart)):
+                        first = False
+                        stats.first_delta((time.perf_counter() - self.started) * 1000)
+                    yield event
+            if not retry:
+                return

@@ -1,0 +1,122 @@
+"""The gateway's settings: one typed object, read once at start.
+
+Sources, highest first: ``NEXUS_GATEWAY_*`` environment variables, then the TOML file named by
+``NEXUS_GATEWAY_CONFIG`` (keys as below, without the prefix), then the defaults. A key the gateway
+does not know, in the file or as a ``NEXUS_GATEWAY_*`` variable, stops the start with a message that
+names it: a typo must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "NEXUS_GATEWAY_"
+CONFIG_ENV = "NEXUS_GATEWAY_CONFIG"
+
+
+class SettingsError(Exception):
+    """A setting is unknown or invalid; the message names it."""
+
+
+class _TomlFile(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                self.data = tomllib.loads(path.read_text())
+            except FileNotFoundError:
+                raise SettingsError(f"{CONFIG_ENV}={path}: no such file") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+            unknown = sorted(set(self.data) - set(settings_cls.model_fields))
+            if unknown:
+                raise SettingsError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # Where the engine's Claude Code sends its Anthropic traffic: the Nexus proxy, so every call is
+    # recorded under the caller's key like any Claude Code session.
+    proxy_url: str = "http://127.0.0.1:3000"
+    require_keys: bool = True
+    data_dir: Path = Path(".nexus")
+    # PostgreSQL for sessions (the SDK SessionStore) and conversations; None keeps them in memory.
+    database_url: str | None = None
+
+    # The pool of warm Claude Code sessions.
+    max_sessions: int = Field(8, ge=1, le=256, description="Claude Code processes running at once")
+    warm_spares: int = Field(2, ge=0, le=64, description="blank warm sessions kept per recent configuration")
+    spare_configs: int = Field(4, ge=1, le=64, description="recent configurations to keep spares for")
+    queue_size: int = Field(32, ge=0, description="requests waiting for a session before 429")
+    queue_timeout_s: float = Field(30.0, gt=0)
+    idle_timeout_s: float = Field(600.0, gt=0, description="a warm session unused this long is recycled")
+    turn_timeout_s: float = Field(600.0, gt=0)
+    tool_result_timeout_s: float = Field(600.0, gt=0, description="how long a turn waits for tool results")
+
+    # What the engine may do beyond answering. Off by default: a gateway model has no tools of its own.
+    builtin_tools: list[str] = Field(default_factory=list, description="allowlist of Claude Code tools")
+    extra_dirs: list[Path] = Field(default_factory=list)
+    mcp_config: Path | None = Field(None, description='a JSON file in the {"mcpServers": {...}} shape')
+    claude_code_prompt: bool = Field(False, description="prepend Claude Code's own agent system prompt")
+    default_model: str = "claude-sonnet-4-5"
+    max_budget_usd: float | None = Field(
+        None, gt=0, description="per-request spend cap unless a policy sets one"
+    )
+
+    # Response cache: opt-in.
+    cache_enabled: bool = False
+    cache_ttl_s: float = Field(3600.0, gt=0)
+    cache_max_entries: int = Field(1000, ge=1)
+
+    # Images given by URL.
+    image_fetch_timeout_s: float = Field(10.0, gt=0)
+    image_max_bytes: int = Field(5 * 1024 * 1024, gt=0)
+    # Only for tests that serve images from loopback: lets the SSRF guard pass private addresses.
+    image_allow_private: bool = False
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get(CONFIG_ENV)
+        return init_settings, env_settings, _TomlFile(settings_cls, Path(path) if path else None)
+
+
+def load(**overrides: Any) -> GatewaySettings:
+    """The settings, or SettingsError naming what is wrong."""
+    known = {ENV_PREFIX + name.upper() for name in GatewaySettings.model_fields} | {CONFIG_ENV}
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise SettingsError(f"unknown setting(s) {', '.join(unknown)}")
+    try:
+        return GatewaySettings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise SettingsError(f"{where}: {first['msg']}") from None
