@@ -8,10 +8,11 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: setup dev test lint format bench synth
 
-# Create or refresh .venv and node_modules from the lock files; nothing else.
+# Create or refresh .venv and node_modules from the lock files; nothing else. Bytecode is compiled at
+# install: every process the suite starts (stacks, CLIs, uvicorn children) imports without compiling.
 setup: node_modules/.installed
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
-	@$(UV) sync --frozen --all-extras --quiet
+	@$(UV) sync --frozen --all-extras --quiet --compile-bytecode
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

@@ -1,9 +1,10 @@
 """``nexus dev``: the whole local stack in the foreground.
 
-Embedded PostgreSQL (or DATABASE_URL), migrations, the proxy and dashboard as uvicorn child
-processes, and the ingest consumer in this process. Stop order on Ctrl-C/SIGTERM: proxy first (its
-in-flight requests finish and are spooled), then ingest drains the spool, then the dashboard and the
-database. Nothing accepted is lost; a restart resumes from the spool and keeps the database.
+Embedded PostgreSQL (or DATABASE_URL), migrations, the proxy, dashboard and gateway as uvicorn
+child processes, and the ingest consumer in this process. Stop order on Ctrl-C/SIGTERM: the gateway
+(its turns go through the proxy), the proxy (its in-flight requests finish and are spooled), then
+ingest drains the spool, then the dashboard and the database. Nothing accepted is lost; a restart
+resumes from the spool and keeps the database.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy-port", type=int, default=None, help="[NEXUS_PROXY_PORT, default 3000]")
     p.add_argument("--dashboard-port", type=int, default=None, help="[NEXUS_DASHBOARD_PORT, default 3001]")
     p.add_argument("--gateway-port", type=int, default=None, help="[NEXUS_GATEWAY_PORT, default 8080]")
+    p.add_argument(
+        "--no-gateway",
+        action="store_true",
+        default=os.environ.get("NEXUS_GATEWAY", "on").lower() in ("off", "0", "false", "no"),
+        help="do not run the OpenAI-compatible gateway [NEXUS_GATEWAY=off]",
+    )
     p.add_argument(
         "--keys",
         choices=("auto", "required", "optional"),
@@ -134,6 +141,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 
 class Stack:
     proxy: subprocess.Popen | None = None
     dashboard: subprocess.Popen | None = None
+    gateway: subprocess.Popen | None = None
     consumer_thread: threading.Thread | None = None
     stop_consumer: threading.Event | None = None
     pg: EmbeddedPostgres | None = None
@@ -171,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"bad setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
     _check_port(args.host, proxy_port, "proxy")
     _check_port(args.host, dashboard_port, "dashboard")
+    if not args.no_gateway:
+        _check_port(args.host, gateway_port, "gateway")
     data_dir.mkdir(parents=True, exist_ok=True)
 
     stop = threading.Event()
@@ -247,8 +257,25 @@ def _serve(
         # (sign-in throttling counts per address) through X-Forwarded-For.
         ["--timeout-graceful-shutdown", "5", "--no-proxy-headers"],
     )
-    # The proxy and dashboard run in sessions of their own, so this lowers only the supervisor (idle)
-    # and the ingest thread.
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    # The gateway's Claude Code sends its traffic through the proxy (recorded under each caller).
+    gateway_env = {
+        **env,
+        "NEXUS_GATEWAY_PROXY_URL": f"http://{host}:{proxy_port}",
+        "NEXUS_GATEWAY_DATABASE_URL": db_url,
+        "NEXUS_GATEWAY_DATA_DIR": str(data_dir),
+        "NEXUS_GATEWAY_REQUIRE_KEYS": "true" if settings.require_keys else "false",
+    }
+    if not args.no_gateway:
+        stack.gateway = _uvicorn(
+            "nexus_gateway.app:create_from_env",
+            args.host,
+            gateway_port,
+            gateway_env,
+            ["--timeout-graceful-shutdown", "20", "--no-proxy-headers", "--timeout-keep-alive", "75"],
+        )
+    # The proxy, dashboard and gateway run in sessions of their own, so this lowers only the
+    # supervisor (idle) and the ingest thread.
     priority.lower(os.getpid())
     stack.stop_consumer = threading.Event()
     consumer = SpoolConsumer(settings.spool_dir, db_url)
@@ -256,9 +283,10 @@ def _serve(
         target=consumer.run, args=(stack.stop_consumer,), name="ingest", daemon=True
     )
     stack.consumer_thread.start()
-    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     _wait_healthy(f"http://{host}:{proxy_port}/health", stack.proxy, "proxy")
     _wait_healthy(f"http://{host}:{dashboard_port}/health", stack.dashboard, "dashboard")
+    if stack.gateway is not None:
+        _wait_healthy(f"http://{host}:{gateway_port}/ready", stack.gateway, "gateway", timeout=90)
 
     _banner(
         args,
@@ -272,8 +300,12 @@ def _serve(
         embedded=stack.pg is not None,
     )
     while not stop.wait(0.5):
-        for name, proc in (("proxy", stack.proxy), ("dashboard", stack.dashboard)):
-            if proc.poll() is not None:
+        for name, proc in (
+            ("proxy", stack.proxy),
+            ("dashboard", stack.dashboard),
+            ("gateway", stack.gateway),
+        ):
+            if proc is not None and proc.poll() is not None:
                 log.error("the %s exited unexpectedly (code %s); stopping", name, proc.returncode)
                 return 1
     print("\nnexus dev: stopping (finishing in-flight requests, draining the spool)...", flush=True)
@@ -304,12 +336,17 @@ def _banner(
         "team or user"
     )
     db = f"embedded PostgreSQL in {settings.data_dir / 'pg'}" if embedded else "DATABASE_URL"
+    gateway = (
+        f"http://{host}:{gateway_port}/v1  (OpenAI-compatible; Claude Code is the engine)"
+        if not args.no_gateway
+        else "off (--no-gateway)"
+    )
     lines = [
         "",
         "Nexus local stack is running. Ctrl-C stops it; data is kept in " + str(settings.data_dir),
         f"  proxy      {base}  ->  {settings.upstream_url}",
         f"  dashboard  http://{host}:{dashboard_port}  (JSON API: /api/requests)",
-        f"  gateway    port {gateway_port} reserved; the OpenAI-compatible gateway is not in this build yet",
+        f"  gateway    {gateway}",
         f"  database   {db}",
         f"  keys       {keys}",
         f"  dashboard key{' (new)' if new_key else ''}: {dashboard_key}",
@@ -318,6 +355,16 @@ def _banner(
         f"  ANTHROPIC_BASE_URL={base} claude",
         "With a Nexus key (pass-through team: your own Anthropic login still applies):",
         f"  ANTHROPIC_BASE_URL={base} ANTHROPIC_CUSTOM_HEADERS='X-Nexus-Key: nxk_...' claude",
+        *(
+            [
+                "Use the gateway with the openai SDK (a Nexus key, or any key on localhost):",
+                f"  OpenAI(base_url='http://{host}:{gateway_port}/v1', api_key='nxk_...')"
+                ".chat.completions.create(model='sonnet', messages=[...])",
+                f"  OPENAI_BASE_URL=http://{host}:{gateway_port}/v1 OPENAI_API_KEY=nxk_... your-client",
+            ]
+            if not args.no_gateway
+            else []
+        ),
         "Look at what was recorded:",
         f"  curl -H 'Authorization: Bearer {dashboard_key}' http://{host}:{dashboard_port}/api/requests",
         "",
@@ -338,6 +385,7 @@ def _terminate(proc: subprocess.Popen | None, timeout: float) -> None:
 
 def _shutdown(stack: Stack) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the drain short
+    _terminate(stack.gateway, 25)  # its turns go through the proxy: it stops first
     _terminate(stack.proxy, 35)
     if stack.consumer_thread is not None and stack.stop_consumer is not None:
         stack.stop_consumer.set()

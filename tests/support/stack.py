@@ -34,6 +34,7 @@ class Stack:
         database_url: str | None = None,
         keys: str = "optional",
         env: dict[str, str] | None = None,
+        gateway: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.upstream = upstream
@@ -42,6 +43,8 @@ class Stack:
         self.extra_env = env or {}
         self.proxy_port = free_port()
         self.dashboard_port = free_port()
+        self.gateway_port = free_port()
+        self.gateway = gateway  # the gateway costs seconds of start-up: only for the tests that use it
         self.proc: subprocess.Popen | None = None
         self.dashboard_key = "nxd_test_" + os.urandom(8).hex()
         self.log_path = data_dir / "nexus-dev.log"
@@ -53,6 +56,10 @@ class Stack:
     @property
     def dashboard_url(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}/v1"
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "ANTHROPIC_"))}
@@ -78,6 +85,9 @@ class Stack:
                 str(self.proxy_port),
                 "--dashboard-port",
                 str(self.dashboard_port),
+                "--gateway-port",
+                str(self.gateway_port),
+                *([] if self.gateway else ["--no-gateway"]),
                 "--keys",
                 self.keys,
             ],
