@@ -21,7 +21,7 @@ from nexus_gateway.engine.events import Event, Failed, TextDelta, ToolCallStart
 from nexus_gateway.engine.options import Isolation, load_mcp_config
 from nexus_gateway.engine.pool import Caller, Lease, Pool, PoolLimits
 from nexus_gateway.engine.relay import Relay
-from nexus_gateway.engine.session_store import PostgresSessionStore
+from nexus_gateway.engine.session_store import BackgroundWrites, PostgresSessionStore
 from nexus_gateway.engine.state import Conversation, MemoryState, PostgresState, StateStore
 from nexus_gateway.errors import GatewayError
 from nexus_gateway.settings import GatewaySettings
@@ -56,10 +56,19 @@ class Gateway:
 
     async def start(self) -> None:
         if self.settings.database_url:
-            self.db = AsyncConnectionPool(self.settings.database_url, min_size=1, max_size=8, open=False)
+            # Commits do not wait for the disk: what the gateway writes (transcript mirrors, history
+            # states) is rebuilt or resumed from elsewhere if the last milliseconds are lost in a
+            # crash, and a commit that waits for fsync sits in every turn's way.
+            self.db = AsyncConnectionPool(
+                self.settings.database_url,
+                min_size=1,
+                max_size=8,
+                open=False,
+                kwargs={"options": "-c synchronous_commit=off"},
+            )
             await self.db.open(wait=True, timeout=30)
             self.state = PostgresState(self.db)
-            self.session_store = PostgresSessionStore(self.db)
+            self.session_store = BackgroundWrites(PostgresSessionStore(self.db))
         await self.relay.start()
         s = self.settings
         limits = PoolLimits(
@@ -81,6 +90,8 @@ class Gateway:
         if self.pool is not None:
             await self.pool.close()
         await self.relay.close()
+        if self.session_store is not None:
+            await self.session_store.close()
         if self.db is not None:
             await self.db.close()
 

@@ -132,16 +132,23 @@ class Pool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._maintenance: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.writes: asyncio.Queue[Any] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
         self._closing = False
 
     # lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self._maintenance = asyncio.create_task(self._maintain(), name="gateway-pool-maintenance")
+        self._writer = asyncio.create_task(self._write_in_order(), name="gateway-state-writes")
 
     async def close(self) -> None:
         self._closing = True
         if self._maintenance is not None:
             self._maintenance.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settled(), 10)
+        if self._writer is not None:
+            self._writer.cancel()
         for w in list(self.workers):
             w.stop()
         tasks = [w.task for w in self.workers if w.task is not None]
@@ -250,7 +257,7 @@ class Pool:
             if w.holds is not None and self.holders.get(w.holds) is w:
                 del self.holders[w.holds]
             w.holds = None
-            await self.state.moved_on(w.session_id)
+            self.writes.put_nowait(self.state.moved_on(w.session_id))  # after the writes queued before
 
     def _gone(self, w: Worker) -> None:
         self.workers.discard(w)
@@ -324,10 +331,12 @@ class Pool:
             if prefixes[i] in self.holders:
                 start = i
                 break
-        found = await self.state.find(prefixes)
         ref = None
-        if found is not None and found[0] >= start:
-            start, ref = found
+        if start < len(prefixes) - 1 or start < 0:
+            # Not held warm at the longest possible prefix: the database may know a longer one.
+            found = await self.state.find(prefixes)
+            if found is not None and found[0] >= start:
+                start, ref = found
         tail = history[start + 1 :]
         if any(m.role == "assistant" for m in tail):
             # Turns no session holds: write the history into a new session and resume it.
@@ -508,6 +517,7 @@ class Pool:
         iterator early (the client went away) interrupts the turn."""
         w = lease.worker
         w.conversation_id = lease.conversation.id
+        w.conversation = lease.conversation
         sink: asyncio.Queue[Event] = asyncio.Queue()
         if lease.into_open_turn:
             results, _ = _tool_results(lease.sent)
@@ -555,18 +565,31 @@ class Pool:
             self._wake_one()
 
     async def _remember(self, lease: Lease, answer: Message, done: Finished | None) -> None:
+        """What the session holds now: in memory at once (the client's next request finds it warm),
+        in the database in the background, in order (off the answer's path)."""
         w = lease.worker
         key = continuity.key_after(lease.base, [lease.sent, answer])
         if w.holds is not None and self.holders.get(w.holds) is w:
             del self.holders[w.holds]
         w.holds = key
         self.holders[key] = w
-        await self.state.remember(
-            key, StateRef(w.session_id, lease.conversation.id, w.config.key, w.project, w.last_entry)
-        )
+        ref = StateRef(w.session_id, lease.conversation.id, w.config.key, w.project, w.last_entry)
         u = done.usage if done is not None else None
         cost = Decimal(str(done.cost_usd)) if done is not None and done.cost_usd is not None else Decimal(0)
         usage = (u.prompt_tokens, u.output_tokens, u.cache_read_input_tokens) if u is not None else (0, 0, 0)
-        await self.state.turn_done(lease.conversation.id, w.session_id, key, usage, cost)
         lease.conversation.state_key = key
         lease.conversation.session_id = w.session_id
+        self.writes.put_nowait(self.state.turn_recorded(key, ref, usage, cost))
+
+    async def _write_in_order(self) -> None:
+        while True:
+            write = await self.writes.get()
+            try:
+                await write
+            except Exception:  # a lost state write costs a resume later, never an answer
+                log.exception("could not record a gateway state")
+
+    async def settled(self) -> None:
+        """Until every state write queued so far is done (tests, shutdown)."""
+        while not self.writes.empty():
+            await asyncio.sleep(0.01)

@@ -4,24 +4,27 @@
 The CLI still writes its local JSONL; the SDK mirrors each batch to ``append`` after that write,
 and on resume loads the whole transcript with ``load`` and materialises it for the CLI. Entries are
 opaque JSON: stored as ``jsonb`` (key order is not kept; the SDK compares entries deep, never as
-bytes), deduplicated by their ``uuid`` when they have one.
+bytes), deduplicated by their ``uuid`` when they have one. Session summaries (an optional part of the
+protocol, for listing sessions through the SDK) are not kept: the gateway lists its own conversations,
+and each append stays one short transaction.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
+import logging
 from typing import Any
 
-from claude_agent_sdk import fold_session_summary
 from claude_agent_sdk.types import (
     SessionKey,
     SessionListSubkeysKey,
     SessionStoreEntry,
     SessionStoreListEntry,
-    SessionSummaryEntry,
 )
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger("nexus.gateway.sessions")
 
 
 def _sub(key: SessionKey) -> str:
@@ -36,36 +39,20 @@ class PostgresSessionStore:
         if not entries:
             return
         project, session, sub = key["project_key"], key["session_id"], _sub(key)
-        async with self.pool.connection() as conn, conn.transaction():
-            # One writer per transcript at a time: the summary fold reads, folds and writes.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{project}/{session}/{sub}",)
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO gateway_transcript_entries (project_key, session_id, subpath, uuid, entry)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [(project, session, sub, e.get("uuid"), Jsonb(e)) for e in entries],
             )
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO gateway_transcript_entries (project_key, session_id, subpath, uuid, entry)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    [(project, session, sub, e.get("uuid"), Jsonb(e)) for e in entries],
-                )
-                row = await (
-                    await cur.execute(
-                        "SELECT mtime, summary FROM gateway_transcripts"
-                        " WHERE project_key = %s AND session_id = %s AND subpath = %s",
-                        (project, session, sub),
-                    )
-                ).fetchone()
-                mtime = max(int(time.time() * 1000), (row[0] + 1) if row else 0)
-                summary = None
-                if not sub:
-                    prev = row[1] if row else None
-                    folded = fold_session_summary(prev, key, entries)
-                    summary = {**folded, "mtime": mtime}
-                await cur.execute(
-                    "INSERT INTO gateway_transcripts (project_key, session_id, subpath, mtime, summary)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (project_key, session_id, subpath)"
-                    " DO UPDATE SET mtime = EXCLUDED.mtime, summary = EXCLUDED.summary",
-                    (project, session, sub, mtime, Jsonb(summary) if summary is not None else None),
-                )
+            # mtime: storage write time in epoch ms, strictly increasing per transcript.
+            await cur.execute(
+                "INSERT INTO gateway_transcripts AS t (project_key, session_id, subpath, mtime)"
+                " VALUES (%s, %s, %s, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+                " ON CONFLICT (project_key, session_id, subpath) DO UPDATE SET mtime ="
+                " greatest(EXCLUDED.mtime, t.mtime + 1)",
+                (project, session, sub),
+            )
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         async with self.pool.connection() as conn:
@@ -89,17 +76,6 @@ class PostgresSessionStore:
             ).fetchall()
         return [{"session_id": r[0], "mtime": int(r[1])} for r in rows]
 
-    async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
-        async with self.pool.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT summary FROM gateway_transcripts"
-                    " WHERE project_key = %s AND subpath = '' AND summary IS NOT NULL",
-                    (project_key,),
-                )
-            ).fetchall()
-        return [r[0] for r in rows]
-
     async def delete(self, key: SessionKey) -> None:
         where = "project_key = %s AND session_id = %s"
         args: tuple[Any, ...] = (key["project_key"], key["session_id"])
@@ -120,3 +96,54 @@ class PostgresSessionStore:
                 )
             ).fetchall()
         return [r[0] for r in rows]
+
+
+class BackgroundWrites:
+    """A SessionStore whose appends return at once and are written in order in the background: the
+    SDK mirrors a transcript when a turn ends, which is exactly when the client's next turn starts.
+    Reads wait until every append made before them is written, so a resume sees the whole
+    transcript. (The CLI wrote its local copy first; a crash loses at most the pending mirror.)"""
+
+    def __init__(self, inner: PostgresSessionStore) -> None:
+        self.inner = inner
+        self._queue: asyncio.Queue[tuple[SessionKey, list[SessionStoreEntry]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="gateway-transcript-writes")
+        self._queue.put_nowait((key, entries))
+
+    async def _drain(self) -> None:
+        while True:
+            key, entries = await self._queue.get()
+            try:
+                await self.inner.append(key, entries)
+            except Exception:
+                log.exception("could not mirror transcript entries of session %s", key.get("session_id"))
+            finally:
+                self._queue.task_done()
+
+    async def flushed(self) -> None:
+        await self._queue.join()
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        await self.flushed()
+        return await self.inner.load(key)
+
+    async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
+        await self.flushed()
+        return await self.inner.list_sessions(project_key)
+
+    async def delete(self, key: SessionKey) -> None:
+        await self.flushed()
+        await self.inner.delete(key)
+
+    async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
+        await self.flushed()
+        return await self.inner.list_subkeys(key)
+
+    async def close(self) -> None:
+        await self.flushed()
+        if self._task is not None:
+            self._task.cancel()

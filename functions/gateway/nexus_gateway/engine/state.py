@@ -57,6 +57,9 @@ def new_conversation_id() -> str:
 class StateStore(Protocol):
     async def find(self, keys: list[bytes]) -> tuple[int, StateRef] | None: ...
     async def remember(self, key: bytes, ref: StateRef) -> None: ...
+    async def turn_recorded(
+        self, key: bytes, ref: StateRef, usage: tuple[int, int, int], cost: Decimal
+    ) -> None: ...
     async def moved_on(self, session_id: str) -> None: ...
     async def create(self, conv: Conversation) -> None: ...
     async def turn_done(
@@ -114,6 +117,12 @@ class MemoryState:
             if other.session_id == ref.session_id:
                 other.latest = False
         self.states[key] = ref
+
+    async def turn_recorded(
+        self, key: bytes, ref: StateRef, usage: tuple[int, int, int], cost: Decimal
+    ) -> None:
+        await self.remember(key, ref)
+        await self.turn_done(ref.conversation_id, ref.session_id, key, usage, cost)
 
     async def moved_on(self, session_id: str) -> None:
         for ref in self.states.values():
@@ -215,6 +224,31 @@ class PostgresState:
                 " conversation_id = EXCLUDED.conversation_id, project = EXCLUDED.project,"
                 " entry_uuid = EXCLUDED.entry_uuid, latest = true",
                 (key, ref.session_id, ref.conversation_id, ref.config_key, ref.project, ref.entry_uuid),
+            )
+
+    async def turn_recorded(
+        self, key: bytes, ref: StateRef, usage: tuple[int, int, int], cost: Decimal
+    ) -> None:
+        """The state a turn left and the conversation's totals, in one transaction."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE gateway_states SET latest = false WHERE session_id = %s AND latest", (ref.session_id,)
+            )
+            await conn.execute(
+                "INSERT INTO gateway_states"
+                " (key, session_id, conversation_id, config_key, project, entry_uuid)"
+                " VALUES (%s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (key) DO UPDATE SET session_id = EXCLUDED.session_id,"
+                " conversation_id = EXCLUDED.conversation_id, project = EXCLUDED.project,"
+                " entry_uuid = EXCLUDED.entry_uuid, latest = true",
+                (key, ref.session_id, ref.conversation_id, ref.config_key, ref.project, ref.entry_uuid),
+            )
+            await conn.execute(
+                "UPDATE gateway_conversations SET session_id = %s, state_key = %s, turns = turns + 1,"
+                " prompt_tokens = prompt_tokens + %s, completion_tokens = completion_tokens + %s,"
+                " cached_tokens = cached_tokens + %s, cost_usd = cost_usd + %s, last_used_at = now()"
+                " WHERE id = %s",
+                (ref.session_id, key, *usage, cost, ref.conversation_id),
             )
 
     async def moved_on(self, session_id: str) -> None:

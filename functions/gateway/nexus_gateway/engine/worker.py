@@ -166,6 +166,7 @@ class Worker:
         self.holds: bytes | None = None  # continuity key of the history this session holds
         self.scope: str | None = None  # the caller it serves (set with its first turn)
         self.conversation_id: str | None = None
+        self.conversation: Any = None  # the conversation it serves (engine.state.Conversation)
         self.busy_claimed = False  # leased to a request that has not submitted yet
         self.unseen = 0  # events no client received (interrupted or abandoned turns)
         self.on_turn_end: Any = None  # the pool's hook: async callable(worker)

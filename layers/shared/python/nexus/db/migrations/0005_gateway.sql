@@ -15,13 +15,12 @@ CREATE INDEX gateway_transcript_entries_key ON gateway_transcript_entries (proje
 CREATE UNIQUE INDEX gateway_transcript_entries_uuid
     ON gateway_transcript_entries (project_key, session_id, subpath, uuid) WHERE uuid IS NOT NULL;
 
--- Per transcript: storage write time (the SDK's mtime) and the SDK-owned summary sidecar.
+-- Per transcript: its storage write time (the SDK's mtime).
 CREATE TABLE gateway_transcripts (
     project_key text NOT NULL,
     session_id text NOT NULL,
     subpath text NOT NULL DEFAULT '',
     mtime bigint NOT NULL,                 -- epoch milliseconds, strictly increasing per write
-    summary jsonb,                         -- main transcripts only
     PRIMARY KEY (project_key, session_id, subpath)
 );
 
