@@ -114,8 +114,18 @@ def test_responses_bad_input(gateway: Gateway, upstream):
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="sonnet", input="x", previous_response_id="resp_doesnotexist")
     with pytest.raises(openai.BadRequestError) as info:
-        client.responses.create(model="sonnet", input="x", tools=[{"type": "web_search"}])
+        client.responses.create(model="sonnet", input="x", tools=[{"type": "shell_of_the_future"}])
     assert info.value.body["code"] == "unsupported_parameter"
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="sonnet", input="x", temperature=0.1)
     assert upstream.messages_requests() == []
+
+
+def test_hosted_tools_are_not_offered_to_the_model_and_the_response_says_so(gateway: Gateway, upstream):
+    upstream.enqueue(text_reply("No search needed."))
+    raw = gateway.client().responses.with_raw_response.create(
+        model="sonnet", input="hi", tools=[WEATHER, {"type": "web_search"}]
+    )
+    assert raw.headers["x-nexus-unsupported-tools"] == "web_search"
+    assert raw.parse().output_text == "No search needed."
+    assert [t["name"] for t in _bodies(upstream)[0]["tools"]] == ["get_weather"]

@@ -180,6 +180,9 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
             # Continue from that response, even if others followed it (then the session forks there).
             after = dataclasses.replace(conv, state_key=stored.state_key)
         dialogue = await responses.dialogue(req, gateway.image_limits)
+        notes = (
+            {"x-nexus-unsupported-tools": ", ".join(dialogue.skipped_tools)} if dialogue.skipped_tools else {}
+        )
         rid = responses.response_id()
         turn = gateway.turn(dialogue, caller, started, after)
         events = turn.events()
@@ -198,14 +201,14 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
                             await save(final)
                         yield piece
 
-            return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+            return StreamingResponse(body(), media_type="text/event-stream", headers={**SSE_HEADERS, **notes})
         answer = await _collect_or_abandon(request, events)
         if answer is None:
             return Response(status_code=499)
         output, status = responses.output_of(answer)
         doc = responses.envelope(rid, req, dialogue.model.id, int(time.time()), status, output, answer.usage)
         await save(doc)
-        return JSONResponse(doc)
+        return JSONResponse(doc, headers=notes)
 
     @app.get("/v1/responses/{response_id}")
     async def get_response(request: Request, response_id: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nexus_gateway import catalog, images
-from nexus_gateway.dialogue import Dialogue, Message, ToolSpec, append, text_block
+from nexus_gateway.dialogue import EFFORTS, Dialogue, Message, ToolSpec, append, text_block
 from nexus_gateway.errors import GatewayError, bad_request, unsupported
 
 
@@ -141,8 +141,10 @@ def _refuse_what_cannot_be_honoured(req: ChatRequest) -> None:
         raise unsupported("prediction", "predicted outputs are not available")
     if req.web_search_options:
         raise unsupported("web_search_options", "web search is not available through the gateway")
-    if req.reasoning_effort is not None:
-        raise unsupported("reasoning_effort", "Claude Code decides its thinking budget itself")
+    if req.reasoning_effort is not None and req.reasoning_effort not in EFFORTS:
+        raise bad_request(
+            f"reasoning_effort: one of {', '.join(EFFORTS)}", "reasoning_effort", "invalid_value"
+        )
     if req.parallel_tool_calls is False:
         raise unsupported(
             "parallel_tool_calls", "Claude may call several tools at once; this cannot be turned off"
@@ -320,6 +322,7 @@ async def dialogue(req: ChatRequest, limits: images.FetchLimits) -> Dialogue:
         json_schema=schema,
         max_tokens=req.max_completion_tokens or req.max_tokens,
         conversation_id=req.conversation_id,
+        effort=EFFORTS.get(req.reasoning_effort) if req.reasoning_effort else None,
     )
 
 

@@ -71,6 +71,7 @@ def register(
 ) -> None:
     async def _owned(request: Request, conversation_id: str) -> Conversation:
         caller = gateway.caller(headers(request))
+        await gateway.pool.settled()  # turns that just ended are written in the background
         conv = await gateway.state.get(conversation_id)
         if conv is None or conv.scope != caller.scope:
             raise GatewayError(
@@ -119,6 +120,7 @@ def register(
         after: str | None = Query(None, max_length=64),
     ) -> dict[str, Any]:
         caller = gateway.caller(headers(request))
+        await gateway.pool.settled()
         rows = await gateway.state.listing(caller.scope, limit + 1, after)
         data = [_doc(c) for c in rows[:limit]]
         return {

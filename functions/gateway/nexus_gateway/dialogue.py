@@ -42,6 +42,8 @@ class Dialogue:
     json_schema: dict[str, Any] | None = None  # structured output (json_schema or json_object)
     max_tokens: int | None = None
     conversation_id: str | None = None
+    effort: str | None = None  # low, medium, high, xhigh: Claude thinks (adaptively) with this effort
+    skipped_tools: list[str] = field(default_factory=list)  # offered hosted tools the engine cannot run
 
     def config_key(self) -> str:
         """What Claude Code fixes when a session starts: sessions are reusable across requests only
@@ -51,8 +53,20 @@ class Dialogue:
             "tools": [[t.name, t.description, t.parameters] for t in self.tools],
             "schema": self.json_schema,
             "max_tokens": self.max_tokens,
+            "effort": self.effort,
         }
         return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+
+
+# OpenAI's reasoning effort -> Claude's effort (None: no thinking).
+EFFORTS: dict[str, str | None] = {
+    "none": None,
+    "minimal": None,
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+}
 
 
 def text_block(text: str) -> dict[str, Any]:

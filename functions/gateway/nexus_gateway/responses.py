@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nexus_gateway import catalog, images
-from nexus_gateway.dialogue import Dialogue, Message, ToolSpec, append, text_block
+from nexus_gateway.dialogue import EFFORTS, Dialogue, Message, ToolSpec, append, text_block
 from nexus_gateway.engine.events import (
     Answer,
     Event,
@@ -84,10 +84,28 @@ class ResponsesRequest(BaseModel):
     truncation: str | None = None
     service_tier: str | None = None
     prompt_cache_key: str | None = None
+    client_metadata: dict[str, Any] | None = None  # sent by Codex CLI; kept out of the engine
     safety_identifier: str | None = None
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
     top_logprobs: int | None = None
+
+
+# Tools OpenAI runs on its side (or that group others): Claude Code cannot run them for the client.
+HOSTED_TOOLS = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "file_search",
+        "code_interpreter",
+        "image_generation",
+        "computer_use_preview",
+        "local_shell",
+        "mcp",
+        "namespace",
+        "custom",
+    }
+)
 
 
 def parse(body: Any) -> ResponsesRequest:
@@ -229,11 +247,16 @@ async def dialogue(
         raise bad_request("input: the last item must be a user message or a function_call_output", "input")
 
     tools = []
+    skipped: list[str] = []
     for i, t in enumerate(req.tools or []):
-        if t.get("type") != "function":
-            raise unsupported(
-                f"tools[{i}].type", f"only function tools are available (got {t.get('type')!r})"
-            )
+        kind = t.get("type") if isinstance(t, dict) else None
+        if kind in HOSTED_TOOLS:
+            # An offer of a capability the engine does not have: the model is not shown it (as if it
+            # chose not to use it), and the response says so in x-nexus-unsupported-tools.
+            skipped.append(str(t.get("name") or kind))
+            continue
+        if kind != "function":
+            raise unsupported(f"tools[{i}].type", f"only function tools are available (got {kind!r})")
         try:
             fn = FunctionTool.model_validate(t)
         except ValidationError as exc:
@@ -259,6 +282,11 @@ async def dialogue(
         schema = fmt.schema_
     elif fmt is not None and fmt.type == "json_object":
         schema = {"type": "object"}
+    effort = (req.reasoning or {}).get("effort")
+    if effort is not None and effort not in EFFORTS:
+        raise bad_request(
+            f"reasoning.effort: one of {', '.join(EFFORTS)}", "reasoning.effort", "invalid_value"
+        )
     return Dialogue(
         model=model,
         system="\n\n".join(system) if system else None,
@@ -267,6 +295,8 @@ async def dialogue(
         tool_choice=choice,
         json_schema=schema,
         max_tokens=req.max_output_tokens,
+        effort=EFFORTS.get(effort) if effort else None,
+        skipped_tools=skipped,
     )
 
 

@@ -37,6 +37,7 @@ class EngineConfig:
     json_schema: dict[str, Any] | None
     max_tokens: int | None
     model: str
+    effort: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,9 @@ def build(
         # environment block (paths of this machine) attached to the turn.
         verbatim_prompts=True,
         output_format={"type": "json_schema", "schema": config.json_schema} if config.json_schema else None,
-        thinking={"type": "disabled"},
+        # Thinking only when the client asks for reasoning effort: then Claude decides how much.
+        thinking={"type": "adaptive"} if config.effort else {"type": "disabled"},
+        effort=config.effort,  # type: ignore[arg-type]
         env=env,
         # A new session gets the id chosen for it; a resumed one continues under its own; a fork
         # takes the transcript up to an earlier point under a new id.

@@ -80,6 +80,7 @@ def engine_config(d: Dialogue) -> EngineConfig:
         json_schema=d.json_schema,
         max_tokens=d.max_tokens,
         model=d.model.upstream,
+        effort=d.effort,
     )
 
 
@@ -588,8 +589,9 @@ class Pool:
                 await write
             except Exception:  # a lost state write costs a resume later, never an answer
                 log.exception("could not record a gateway state")
+            finally:
+                self.writes.task_done()
 
     async def settled(self) -> None:
-        """Until every state write queued so far is done (tests, shutdown)."""
-        while not self.writes.empty():
-            await asyncio.sleep(0.01)
+        """Until every state write queued so far is done (reads of conversations, shutdown)."""
+        await self.writes.join()

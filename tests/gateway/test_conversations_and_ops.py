@@ -1,0 +1,180 @@
+"""The seed project's conversation API, the operator's endpoints, and images fetched by URL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import openai
+import pytest
+
+from tests.conftest import strict_skips
+from tests.gateway.conftest import Gateway
+from tests.support.fake_upstream import text_reply
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cfc0500f0004850180848a98"
+    "8d0000000049454e44ae426082"
+)
+
+
+def _call(gateway: Gateway, method: str, path: str, body: dict | None = None, key: str | None = None):
+    req = urllib.request.Request(
+        gateway.url + path, data=json.dumps(body).encode() if body is not None else None, method=method
+    )
+    req.add_header("authorization", f"Bearer {key or gateway.key}")
+    req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_conversations_created_continued_by_id_listed_and_read(gateway: Gateway, upstream):
+    status, conv = _call(gateway, "POST", "/conversations", {"model": "sonnet", "metadata": {"project": "x"}})
+    assert status == 200 and conv["id"].startswith("conv_") and conv["turns"] == 0
+    client = gateway.client()
+    upstream.enqueue(text_reply("Nice to meet you, Ada."), text_reply("Your name is Ada."))
+    first = client.chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "My name is Ada"}],
+        extra_body={"conversation_id": conv["id"]},
+    )
+    second = client.chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "What is my name?"}],  # only the new message: the seed's API
+        extra_body={"conversation_id": conv["id"]},
+    )
+    assert second.choices[0].message.content == "Your name is Ada."
+    assert first.model_extra["conversation_id"] == second.model_extra["conversation_id"] == conv["id"]
+    roles = [m["role"] for m in upstream.messages_requests()[1].json()["messages"] if m["role"] != "system"]
+    assert roles == ["user", "assistant", "user"]  # the second turn continued the same session
+
+    status, got = _call(gateway, "GET", f"/conversations/{conv['id']}")
+    assert status == 200 and got["turns"] == 2 and got["metadata"] == {"project": "x"}
+    assert [(m["role"], m["content"]) for m in got["messages"]] == [
+        ("user", "My name is Ada"),
+        ("assistant", "Nice to meet you, Ada."),
+        ("user", "What is my name?"),
+        ("assistant", "Your name is Ada."),
+    ]
+    assert got["usage"]["completion_tokens"] == 24 and got["usage"]["prompt_tokens"] == 200
+    status, listed = _call(gateway, "GET", "/conversations?limit=100")
+    assert status == 200 and conv["id"] in [c["id"] for c in listed["data"]]
+    status, missing = _call(gateway, "GET", "/conversations/conv_nope")
+    assert status == 404 and missing["error"]["code"] == "conversation_not_found"
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="sonnet",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"conversation_id": "conv_nope"},
+        )
+
+
+def test_stats_health_and_ready(gateway: Gateway):
+    with urllib.request.urlopen(gateway.url.removesuffix("/v1") + "/health", timeout=5) as r:
+        assert json.loads(r.read()) == {"status": "ok"}
+    with urllib.request.urlopen(gateway.url.removesuffix("/v1") + "/ready", timeout=5) as r:
+        assert json.loads(r.read())["status"] == "ready"
+    stats = gateway.stats()
+    assert {"workers", "idle", "busy", "suspended", "queued", "max"} <= set(stats["pool"])
+    assert stats["requests"] >= 1 and stats["first_delta_ms"]["p50"] > 0
+    assert {"cache_hits", "errors", "rejected", "resumes"} <= set(stats)
+
+
+def test_reasoning_effort_turns_on_adaptive_thinking_with_that_effort(gateway: Gateway, upstream):
+    upstream.enqueue(text_reply("Thought about it."))
+    r = gateway.client().chat.completions.create(
+        model="opus", messages=[{"role": "user", "content": "Think"}], reasoning_effort="high"
+    )
+    assert r.choices[0].message.content == "Thought about it."
+    body = upstream.messages_requests()[0].json()
+    assert body["thinking"]["type"] == "adaptive"
+    assert "high" in json.dumps(body)
+
+
+# --- images by URL: a server on a public address (added to loopback for the test) ----------------
+
+PUBLIC = "93.184.216.34"
+
+
+class _Images(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        port = self.server.server_address[1]
+        routes = {
+            "/pixel.png": (200, {"content-type": "image/png"}, PNG),
+            "/not-an-image": (200, {"content-type": "image/png"}, b"<html>surprise</html>"),
+            "/to-loopback": (302, {"location": f"http://127.0.0.1:{port}/pixel.png"}, b""),
+            "/to-metadata": (302, {"location": "http://169.254.169.254/latest/meta-data/"}, b""),
+            "/huge.png": (200, {"content-type": "image/png"}, PNG + b"\0" * (6 * 1024 * 1024)),
+        }
+        status, headers, body = routes.get(self.path, (404, {}, b""))
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def image_host() -> Iterator[str]:
+    added = subprocess.run(["ip", "addr", "add", f"{PUBLIC}/32", "dev", "lo"], capture_output=True)
+    if added.returncode != 0 and b"File exists" not in added.stderr:
+        reason = f"cannot give loopback a public address for the test: {added.stderr.decode().strip()}"
+        if strict_skips():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = ThreadingHTTPServer((PUBLIC, 0), _Images)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{PUBLIC}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        subprocess.run(["ip", "addr", "del", f"{PUBLIC}/32", "dev", "lo"], capture_output=True)
+
+
+def _image(gateway: Gateway, url: str):
+    return gateway.client().chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}],
+    )
+
+
+def test_an_image_url_on_a_public_host_is_fetched_and_sent_as_an_image(
+    gateway: Gateway, upstream, image_host
+):
+    upstream.enqueue(text_reply("One pixel."))
+    assert _image(gateway, image_host + "/pixel.png").choices[0].message.content == "One pixel."
+    user = [m for m in upstream.messages_requests()[0].json()["messages"] if m["role"] == "user"]
+    content = user[-1]["content"]
+    assert content[0]["type"] == "image" and content[0]["source"]["media_type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("/to-loopback", "non-public address (127.0.0.1)"),
+        ("/to-metadata", "non-public address (169.254.169.254)"),
+        ("/not-an-image", "not a PNG"),
+        ("/huge.png", "larger than"),
+        ("/missing.png", "HTTP 404"),
+    ],
+)
+def test_image_urls_that_redirect_inward_or_are_no_image_are_refused(
+    gateway: Gateway, upstream, image_host, path, says
+):
+    with pytest.raises(openai.BadRequestError) as info:
+        _image(gateway, image_host + path)
+    assert says in info.value.body["message"]
+    assert upstream.messages_requests() == []
