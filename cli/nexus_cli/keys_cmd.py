@@ -44,6 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     setkey.add_argument("team")
     add_store_options(setkey)
     setkey.set_defaults(func=_set_api_key)
+    cap = ts.add_parser("set-request-cap", help="the most one gateway request of the team may spend (USD)")
+    cap.add_argument("team")
+    cap.add_argument("usd", help="US dollars, or 'default' for the gateway's own setting")
+    add_store_options(cap)
+    cap.set_defaults(func=_set_request_cap)
     tl = ts.add_parser("list", help="list teams and their modes")
     add_store_options(tl)
     tl.set_defaults(func=_teams_list)
@@ -106,6 +111,18 @@ def _set_api_key(args: argparse.Namespace) -> int:
         raise CLIError('no API key on stdin (e.g. printf %s "$KEY" | nexus teams set-api-key TEAM)')
     AccessStore(store_for(args)).set_team_api_key(args.team, key)
     print(f"team {args.team}: upstream API key stored")
+    return 0
+
+
+def _set_request_cap(args: argparse.Namespace) -> int:
+    try:
+        usd = None if args.usd == "default" else float(args.usd)
+        AccessStore(store_for(args)).set_team_request_cap(args.team, usd)
+    except ValueError as exc:
+        raise CLIError(
+            f"request cap: {exc}" if "dollars" in str(exc) else f"not a number of dollars: {args.usd!r}"
+        ) from None
+    print(f"team {args.team}: gateway request cap {'the default' if usd is None else f'${usd:g}'}")
     return 0
 
 

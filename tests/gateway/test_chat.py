@@ -57,9 +57,8 @@ def test_a_chat_completion_is_answered_by_claude_code_with_the_clients_system_pr
     assert r.usage.prompt_tokens == 1000 and r.usage.completion_tokens == 7 and r.usage.total_tokens == 1007
     assert r.usage.prompt_tokens_details.cached_tokens == 900
     (body,) = _upstream_messages(upstream)  # one upstream call: no title generation, no side calls
-    system = [b["text"] for b in body["system"]]
-    assert system[-1] == "Answer in French.\n\nBe brief."
-    assert not any("billing" in s or "Claude Code, Anthropic" in s for s in system)
+    # Exactly the client's system prompt: no billing block, no agent prompt, no SDK preamble line.
+    assert [b["text"] for b in body["system"]] == ["Answer in French.\n\nBe brief."]
     assert body["messages"] == [
         {
             "role": "user",
@@ -370,3 +369,22 @@ def test_max_tokens_caps_the_answer_with_finish_reason_length(gateway: Gateway, 
     gateway.wait_idle()
     body = upstream.messages_requests()[0].json()
     assert body["max_tokens"] == 5
+
+
+def test_regenerating_the_last_answer_forks_the_session_before_it(gateway: Gateway, upstream):
+    """A chat UI's "regenerate": the same history again. The model must see it once, not with the
+    first answer and the repeated question appended."""
+    client = gateway.client()
+    history = [{"role": "user", "content": "Tell me a joke"}]
+    first = client.chat.completions.create(model="sonnet", messages=history).choices[0].message.content
+    history += [{"role": "assistant", "content": first}, {"role": "user", "content": "Another one"}]
+    client.chat.completions.create(model="sonnet", messages=history)
+    again = client.chat.completions.create(model="sonnet", messages=history)  # regenerate
+    assert again.choices[0].message.content == "Hello from the fake upstream: Another one"
+    bodies = _upstream_messages(upstream)
+    assert len(bodies) == 3
+    assert [m["role"] for m in bodies[2]["messages"]] == ["user", "assistant", "user"]
+    texts = json.dumps(bodies[2]["messages"])
+    assert texts.count("Another one") == 1
+    sessions = [s.header("x-claude-code-session-id") for s in upstream.messages_requests()]
+    assert sessions[0] == sessions[1] != sessions[2]  # a fork: a new session from the first answer

@@ -179,3 +179,16 @@ def test_the_relay_removes_claude_codes_image_path_notes_and_nothing_else():
     content = orjson.loads(scrub(body))["messages"][0]["content"]
     assert [b["type"] for b in content] == ["text", "image"]
     assert content[-1]["cache_control"] == {"type": "ephemeral"}  # the cache marker stays on the last block
+
+
+def test_the_relay_leaves_the_clients_system_prompt_alone_and_only_it():
+    from nexus_gateway.engine.relay import PREAMBLE, scrub
+
+    mine = b'{"type":"text","text":"mine","cache_control":{"type":"ephemeral"}}'
+    assert (
+        scrub(b'{"system":[' + PREAMBLE + b"," + mine + b'],"tools":[]}')
+        == b'{"system":[' + mine + b'],"tools":[]}'
+    )
+    assert scrub(b'{"model":"m","system":[' + PREAMBLE + b'],"tools":[]}') == b'{"model":"m","tools":[]}'
+    quoted = b'{"messages":[{"role":"user","content":"the preamble says You are a Claude agent"}]}'
+    assert scrub(quoted) is quoted

@@ -10,6 +10,9 @@ from the caller's team mode, as for the proxy:
   in ``X-Nexus-Key``;
 - no key (localhost): the caller's Anthropic header if sent, else the gateway's own
   ``ANTHROPIC_API_KEY``.
+
+The most one request may spend is the team's ``gateway_request_cap_usd`` (``nexus teams
+set-request-cap``), else the gateway's ``max_budget_usd``.
 """
 
 from __future__ import annotations
@@ -38,15 +41,17 @@ def _own_credential(headers: dict[str, str]) -> dict[str, str] | None:
     return None
 
 
-def identify(auth: Authenticator, headers: dict[str, str]) -> Caller:
+def identify(auth: Authenticator, headers: dict[str, str], default_cap: float | None = None) -> Caller:
     """``headers``: lower-cased request headers. Raises a 401 GatewayError with a safe message."""
     bearer = headers.get("authorization", "")
     token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
     if token and token.startswith(KEY_PREFIX):
         try:
-            key, mode = auth.identify(token)
+            key, team = auth.identify(token)
         except AuthError as exc:
             raise _unauthorized(str(exc)) from None
+        mode = team["mode"]
+        cap = team.get("gateway_request_cap_usd", default_cap)
         if mode == "team-key":
             creds = {"x-api-key": token}
         else:
@@ -57,7 +62,7 @@ def identify(auth: Authenticator, headers: dict[str, str]) -> Caller:
                     f"{ANTHROPIC_KEY_HEADER} (or {ANTHROPIC_TOKEN_HEADER} for an OAuth token)"
                 )
             creds = {**own, NEXUS_KEY_HEADER: token}
-        return Caller(key.id, key.team, key.user, creds)
+        return Caller(key.id, key.team, key.user, creds, cap)
     if auth.require_keys:
         raise _unauthorized(
             "missing Nexus key: send Authorization: Bearer nxk_... (create one with `nexus keys create`)"
@@ -65,4 +70,4 @@ def identify(auth: Authenticator, headers: dict[str, str]) -> Caller:
             else "that is not a Nexus key: send Authorization: Bearer nxk_..."
         )
     creds = _own_credential(headers) or {"x-api-key": os.environ.get("ANTHROPIC_API_KEY", "no-key")}
-    return Caller("open", None, None, creds)
+    return Caller("open", None, None, creds, default_cap)

@@ -32,6 +32,7 @@ FINISH = {
     "stop_sequence": "stop",
     "pause_turn": "stop",
     "max_tokens": "length",
+    "max_budget": "length",  # the request's spend cap ended it
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",

@@ -384,7 +384,7 @@ def output_of(answer: Answer) -> tuple[list[dict[str, Any]], str]:
     if answer.text:
         items.append(_message_item("msg_" + secrets.token_hex(24), answer.text))
     items.extend(_call_item(c) for c in answer.calls)
-    status = "incomplete" if answer.stop_reason == "max_tokens" else "completed"
+    status = "incomplete" if answer.stop_reason in ("max_tokens", "max_budget") else "completed"
     return items, status
 
 
@@ -515,6 +515,6 @@ async def stream(
             failed["error"] = {"code": event.code or "server_error", "message": event.message}
             yield ev("response.failed", response=failed), None
             return
-    status = "incomplete" if answer.stop_reason == "max_tokens" else "completed"
+    status = "incomplete" if answer.stop_reason in ("max_tokens", "max_budget") else "completed"
     final = envelope(rid, req, model, created, status, output, answer.usage)
     yield ev(f"response.{status}", response=final), final

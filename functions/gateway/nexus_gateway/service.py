@@ -96,10 +96,13 @@ class Gateway:
             await self.db.close()
 
     def caller(self, headers: dict[str, str]) -> Caller:
-        return callers.identify(self.auth, headers)
+        return callers.identify(self.auth, headers, self.settings.max_budget_usd)
 
     async def conversation(self, conversation_id: str, caller: Caller, param: str) -> Conversation:
-        """A conversation of this caller (404 otherwise, as for an id that does not exist)."""
+        """A conversation of this caller (404 otherwise, as for an id that does not exist), as its
+        latest turn left it (turns that just ended are written in the background)."""
+        assert self.pool is not None
+        await self.pool.settled()
         conv = await self.state.get(conversation_id)
         if conv is None or conv.scope != caller.scope:
             raise GatewayError(

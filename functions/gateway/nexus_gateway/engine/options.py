@@ -137,8 +137,11 @@ def build(
     return ClaudeAgentOptions(
         system_prompt=system,
         tools=list(isolation.builtin_tools),
-        # Every tool of the client's server is allowed (by server: tool names are unprefixed).
-        allowed_tools=[*isolation.builtin_tools, f"mcp__{client_tools.SERVER_NAME}"],
+        # Every tool of the client's server and of the operator's servers is allowed (by server).
+        allowed_tools=[
+            *isolation.builtin_tools,
+            *(f"mcp__{name}" for name in (*isolation.mcp_servers, client_tools.SERVER_NAME)),
+        ],
         mcp_servers=servers,
         strict_mcp_config=True,
         setting_sources=[],

@@ -46,6 +46,7 @@ class Caller:
     team: str | None
     user: str | None
     credentials: dict[str, str]  # what the relay sends the Nexus proxy for this caller
+    cap_usd: float | None = None  # the most one request may spend
 
 
 @dataclass(slots=True)
@@ -334,7 +335,10 @@ class Pool:
                 break
         ref = None
         if start < len(prefixes) - 1 or start < 0:
-            # Not held warm at the longest possible prefix: the database may know a longer one.
+            # Not held warm at the longest possible prefix: the database may know a longer one (once
+            # the states of turns that just ended are written: whether a state is its session's latest
+            # decides between resuming and forking).
+            await self.settled()
             found = await self.state.find(prefixes)
             if found is not None and found[0] >= start:
                 start, ref = found
@@ -365,6 +369,7 @@ class Pool:
         if conv.state_key is None:  # created empty (POST /v1/conversations): its first turn
             seed = continuity.seed(caller.scope, config.key)
             return await self._fresh(dialogue, caller, config, seed, new[0], conv)
+        await self.settled()
         found = await self.state.find([conv.state_key])
         return await self._continue(conv, conv.state_key, new[0], config, caller, found[1] if found else None)
 
@@ -496,6 +501,8 @@ class Pool:
         config: EngineConfig,
         dialogue: Dialogue,
     ) -> Conversation:
+        if ref is None and holder is not None and holder.conversation is not None:
+            return holder.conversation  # the warm path reads nothing from the database
         conv_id = ref.conversation_id if ref is not None else (holder.conversation_id if holder else None)
         conv = await self.state.get(conv_id) if conv_id else None
         if conv is None:
@@ -525,7 +532,14 @@ class Pool:
             w.continue_with(results, sink, caller.credentials)
         else:
             await w.submit(
-                Prompt(lease.sent.content, lease.model, sink, caller.credentials, lease.tool_choice)
+                Prompt(
+                    lease.sent.content,
+                    lease.model,
+                    sink,
+                    caller.credentials,
+                    lease.tool_choice,
+                    caller.cap_usd,
+                )
             )
         self.stats.turns += 1
         finished = False

@@ -31,10 +31,24 @@ Credentials = Callable[[], dict[str, str] | None]
 IMAGE_NOTE = re.compile(r"^\[Image: source: [^\]]*\]$")
 
 
+# The one line Claude Code puts before every system prompt it is given (no setting removes it), as
+# its JSON serialisation writes it. The client's system prompt is the system prompt.
+PREAMBLE = (
+    b'{"type":"text","text":"You are a Claude agent, built on Anthropic\'s Claude Agent SDK.",'
+    b'"cache_control":{"type":"ephemeral"}}'
+)
+
+
 def scrub(body: bytes) -> bytes:
-    """The request without the notes Claude Code adds after each image it was given
-    ("[Image: source: /tmp/claude-0/.../images/1.png]"): a path of this machine, not the client's
-    words. Bodies without such a note pass as they are, byte for byte."""
+    """The request as the client's words make it, without what Claude Code adds of its own:
+    - its preamble line in front of the client's system prompt (the whole ``system`` key when the
+      client sent no system prompt);
+    - the note after each image it was given ("[Image: source: /tmp/claude-0/.../images/1.png]"),
+      a path of this machine.
+    Bodies without either pass byte for byte."""
+    if PREAMBLE in body:
+        body = body.replace(b'"system":[' + PREAMBLE + b",", b'"system":[', 1)
+        body = body.replace(b'"system":[' + PREAMBLE + b"],", b"", 1)
     if b"[Image: source: " not in body:
         return body
     try:

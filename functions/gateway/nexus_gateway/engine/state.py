@@ -246,9 +246,10 @@ class PostgresState:
             await conn.execute(
                 "UPDATE gateway_conversations SET session_id = %s, state_key = %s, turns = turns + 1,"
                 " prompt_tokens = prompt_tokens + %s, completion_tokens = completion_tokens + %s,"
-                " cached_tokens = cached_tokens + %s, cost_usd = cost_usd + %s, last_used_at = now()"
+                " cached_tokens = cached_tokens + %s, cost_usd = cost_usd + %s, last_used_at = now(),"
+                " config_key = CASE WHEN config_key = '' THEN %s ELSE config_key END"  # created empty
                 " WHERE id = %s",
-                (ref.session_id, key, *usage, cost, ref.conversation_id),
+                (ref.session_id, key, *usage, cost, ref.config_key, ref.conversation_id),
             )
 
     async def moved_on(self, session_id: str) -> None:

@@ -15,10 +15,12 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import AssistantMessage, ClaudeSDKClient, ResultMessage, StreamEvent, UserMessage
+from nexus import pricing
 from nexus_gateway.engine import client_tools, options
 from nexus_gateway.engine.events import (
     Event,
@@ -47,6 +49,7 @@ class Prompt:
     sink: asyncio.Queue[Event]
     credentials: dict[str, str]
     tool_choice: str = "auto"  # auto, none, required, or a function's name
+    cap_usd: float | None = None  # the most this request may spend; the turn ends when it is passed
 
 
 def _reminder(text: str) -> dict[str, Any]:
@@ -76,20 +79,27 @@ class _Translator:
         self._blocks: dict[int, tuple[str, int | None]] = {}  # block index -> (kind, call index)
         self._args: dict[int, list[str]] = {}
         self.stop_reason: str | None = None
-        self._message_calls: list[int] = []
+        self.message_calls: list[int] = []
+        self.cost = Decimal(0)  # what this response's upstream messages cost so far
+        self._model: str | None = None
+        self._message_usage: dict[str, Any] = {}
 
     def new_response(self) -> None:
         self.usage = Usage()
         self.text = []
         self.calls = []
+        self.cost = Decimal(0)
 
     def feed(self, event: dict[str, Any]) -> list[Event]:
         kind = event.get("type")
         out: list[Event] = []
         if kind == "message_start":
-            self.usage.add_start((event.get("message") or {}).get("usage") or {})
+            message = event.get("message") or {}
+            self._model = message.get("model") or self._model
+            self._message_usage = dict(message.get("usage") or {})
+            self.usage.add_start(self._message_usage)
             self._blocks.clear()
-            self._message_calls = []
+            self.message_calls = []
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
             index = int(event.get("index", 0))
@@ -102,7 +112,7 @@ class _Translator:
                 self.calls.append(ToolCall(block.get("id", ""), block["name"], ""))
                 self._args[n] = []
                 self._blocks[index] = ("call", n)
-                self._message_calls.append(n)
+                self.message_calls.append(n)
                 out.append(ToolCallStart(n, block.get("id", ""), block["name"]))
             elif block.get("type") == "tool_use" and block.get("name") == STRUCTURED_OUTPUT_TOOL:
                 self._blocks[index] = ("structured", None)
@@ -124,11 +134,13 @@ class _Translator:
                     out.append(TextDelta(piece))
         elif kind == "message_delta":
             self.usage.add_output(event.get("usage") or {})
+            final = {**self._message_usage, **(event.get("usage") or {})}
+            self.cost += pricing.cost_usd(self._model, pricing.Usage.from_api(final)) or Decimal(0)
             self.stop_reason = (event.get("delta") or {}).get("stop_reason") or self.stop_reason
-        elif kind == "message_stop" and self.stop_reason == "tool_use" and self._message_calls:
-            for n in self._message_calls:
+        elif kind == "message_stop" and self.stop_reason == "tool_use" and self.message_calls:
+            for n in self.message_calls:
                 self.calls[n].arguments = "".join(self._args[n]) or "{}"
-            out.append(Suspended([self.calls[n] for n in self._message_calls], self.usage))
+            out.append(Suspended([self.calls[n] for n in self.message_calls], self.usage))
         return out
 
 
@@ -265,7 +277,7 @@ class Worker:
         # the same turn (the client sees one answer), so the contract holds without trusting the model.
         nudges_left = 1 if choice not in ("auto", "none") and self.config.tools else 0
         while True:
-            held = await self._exchange(client, blocks, hold_if_no_call=nudges_left > 0)
+            held = await self._exchange(client, blocks, hold_if_no_call=nudges_left > 0, cap=prompt.cap_usd)
             if held is None:
                 break
             nudges_left -= 1
@@ -278,7 +290,11 @@ class Worker:
             await self.on_turn_end(self)
 
     async def _exchange(
-        self, client: ClaudeSDKClient, blocks: list[dict[str, Any]], hold_if_no_call: bool
+        self,
+        client: ClaudeSDKClient,
+        blocks: list[dict[str, Any]],
+        hold_if_no_call: bool,
+        cap: float | None = None,
     ) -> Finished | None:
         """Send one user message and relay the events until its result. Returns the result instead of
         emitting it when ``hold_if_no_call`` and the model called no client tool."""
@@ -297,15 +313,21 @@ class Worker:
                         if isinstance(event, Suspended):
                             self.state = "suspended"
                         await self._emit(event)
-                    if (
-                        message.event.get("type") == "message_stop"
-                        and t.stop_reason == "max_tokens"
-                        and not cut
-                    ):
-                        # Claude Code would continue past the output cap on its own; the client asked
-                        # for a capped answer ("length"), so the turn ends here.
+                    stop = message.event.get("type") == "message_stop"
+                    # Past the cap, a message that would make Claude Code call the upstream again on its
+                    # own (its tools, a paused turn) ends the turn; client tool calls end it anyway.
+                    over = (
+                        cap is not None
+                        and t.cost > Decimal(str(cap))
+                        and t.stop_reason in ("tool_use", "pause_turn")
+                        and not t.message_calls
+                    )
+                    if stop and not cut and (t.stop_reason == "max_tokens" or over):
+                        # Claude Code would go on past the output cap on its own, and a request past its
+                        # spend cap must not call the upstream again: the turn ends here ("length").
                         cut = True
-                        await self._emit(Finished("max_tokens", t.usage, "".join(t.text)))
+                        reason = "max_tokens" if t.stop_reason == "max_tokens" else "max_budget"
+                        await self._emit(Finished(reason, t.usage, "".join(t.text)))
                         with contextlib.suppress(Exception):
                             await client.interrupt()
             elif isinstance(message, (AssistantMessage, UserMessage)):
@@ -353,7 +375,10 @@ class Worker:
         await self.inbox.put(prompt)
 
     def continue_with(
-        self, results: list[tuple[str, str, bool]], sink: asyncio.Queue[Event], credentials: dict[str, str]
+        self,
+        results: list[tuple[str, str, bool]],
+        sink: asyncio.Queue[Event],
+        credentials: dict[str, str],
     ) -> None:
         """Deliver the client's tool results to the suspended turn; its events go to ``sink``."""
         self.sink, self.credentials = sink, credentials

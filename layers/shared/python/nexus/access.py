@@ -112,6 +112,19 @@ class AccessStore:
         teams[team] = {**teams.get(team, {}), "mode": mode}
         self.store.put(TEAMS_SECRET, json.dumps(teams))
 
+    def set_team_request_cap(self, team: str, usd: float | None) -> None:
+        """The most one gateway request of the team may spend (None: the gateway's default)."""
+        if usd is not None and usd <= 0:
+            raise ValueError("the cap must be a positive number of US dollars")
+        teams = self.teams()
+        conf = {**teams.get(team, {"mode": "passthrough"})}
+        if usd is None:
+            conf.pop("gateway_request_cap_usd", None)
+        else:
+            conf["gateway_request_cap_usd"] = usd
+        teams[team] = conf
+        self.store.put(TEAMS_SECRET, json.dumps(teams))
+
     def set_team_api_key(self, team: str, api_key: str) -> None:
         self.store.put(team_api_key_secret(team), api_key)
         # Touch the team document: proxies watch its version, so a rotated key is picked up at their
@@ -185,12 +198,12 @@ class Authenticator:
             raise AuthError("this Nexus key has been revoked")
         return rec
 
-    def identify(self, key: str) -> tuple[KeyRecord, str]:
-        """A valid, unrevoked key's record and its team's mode (the gateway's check: it decides
-        itself what to send the proxy). Raises AuthError."""
+    def identify(self, key: str) -> tuple[KeyRecord, dict]:
+        """A valid, unrevoked key's record and its team's settings (``mode`` defaulted): the
+        gateway's check, which decides itself what to send the proxy. Raises AuthError."""
         self._refresh()
         rec = self._verify(key.strip())
-        return rec, self._teams.get(rec.team, {}).get("mode", "passthrough")
+        return rec, {"mode": "passthrough", **self._teams.get(rec.team, {})}
 
     def authorize(self, headers: dict[str, str]) -> Grant:
         """``headers``: lower-cased request headers. Raises AuthError with a client-safe message."""
