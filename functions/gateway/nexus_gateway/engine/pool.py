@@ -334,7 +334,7 @@ class Pool:
                 start = i
                 break
         ref = None
-        if start < len(prefixes) - 1 or start < 0:
+        if prefixes and start < len(prefixes) - 1:
             # Not held warm at the longest possible prefix: the database may know a longer one (once
             # the states of turns that just ended are written: whether a state is its session's latest
             # decides between resuming and forking).
