@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from openai import AsyncOpenAI, OpenAI
@@ -59,16 +61,24 @@ def _make_key(stack: Stack) -> str:
     return key.group(0)
 
 
-@pytest.fixture(scope="module")
-def gateway(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Gateway]:
+@contextlib.contextmanager
+def gateway_stack(pg_server, fake_upstream, root: Path, env: dict[str, str]) -> Iterator[Gateway]:
+    """`nexus dev` with its gateway, these NEXUS_GATEWAY_* settings, and a key of team "gw"."""
     keys: list[str] = []
-    env = {"NEXUS_GATEWAY_IMAGE_ALLOW_PRIVATE": "false", "NEXUS_GATEWAY_WARM_SPARES": "1"}
     with running_stack(
         pg_server,
         fake_upstream,
-        tmp_path_factory.mktemp("gw"),
+        root,
         env=env,
         gateway=True,
         before_start=lambda s: keys.append(_make_key(s)),
     ) as s:
         yield Gateway(s, keys[0])
+
+
+@pytest.fixture(scope="module")
+def gateway(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Gateway]:
+    with gateway_stack(
+        pg_server, fake_upstream, tmp_path_factory.mktemp("gw"), {"NEXUS_GATEWAY_WARM_SPARES": "1"}
+    ) as g:
+        yield g

@@ -388,3 +388,12 @@ def test_regenerating_the_last_answer_forks_the_session_before_it(gateway: Gatew
     assert texts.count("Another one") == 1
     sessions = [s.header("x-claude-code-session-id") for s in upstream.messages_requests()]
     assert sessions[0] == sessions[1] != sessions[2]  # a fork: a new session from the first answer
+
+
+def test_the_model_named_is_the_model_used(gateway: Gateway, upstream):
+    for name, upstream_model in (("claude-sonnet-4-5", "claude-sonnet-4-5"), ("haiku", "claude-haiku-5-5")):
+        r = gateway.client().chat.completions.create(
+            model=name, messages=[{"role": "user", "content": f"which {name}"}]
+        )
+        assert r.model == name
+        assert upstream.messages_requests()[-1].json()["model"] == upstream_model

@@ -13,14 +13,12 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.gateway.conftest import Gateway, _make_key
+from tests.gateway.conftest import Gateway, gateway_stack
 from tests.support.fake_upstream import Reply, message_events, text_reply
-from tests.support.stack import running_stack
 
 
 @pytest.fixture(scope="module")
 def small_pool(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Gateway]:
-    keys: list[str] = []
     env = {
         "NEXUS_GATEWAY_MAX_SESSIONS": "2",
         "NEXUS_GATEWAY_QUEUE_SIZE": "0",
@@ -28,15 +26,8 @@ def small_pool(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Gateway]:
         "NEXUS_GATEWAY_CACHE_ENABLED": "true",
         "NEXUS_GATEWAY_CACHE_TTL_S": "600",
     }
-    with running_stack(
-        pg_server,
-        fake_upstream,
-        tmp_path_factory.mktemp("gwpool"),
-        env=env,
-        gateway=True,
-        before_start=lambda s: keys.append(_make_key(s)),
-    ) as s:
-        yield Gateway(s, keys[0])
+    with gateway_stack(pg_server, fake_upstream, tmp_path_factory.mktemp("gwpool"), env) as g:
+        yield g
 
 
 def _cli_serving(session_id: str) -> int:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nexus_gateway import catalog, images
 from nexus_gateway.dialogue import EFFORTS, Dialogue, Message, ToolSpec, append, text_block
-from nexus_gateway.errors import GatewayError, bad_request, unsupported
+from nexus_gateway.errors import bad_request, invalid, unsupported
 
 
 class _Strict(BaseModel):
@@ -100,17 +100,7 @@ def parse(body: Any) -> ChatRequest:
     try:
         return ChatRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise GatewayError(
-                400, f"Unrecognized request argument supplied: {param}", param=param, code="unknown_parameter"
-            ) from None
-        if first["type"] == "missing":
-            raise GatewayError(
-                400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-            ) from None
-        raise bad_request(f"Invalid value for '{param}': {first['msg']}", param, "invalid_value") from None
+        raise invalid(exc) from None
 
 
 def _refuse_what_cannot_be_honoured(req: ChatRequest) -> None:

@@ -65,3 +65,17 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
 def unsupported(param: str, why: str) -> GatewayError:
     """A parameter Claude Code cannot honour: refused, never silently ignored."""
     return GatewayError(400, f"{param}: {why}", param=param, code="unsupported_parameter")
+
+
+def invalid(exc: Any, unknown: str = "Unrecognized request argument supplied: {param}") -> GatewayError:
+    """A pydantic ValidationError of a request body as OpenAI words it: the first problem, with the
+    parameter's path (``unknown`` words an unknown parameter; the two APIs word it differently)."""
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return GatewayError(400, unknown.format(param=param), param=param, code="unknown_parameter")
+    if first["type"] == "missing":
+        return GatewayError(
+            400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
+    return bad_request(f"Invalid value for '{param}': {first['msg']}", param, "invalid_value")

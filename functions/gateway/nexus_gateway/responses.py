@@ -31,7 +31,7 @@ from nexus_gateway.engine.events import (
     ToolCallStart,
     Usage,
 )
-from nexus_gateway.errors import GatewayError, bad_request, unsupported
+from nexus_gateway.errors import bad_request, invalid, unsupported
 
 
 class _Strict(BaseModel):
@@ -114,17 +114,7 @@ def parse(body: Any) -> ResponsesRequest:
     try:
         return ResponsesRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise GatewayError(
-                400, f"Unknown parameter: '{param}'.", param=param, code="unknown_parameter"
-            ) from None
-        if first["type"] == "missing":
-            raise GatewayError(
-                400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
-            ) from None
-        raise bad_request(f"Invalid value for '{param}': {first['msg']}", param, "invalid_value") from None
+        raise invalid(exc, "Unknown parameter: '{param}'.") from None
 
 
 def _refuse(req: ResponsesRequest) -> None:

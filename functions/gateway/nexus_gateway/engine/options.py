@@ -131,6 +131,8 @@ def build(
         "CLAUDE_CODE_SIMPLE": "1",
         "CLAUDE_AGENT_SDK_MCP_NO_PREFIX": "1",
         "DISABLE_AUTOUPDATER": "1",
+        # The model the client named is the model used (Claude Code maps older ids to newer ones).
+        "CLAUDE_CODE_DISABLE_LEGACY_MODEL_REMAP": "1",
     }
     if config.max_tokens:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(config.max_tokens)

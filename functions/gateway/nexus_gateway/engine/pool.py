@@ -85,6 +85,21 @@ def engine_config(d: Dialogue) -> EngineConfig:
     )
 
 
+def _new_conversation(
+    caller: Caller, dialogue: Dialogue, config: EngineConfig, session_id: str
+) -> Conversation:
+    return Conversation(
+        new_conversation_id(),
+        session_id,
+        caller.scope,
+        caller.team,
+        caller.user,
+        dialogue.model.id,
+        dialogue.system,
+        config.key,
+    )
+
+
 def _answer_message(text: str, calls: list[ToolCall]) -> Message:
     """The assistant message as the client will echo it back."""
     blocks: list[dict[str, Any]] = [text_block(text)] if text else []
@@ -446,16 +461,7 @@ class Pool:
         w = await self._ready(w)
         self._top_up()
         if conv is None:
-            conv = Conversation(
-                new_conversation_id(),
-                w.session_id,
-                caller.scope,
-                caller.team,
-                caller.user,
-                dialogue.model.id,
-                dialogue.system,
-                config.key,
-            )
+            conv = _new_conversation(caller, dialogue, config, w.session_id)
             await self.state.create(conv)
         else:
             conv.session_id, conv.config_key = w.session_id, config.key
@@ -479,16 +485,7 @@ class Pool:
         w = await self._ready(self._spawn(config, SessionStart.resumed(session_id, session_id)))
         w.busy_claimed = True
         w.scope = caller.scope
-        conv = Conversation(
-            new_conversation_id(),
-            session_id,
-            caller.scope,
-            caller.team,
-            caller.user,
-            dialogue.model.id,
-            dialogue.system,
-            config.key,
-        )
+        conv = _new_conversation(caller, dialogue, config, session_id)
         await self.state.create(conv)
         self.stats.rebuilt += 1
         return Lease(w, conv, continuity.key_after(seed, before), tail[0], False, config.model, "rebuilt")
@@ -506,16 +503,7 @@ class Pool:
         conv_id = ref.conversation_id if ref is not None else (holder.conversation_id if holder else None)
         conv = await self.state.get(conv_id) if conv_id else None
         if conv is None:
-            conv = Conversation(
-                new_conversation_id(),
-                holder.session_id if holder else "",
-                caller.scope,
-                caller.team,
-                caller.user,
-                dialogue.model.id,
-                dialogue.system,
-                config.key,
-            )
+            conv = _new_conversation(caller, dialogue, config, holder.session_id if holder else "")
             await self.state.create(conv)
         return conv
 

@@ -56,20 +56,11 @@ def new_conversation_id() -> str:
 
 class StateStore(Protocol):
     async def find(self, keys: list[bytes]) -> tuple[int, StateRef] | None: ...
-    async def remember(self, key: bytes, ref: StateRef) -> None: ...
     async def turn_recorded(
         self, key: bytes, ref: StateRef, usage: tuple[int, int, int], cost: Decimal
     ) -> None: ...
     async def moved_on(self, session_id: str) -> None: ...
     async def create(self, conv: Conversation) -> None: ...
-    async def turn_done(
-        self,
-        conv_id: str,
-        session_id: str,
-        state_key: bytes | None,
-        usage: tuple[int, int, int],
-        cost: Decimal,
-    ) -> None: ...
     async def get(self, conv_id: str) -> Conversation | None: ...
     async def listing(self, scope: str, limit: int, after: str | None) -> list[Conversation]: ...
     async def save_response(
@@ -112,17 +103,21 @@ class MemoryState:
     async def find(self, keys: list[bytes]) -> tuple[int, StateRef] | None:
         return _longest(keys, self.states)
 
-    async def remember(self, key: bytes, ref: StateRef) -> None:
-        for other in self.states.values():
-            if other.session_id == ref.session_id:
-                other.latest = False
-        self.states[key] = ref
-
     async def turn_recorded(
         self, key: bytes, ref: StateRef, usage: tuple[int, int, int], cost: Decimal
     ) -> None:
-        await self.remember(key, ref)
-        await self.turn_done(ref.conversation_id, ref.session_id, key, usage, cost)
+        await self.moved_on(ref.session_id)
+        self.states[key] = ref
+        c = self.conversations.get(ref.conversation_id)
+        if c is None:
+            return
+        c.session_id, c.state_key, c.turns = ref.session_id, key, c.turns + 1
+        c.prompt_tokens += usage[0]
+        c.completion_tokens += usage[1]
+        c.cached_tokens += usage[2]
+        c.cost_usd += cost
+        c.config_key = c.config_key or ref.config_key
+        c.last_used_at = datetime.now(UTC)
 
     async def moved_on(self, session_id: str) -> None:
         for ref in self.states.values():
@@ -131,24 +126,6 @@ class MemoryState:
 
     async def create(self, conv: Conversation) -> None:
         self.conversations[conv.id] = conv
-
-    async def turn_done(
-        self,
-        conv_id: str,
-        session_id: str,
-        state_key: bytes | None,
-        usage: tuple[int, int, int],
-        cost: Decimal,
-    ) -> None:
-        c = self.conversations.get(conv_id)
-        if c is None:
-            return
-        c.session_id, c.state_key, c.turns = session_id, state_key, c.turns + 1
-        c.prompt_tokens += usage[0]
-        c.completion_tokens += usage[1]
-        c.cached_tokens += usage[2]
-        c.cost_usd += cost
-        c.last_used_at = datetime.now(UTC)
 
     async def get(self, conv_id: str) -> Conversation | None:
         return self.conversations.get(conv_id)
@@ -211,21 +188,6 @@ class PostgresState:
             ).fetchall()
         return _longest(keys, {bytes(r[0]): StateRef(*r[1:]) for r in rows})
 
-    async def remember(self, key: bytes, ref: StateRef) -> None:
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE gateway_states SET latest = false WHERE session_id = %s AND latest", (ref.session_id,)
-            )
-            await conn.execute(
-                "INSERT INTO gateway_states"
-                " (key, session_id, conversation_id, config_key, project, entry_uuid)"
-                " VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (key) DO UPDATE SET session_id = EXCLUDED.session_id,"
-                " conversation_id = EXCLUDED.conversation_id, project = EXCLUDED.project,"
-                " entry_uuid = EXCLUDED.entry_uuid, latest = true",
-                (key, ref.session_id, ref.conversation_id, ref.config_key, ref.project, ref.entry_uuid),
-            )
-
     async def turn_recorded(
         self, key: bytes, ref: StateRef, usage: tuple[int, int, int], cost: Decimal
     ) -> None:
@@ -275,23 +237,6 @@ class PostgresState:
                     conv.config_key,
                     Jsonb(conv.metadata) if conv.metadata else None,
                 ),
-            )
-
-    async def turn_done(
-        self,
-        conv_id: str,
-        session_id: str,
-        state_key: bytes | None,
-        usage: tuple[int, int, int],
-        cost: Decimal,
-    ) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE gateway_conversations SET session_id = %s, state_key = %s, turns = turns + 1,"
-                " prompt_tokens = prompt_tokens + %s, completion_tokens = completion_tokens + %s,"
-                " cached_tokens = cached_tokens + %s, cost_usd = cost_usd + %s, last_used_at = now()"
-                " WHERE id = %s",
-                (session_id, state_key, *usage, cost, conv_id),
             )
 
     async def get(self, conv_id: str) -> Conversation | None:
