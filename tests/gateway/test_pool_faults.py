@@ -3,6 +3,7 @@ conversations than sessions; and the opt-in response cache (on in this module's 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -25,6 +26,7 @@ def small_pool(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Gateway]:
         "NEXUS_GATEWAY_WARM_SPARES": "0",
         "NEXUS_GATEWAY_CACHE_ENABLED": "true",
         "NEXUS_GATEWAY_CACHE_TTL_S": "600",
+        "NEXUS_GATEWAY_IDLE_TIMEOUT_S": "3",
     }
     with gateway_stack(pg_server, fake_upstream, tmp_path_factory.mktemp("gwpool"), env) as g:
         yield g
@@ -154,3 +156,30 @@ def test_the_same_question_again_is_answered_from_the_cache(small_pool: Gateway,
     assert bypass.parse().choices[0].message.content == "four" and "x-nexus-cache" not in bypass.headers
     stats = small_pool.stats()
     assert stats["cache_hits"] == 2 and stats["cache_misses"] >= 1
+
+
+def test_an_idle_session_is_recycled_and_its_conversation_resumed_from_the_store(
+    small_pool: Gateway, upstream
+):
+    client = small_pool.client()
+    history = [
+        {"role": "system", "content": "Remember things."},
+        {"role": "user", "content": "The word is 'heron'."},
+    ]
+    first = client.chat.completions.create(model="sonnet", messages=history)
+    history += [{"role": "assistant", "content": first.choices[0].message.content}]
+    before = small_pool.stats()
+    deadline = time.monotonic() + 20
+    while small_pool.stats()["recycled"] == before["recycled"]:  # idle for 3 s: its process is stopped
+        assert time.monotonic() < deadline, "the idle session was not recycled"
+        time.sleep(0.5)
+    history += [{"role": "user", "content": "What was the word?"}]
+    second = client.chat.completions.create(model="sonnet", messages=history)
+    assert second.choices[0].message.content.endswith("What was the word?")
+    assert small_pool.stats()["resumes"] == before["resumes"] + 1
+    body = upstream.messages_requests()[-1].json()
+    roles = [m["role"] for m in body["messages"] if m["role"] != "system"]
+    assert roles == ["user", "assistant", "user"]  # the history came back from the store, not resent
+    assert "heron" in json.dumps(body["messages"][0])
+    first_session = upstream.messages_requests()[0].header("x-claude-code-session-id")
+    assert upstream.messages_requests()[-1].header("x-claude-code-session-id") == first_session
