@@ -2,7 +2,7 @@
 
 Seeds (once; cached under .cache/bench-dashboard/) an embedded Postgres with 100,000 synthetic Claude
 Code requests in 5,000 conversations, one of them 300 requests long, through the real ingest path
-(``nexus.ingest.prepare`` + ``nexus.db.records.write_batch``, which stores bodies and links
+(``nexus.derive.prepare`` + ``nexus.db.records.write_batch``, which stores bodies and links
 conversations), starts the dashboard with uvicorn, and times N sequential GETs of every target in
 TARGETS below. Target: p95 under 150 ms for every page and API call. See bench/README.md.
 
@@ -49,8 +49,8 @@ import psycopg
 from nexus.access import AccessStore
 from nexus.db.migrate import migrate
 from nexus.db.records import KnownHashes
+from nexus.derive import prepare
 from nexus.headers import fingerprint
-from nexus.ingest import prepare
 from nexus.record import RawRecord
 from nexus.secret_store import LocalSecretStore
 

@@ -2,7 +2,7 @@
 
 One run starts a temporary embedded Postgres (tests/support/pg.py), fills a migrated database with
 synthetic but realistic Claude Code traffic in stages (bulk batches through the real ingest path:
-``nexus.ingest.prepare`` + ``nexus.db.records.write_batch``, which stores and links), and at each stage
+``nexus.derive.prepare`` + ``nexus.db.records.write_batch``, which stores and links), and at each stage
 times single-request ingests (one transaction each, like a quiet live system) of requests that continue
 existing conversations. Then it EXPLAINs every statement linking ran (custom and generic plans), and
 ingests one 200-turn session into a fresh database to measure storage. See bench/README.md.
@@ -34,7 +34,7 @@ import orjson
 import psycopg
 from nexus.db.migrate import migrate
 from nexus.db.records import KnownHashes, write_batch
-from nexus.ingest import prepare
+from nexus.derive import prepare
 from nexus.record import RawRecord
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer

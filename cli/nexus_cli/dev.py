@@ -203,7 +203,7 @@ def _serve(
     dashboard_port: int,
     gateway_port: int,
 ) -> int:
-    from nexus_ingest.spool_consumer import SpoolConsumer
+    from nexus_cli.spool_consumer import SpoolConsumer
 
     data_dir = settings.data_dir
     db_url = os.environ.get("DATABASE_URL")

@@ -18,8 +18,8 @@ from nexus.db.migrate import migrate
 from nexus.record import RawRecord
 from nexus.secret_store import LocalSecretStore
 from nexus.spool import SpoolWriter
+from nexus_cli.spool_consumer import SpoolConsumer
 from nexus_dashboard.app import create_app
-from nexus_ingest.spool_consumer import SpoolConsumer
 from schemathesis.engine import Status, events
 
 from tests.support import pg

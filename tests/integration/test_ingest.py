@@ -10,7 +10,7 @@ import pytest
 from nexus.db.migrate import migrate
 from nexus.record import RawRecord
 from nexus.spool import FRAME, FRAME_MAGIC, SpoolReader, SpoolWriter
-from nexus_ingest.spool_consumer import SpoolConsumer
+from nexus_cli.spool_consumer import SpoolConsumer
 
 from tests.support.fake_upstream import message_events
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from nexus.db.migrate import migrate
 from nexus.db.records import KnownHashes, raw_records
-from nexus.ingest import prepare
+from nexus.derive import prepare
 from nexus_ingest.pipeline import ingest_batch
 
 from tests.support.claude_cli import run_claude

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 from nexus.db.records import KnownHashes, write_batch
-from nexus.ingest import Prepared, prepare
+from nexus.derive import Prepared, prepare
 from nexus.record import RawRecord
 
 log = logging.getLogger("nexus.ingest")

@@ -13,8 +13,9 @@ from datetime import datetime
 import psycopg
 
 from nexus.db.records import raw_records
-from nexus.db.tracking import LINKED_KINDS, link_request
-from nexus.ingest import KEY_COLUMNS, prepare
+from nexus.db.tracking import link_request
+from nexus.derive import KEY_COLUMNS, prepare
+from nexus.tracking.linkable import LINKED_KINDS
 
 CHUNK = 200
 

@@ -13,7 +13,7 @@ import psycopg
 
 from nexus.bodies import join_body
 from nexus.db.tracking import link_request
-from nexus.ingest import Prepared
+from nexus.derive import Prepared
 from nexus.record import RawRecord
 
 log = logging.getLogger("nexus.ingest")
@@ -21,7 +21,7 @@ log = logging.getLogger("nexus.ingest")
 
 @functools.cache
 def _insert_sql(columns: tuple[str, ...]) -> str:
-    """INSERT for the columns ``nexus.ingest.prepare`` fills (its row dict is the one column list)."""
+    """INSERT for the columns ``nexus.derive.prepare`` fills (its row dict is the one column list)."""
     return (
         f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
         " ON CONFLICT (id) DO NOTHING RETURNING id::text"

@@ -9,8 +9,7 @@ does not grow with the size of the table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,30 +18,11 @@ from psycopg.rows import dict_row
 
 from nexus.tracking import placement as place
 from nexus.tracking.keys import TrackingKeys
+from nexus.tracking.linkable import LINKED_KINDS, LinkInput
 
-LINKED_KINDS = frozenset({"main", "subagent", "compaction"})
 # A first-turn request without an agent-id header is taken for a sub-agent (older CLIs: Task tool)
 # only when an invocation with the same prompt happened this recently in the same session.
 UNTAGGED_SUBTASK_WINDOW = timedelta(minutes=10)
-
-
-@dataclass(slots=True)
-class LinkInput:
-    id: str
-    received_at: datetime
-    team: str | None
-    user_id: str | None
-    session_id: str | None
-    agent_id: str | None
-    model: str | None
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int
-    cache_read_input_tokens: int
-    cost_usd: Decimal | None
-    context_tokens: int | None
-    keys: TrackingKeys
-    kind: str = "main"
 
 
 _NODE_COLS = (

@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 from nexus.db.records import KnownHashes
 from nexus.spool import SpoolReader
-
 from nexus_ingest.pipeline import DatabaseUnavailable, ingest_batch
 
 log = logging.getLogger("nexus.ingest")

@@ -14,11 +14,11 @@ import orjson
 
 from nexus import classify, pg_text, pricing, sse
 from nexus.bodies import PieceCache, sha256, split_body
-from nexus.db.tracking import LINKED_KINDS, LinkInput
 from nexus.encoding import decode_body
 from nexus.headers import CLIENT_HEADER
 from nexus.record import RawRecord
 from nexus.tracking import keys as tracking_keys
+from nexus.tracking.linkable import LINKED_KINDS, LinkInput
 from nexus.tracking.normalize import NormCache
 
 RATELIMIT_PREFIX = "anthropic-ratelimit-"
