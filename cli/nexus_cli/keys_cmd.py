@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from nexus.access import MODES, AccessStore
 
@@ -83,10 +84,11 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("no keys yet: nexus keys create --team T --user U")
         return 0
-    print(f"{'ID':<12}{'TEAM':<16}{'USER':<20}{'CREATED':<27}STATUS")
+    table = _table("ID", "TEAM", "USER", "NAME", "CREATED", "STATUS")
     for r in rows:
         status = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
-        print(f"{r['id']:<12}{r['team']:<16}{r['user']:<20}{r['created_at']:<27}{status}")
+        table.add_row(r["id"], r["team"], r["user"], r["name"] or "", r["created_at"], status)
+    _print(table)
     return 0
 
 
@@ -127,6 +129,30 @@ def _set_request_cap(args: argparse.Namespace) -> int:
 
 
 def _teams_list(args: argparse.Namespace) -> int:
-    for team, conf in sorted(AccessStore(store_for(args)).teams().items()):
-        print(f"{team}\t{conf.get('mode')}")
+    teams = AccessStore(store_for(args)).teams()
+    if not teams:
+        print("no teams yet: nexus keys create --team T --user U (or nexus teams set-mode T MODE)")
+        return 0
+    table = _table("TEAM", "MODE", "API KEY SET", "REQUEST CAP")
+    for team, conf in sorted(teams.items()):
+        cap = conf.get("gateway_request_cap_usd")
+        table.add_row(
+            team, conf.get("mode", ""), conf.get("api_key_set_at") or "", f"${cap:g}" if cap else ""
+        )
+    _print(table)
     return 0
+
+
+def _table(*columns: str):  # -> rich.table.Table (imported only when a table is drawn)
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for c in columns:
+        table.add_column(c, no_wrap=True)
+    return table
+
+
+def _print(table: Any) -> None:
+    from rich.console import Console
+
+    Console(width=200).print(table)

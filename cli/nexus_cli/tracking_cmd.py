@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from datetime import UTC, datetime
 
 from nexus_cli.common import CLIError, add_data_dir
@@ -30,16 +29,49 @@ def _date(value: str) -> datetime:
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
-def _bar(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // total if total else width
-    end = "\n" if done >= total else ""
-    print(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests",
-        end=end,
-        file=sys.stderr,
-        flush=True,
-    )
+class _Progress:
+    """The rebuild's progress on stderr, with rate and time left (rich draws it; a plain line when
+    stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            Task,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                return Text(f"{task.speed:,.0f}/s" if task.speed else "")
+
+        self.progress = Progress(
+            TextColumn("relinking"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("requests"),
+            Rate(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.task: int | None = None
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("rebuild", total=total)
+        self.progress.update(self.task, completed=done, total=total)
 
 
 def _rebuild(args: argparse.Namespace) -> int:
@@ -58,8 +90,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         url = server.get_uri()
     try:
         migrate(url)
-        with psycopg.connect(url) as conn:
-            n = rebuild(conn, args.team, args.since, _bar)
+        with psycopg.connect(url) as conn, _Progress() as progress:
+            n = rebuild(conn, args.team, args.since, progress)
         print(f"relinked {n} requests")
     finally:
         if server is not None:
