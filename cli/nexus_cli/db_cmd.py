@@ -10,7 +10,7 @@ from nexus.db.migrate import migrate
 from nexus_cli.common import add_data_dir
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser("db", help="database maintenance")
     ds = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     m = ds.add_parser("migrate", help="apply pending migrations")

@@ -47,7 +47,7 @@ def _env_int(name: str, default: int) -> int:
         raise CLIError(f"{name} must be a port number, got {os.environ[name]!r}") from None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev", help="run the whole local stack in the foreground")
     p.add_argument(
         "--upstream",
@@ -102,7 +102,9 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _uvicorn(target: str, host: str, port: int, env: dict[str, str], extra: list[str]) -> subprocess.Popen:
+def _uvicorn(
+    target: str, host: str, port: int, env: dict[str, str], extra: list[str]
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
         "-m",
@@ -123,7 +125,7 @@ def _uvicorn(target: str, host: str, port: int, env: dict[str, str], extra: list
     )
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -139,9 +141,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout: float = 
 
 @dataclass
 class Stack:
-    proxy: subprocess.Popen | None = None
-    dashboard: subprocess.Popen | None = None
-    gateway: subprocess.Popen | None = None
+    proxy: subprocess.Popen[bytes] | None = None
+    dashboard: subprocess.Popen[bytes] | None = None
+    gateway: subprocess.Popen[bytes] | None = None
     consumer_thread: threading.Thread | None = None
     stop_consumer: threading.Event | None = None
     pg: EmbeddedPostgres | None = None
@@ -195,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(
-    args,
+    args: argparse.Namespace,
     settings: Settings,
     stack: Stack,
     stop: threading.Event,
@@ -318,7 +320,7 @@ def _lower_pg(pg: EmbeddedPostgres) -> None:
 
 
 def _banner(
-    args,
+    args: argparse.Namespace,
     settings: Settings,
     host: str,
     proxy_port: int,
@@ -372,7 +374,7 @@ def _banner(
     print("\n".join(lines), flush=True)
 
 
-def _terminate(proc: subprocess.Popen | None, timeout: float) -> None:
+def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)

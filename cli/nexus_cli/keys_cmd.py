@@ -12,7 +12,7 @@ from nexus.access import MODES, AccessStore
 from nexus_cli.common import CLIError, add_store_options, store_for
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser("keys", help="create, list and revoke Nexus client keys")
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = ks.add_parser("create", help="create a key (printed once; only its hash is stored)")
@@ -143,7 +143,7 @@ def _teams_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(*columns: str):  # -> rich.table.Table (imported only when a table is drawn)
+def _table(*columns: str) -> Any:  # a rich Table (rich is imported only when a table is drawn)
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")

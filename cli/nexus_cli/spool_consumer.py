@@ -50,7 +50,8 @@ class SpoolConsumer:
             return 0
         good = [it for it in items if it.record is not None]
         try:
-            result = ingest_batch(self._connection(), [it.record for it in good], self.known)
+            records = [it.record for it in good if it.record is not None]
+            result = ingest_batch(self._connection(), records, self.known)
         except (DatabaseUnavailable, psycopg.OperationalError) as exc:
             self._drop_connection()
             raise DatabaseUnavailable(str(exc)) from exc

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import UTC, datetime
+from typing import Any
 
 from nexus_cli.common import CLIError, add_data_dir
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr = sub.add_parser("tracking", help="conversation tracking maintenance")
     ts = tr.add_subparsers(dest="tracking_command", required=True, metavar="ACTION")
     rb = ts.add_parser("rebuild", help="recompute links and summaries (idempotent; same code as ingest)")
@@ -59,7 +60,7 @@ class _Progress:
             TimeRemainingColumn(),
             console=Console(stderr=True),
         )
-        self.task: int | None = None
+        self.task: Any = None  # rich's TaskID
 
     def __enter__(self) -> _Progress:
         self.progress.start()

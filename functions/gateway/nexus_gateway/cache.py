@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -66,21 +66,23 @@ class ResponseCache:
         return len(self._entries)
 
 
-async def replay(answer: Answer) -> AsyncIterator[Event]:
+async def replay(answer: Answer) -> AsyncGenerator[Event, None]:
     """A cached answer as the events of a turn: its text at once, then its end (no tokens were used)."""
     if answer.text:
         yield TextDelta(answer.text)
     yield Finished(answer.stop_reason, Usage(), answer.text, answer.structured_output)
 
 
-async def recording(events: AsyncIterator[Event], on_answer: object) -> AsyncIterator[Event]:
+async def recording(
+    events: AsyncIterator[Event], on_answer: Callable[[Answer], None]
+) -> AsyncGenerator[Event, None]:
     """Pass events through and hand the finished answer to ``on_answer(answer)``."""
     text: list[str] = []
     async for event in events:
         if isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, Finished):
-            on_answer(  # type: ignore[operator]
+            on_answer(
                 Answer(
                     text=event.text,
                     stop_reason=event.stop_reason,

@@ -72,7 +72,7 @@ def register(
     async def _owned(request: Request, conversation_id: str) -> Conversation:
         caller = gateway.caller(headers(request))
         await gateway.pool.settled()  # turns that just ended are written in the background
-        conv = await gateway.state.get(conversation_id)
+        conv: Conversation | None = await gateway.state.get(conversation_id)
         if conv is None or conv.scope != caller.scope:
             raise GatewayError(
                 404, f"No conversation found with id '{conversation_id}'.", code="conversation_not_found"

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+from aiohttp.abc import ResolveResult
 
 from nexus_gateway.errors import GatewayError, bad_request
 
@@ -109,7 +110,9 @@ class _PinnedResolver(aiohttp.abc.AbstractResolver):
         self.host = host
         self.addresses = addresses
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         return [
             {
                 "hostname": host,

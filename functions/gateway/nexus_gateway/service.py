@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ class Gateway:
             )
         return conv
 
-    def cached(self, turn: Turn, asked: str | None) -> tuple[AsyncIterator[Event], dict[str, str]]:
+    def cached(self, turn: Turn, asked: str | None) -> tuple[AsyncGenerator[Event, None], dict[str, str]]:
         """The turn's events, from the response cache when it holds this exact question (and the
         client did not send ``x-nexus-cache: no``); answers computed now are kept for next time."""
         if self.cache is None or turn.after is not None or (asked or "").lower() in ("no", "bypass"):
@@ -149,7 +149,7 @@ class Turn:
         self.after = after
         self.lease: Lease | None = None
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         """The turn's events. A Claude Code process that dies before anything reached the client is
         replaced and the turn tried once more; closing this iterator interrupts the turn."""
         stats = self.pool.stats

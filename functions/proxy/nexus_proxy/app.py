@@ -14,6 +14,7 @@ from nexus.secret_store import LocalSecretStore, SecretStore
 from nexus.sink import HoldingSink, RecordSink
 from nexus.spool import SpoolWriter
 
+from nexus_proxy.asgi import Receive, Scope, Send
 from nexus_proxy.forward import Forwarder, StreamAborted
 from nexus_proxy.responses import send_error, send_json
 
@@ -25,7 +26,7 @@ class ProxyApp:
     def __init__(self, forwarder: Forwarder) -> None:
         self.forwarder = forwarder
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
@@ -56,7 +57,7 @@ class ProxyApp:
         if kind == "lifespan":
             return await self._lifespan(receive, send)
 
-    async def _lifespan(self, receive, send) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
@@ -80,12 +81,12 @@ logging.getLogger("uvicorn.error").addFilter(_QuietAbort())
 
 def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore | None = None) -> ProxyApp:
     store = store or LocalSecretStore(settings.secrets_path)
-    sink = sink or HoldingSink(
+    records: RecordSink = sink or HoldingSink(
         SpoolWriter(settings.spool_dir, fsync=settings.spool_fsync), settings.record_hold_bytes
     )
     forwarder = Forwarder(
         settings.upstream_url,
-        sink,
+        records,
         Authenticator(store, require_keys=settings.require_keys, refresh_s=settings.access_refresh_s),
         settings.max_body_bytes,
         settings.connect_timeout_s,

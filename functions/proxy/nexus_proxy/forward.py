@@ -31,6 +31,7 @@ from nexus.record import RawRecord
 from nexus.sink import RecordSink
 from yarl import URL
 
+from nexus_proxy.asgi import Receive, Scope, Send
 from nexus_proxy.responses import send_error
 
 log = logging.getLogger("nexus.proxy")
@@ -53,7 +54,7 @@ class BodyTooLarge(Exception):
 CLOSE = [(b"connection", b"close")]
 
 
-async def read_body(receive, limit: int, idle_timeout_s: float) -> bytes:
+async def read_body(receive: Receive, limit: int, idle_timeout_s: float) -> bytes:
     """The request body; raises BodyTooLarge past ``limit``, TimeoutError when the client sends
     nothing for ``idle_timeout_s``, ConnectionResetError when it goes away."""
     chunks: list[bytes] = []
@@ -90,7 +91,7 @@ def upstream_failure(exc: BaseException, connect_s: float, read_s: float) -> tup
     return 502, f"upstream failed before answering: {exc.__class__.__name__}: {exc}"
 
 
-async def _wait_disconnect(receive) -> None:
+async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
@@ -152,7 +153,7 @@ class Forwarder:
             status, state = 200, "ok"
         else:
             status, state = (200, "degraded") if self.sink.accepting else (503, "not_recording")
-        doc: dict = {"status": state}
+        doc: dict[str, object] = {"status": state}
         if stats is not None:
             doc["recording"] = {
                 "held": stats.held,
@@ -164,7 +165,7 @@ class Forwarder:
             }
         return status, orjson.dumps(doc)
 
-    def _record(self, scope, headers: list[tuple[str, str]]) -> RawRecord:
+    def _record(self, scope: Scope, headers: list[tuple[str, str]]) -> RawRecord:
         return RawRecord(
             id=uuid7(),
             received_at=time.time(),
@@ -181,7 +182,7 @@ class Forwarder:
         except Exception:  # the record must not vanish silently; the response is already sent
             log.exception("could not hand record %s to the queue", rec.id, extra={"record_id": rec.id})
 
-    async def handle(self, scope, receive, send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         if self.strip_platform_headers:
@@ -203,14 +204,21 @@ class Forwarder:
             self._hand_off(ex.rec)
 
     async def _reject(
-        self, send, ex: _Exchange, status: int, message: str, extra: list[tuple[bytes, bytes]] | None = None
+        self,
+        send: Send,
+        ex: _Exchange,
+        status: int,
+        message: str,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         ex.rec.status = status
         ex.rec.error = message
         self._finish(ex)
         await send_error(send, status, message, extra)
 
-    async def _handle(self, scope, receive, send, headers, ex: _Exchange) -> None:
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, headers: list[tuple[str, str]], ex: _Exchange
+    ) -> None:
         rec = ex.rec
         if not self.sink.accepting:
             # Nothing can be recorded (disk full, memory hold used up): refuse before the upstream
@@ -265,14 +273,16 @@ class Forwarder:
 
         await self._stream(scope, receive, send, self._upstream_headers(headers, grant), ex)
 
-    def _upstream_headers(self, headers: list[tuple[str, str]], grant: Grant) -> CIMultiDict:
+    def _upstream_headers(self, headers: list[tuple[str, str]], grant: Grant) -> CIMultiDict[str]:
         drop = REQUEST_SKIP.union(grant.drop) if grant.drop else REQUEST_SKIP
         out = CIMultiDict((k, v) for k, v in headers if k not in drop and not k.startswith(NEXUS_PREFIX))
         for k, v in grant.set:
             out[k] = v
         return out
 
-    async def _stream(self, scope, receive, send, fwd_headers, ex: _Exchange) -> None:
+    async def _stream(
+        self, scope: Scope, receive: Receive, send: Send, fwd_headers: CIMultiDict[str], ex: _Exchange
+    ) -> None:
         assert self.session is not None, "Forwarder.start() not called"
         rec, started = ex.rec, ex.started
         qs = scope["query_string"]
@@ -290,8 +300,13 @@ class Forwarder:
             return await self._reject(send, ex, status, message)
 
         watcher = asyncio.ensure_future(_wait_disconnect(receive))
+
         # Client gone: close the upstream response so the upstream request is cancelled too.
-        watcher.add_done_callback(lambda t: t.cancelled() or resp.close())
+        def on_disconnect(t: asyncio.Future[None]) -> None:
+            if not t.cancelled():
+                resp.close()
+
+        watcher.add_done_callback(on_disconnect)
         chunks: list[bytes] = []
         try:
             rec.status = resp.status

@@ -63,9 +63,9 @@ def server(tools: list[ToolSpec], pending: PendingCalls) -> Server[Any]:
         Tool(
             name=t.name,
             description=t.description,
-            inputSchema=t.parameters,
+            input_schema=t.parameters,
             # Read-only calls are run concurrently by Claude Code: parallel calls all wait at once.
-            annotations=ToolAnnotations(readOnlyHint=True),
+            annotations=ToolAnnotations(read_only_hint=True),
         )
         for t in tools
     ]
@@ -77,18 +77,18 @@ def server(tools: list[ToolSpec], pending: PendingCalls) -> Server[Any]:
         if pending.refuse:
             return CallToolResult(
                 content=[TextContent(type="text", text="Tools are off for this reply: answer without them.")],
-                isError=True,
+                is_error=True,
             )
         call_id = (params.meta or {}).get(TOOL_USE_ID_META)
         if not call_id:
             return CallToolResult(
-                content=[TextContent(type="text", text="gateway error: call without an id")], isError=True
+                content=[TextContent(type="text", text="gateway error: call without an id")], is_error=True
             )
         fut = pending.future(str(call_id))
         try:
             content, is_error = await asyncio.wait_for(fut, pending.timeout_s)
         except TimeoutError:
             content, is_error = f"the client returned no result within {pending.timeout_s:g} s", True
-        return CallToolResult(content=[TextContent(type="text", text=content)], isError=is_error)
+        return CallToolResult(content=[TextContent(type="text", text=content)], is_error=is_error)
 
     return Server(SERVER_NAME, version="1", on_list_tools=on_list_tools, on_call_tool=on_call_tool)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -116,8 +117,8 @@ def _tool_results(message: Message) -> tuple[list[tuple[str, str, bool]], bool]:
     """(tool results, whether the message holds anything else)."""
     results = [
         (
-            b["tool_use_id"],
-            b.get("content") if isinstance(b.get("content"), str) else "",
+            str(b["tool_use_id"]),
+            str(b.get("content")) if isinstance(b.get("content"), str) else "",
             bool(b.get("is_error")),
         )
         for b in message.content
@@ -261,9 +262,12 @@ class Pool:
         self.workers.add(w)
         w.start()
         assert w.task is not None
-        w.task.add_done_callback(lambda _t, w=w: self._gone(w))
+        w.task.add_done_callback(functools.partial(self._task_done, w))
         self.stats.started += 1
         return w
+
+    def _task_done(self, w: Worker, _task: asyncio.Task[None]) -> None:
+        self._gone(w)
 
     async def _turn_ended(self, w: Worker) -> None:
         """A turn whose end no client saw (interrupted, or its tool results never came) left the
@@ -508,7 +512,7 @@ class Pool:
         return conv
 
     # running a turn --------------------------------------------------------------------------------
-    async def run(self, lease: Lease, caller: Caller) -> AsyncIterator[Event]:
+    async def run(self, lease: Lease, caller: Caller) -> AsyncGenerator[Event, None]:
         """The turn's events; the pool remembers what the session holds when it ends. Closing the
         iterator early (the client went away) interrupts the turn."""
         w = lease.worker
@@ -542,7 +546,7 @@ class Pool:
                         504, f"the turn took longer than {self.limits.turn_timeout_s:g} s", code="timeout"
                     ) from None
                 if hasattr(event, "text") and not isinstance(event, Finished):
-                    text.append(event.text)  # type: ignore[union-attr]
+                    text.append(event.text)
                 yield event
                 if isinstance(event, Suspended):
                     finished = True

@@ -64,7 +64,7 @@ class StateStore(Protocol):
     async def get(self, conv_id: str) -> Conversation | None: ...
     async def listing(self, scope: str, limit: int, after: str | None) -> list[Conversation]: ...
     async def save_response(
-        self, rid: str, scope: str, conv_id: str, state_key: bytes | None, body: dict
+        self, rid: str, scope: str, conv_id: str, state_key: bytes | None, body: dict[str, Any]
     ) -> None: ...
     async def get_response(self, rid: str) -> StoredResponse | None: ...
 
@@ -93,7 +93,7 @@ class MemoryState:
         self.responses: dict[str, StoredResponse] = {}
 
     async def save_response(
-        self, rid: str, scope: str, conv_id: str, state_key: bytes | None, body: dict
+        self, rid: str, scope: str, conv_id: str, state_key: bytes | None, body: dict[str, Any]
     ) -> None:
         self.responses[rid] = StoredResponse(rid, scope, conv_id, state_key, body)
 
@@ -154,7 +154,7 @@ class PostgresState:
         self.pool = pool
 
     async def save_response(
-        self, rid: str, scope: str, conv_id: str, state_key: bytes | None, body: dict
+        self, rid: str, scope: str, conv_id: str, state_key: bytes | None, body: dict[str, Any]
     ) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(

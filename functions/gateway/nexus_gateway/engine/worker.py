@@ -34,6 +34,7 @@ from nexus_gateway.engine.events import (
     Usage,
 )
 from nexus_gateway.engine.relay import Relay
+from nexus_gateway.engine.state import Conversation
 
 log = logging.getLogger("nexus.gateway.worker")
 STRUCTURED_OUTPUT_TOOL = "StructuredOutput"  # the tool Claude Code offers for output_format
@@ -120,15 +121,15 @@ class _Translator:
                 self._blocks[index] = (str(block.get("type")), None)
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
-            where, n = self._blocks.get(int(event.get("index", 0)), ("", None))
+            where, at = self._blocks.get(int(event.get("index", 0)), ("", None))
             if delta.get("type") == "text_delta" and where == "text":
                 self.text.append(delta.get("text", ""))
                 out.append(TextDelta(delta.get("text", "")))
             elif delta.get("type") == "input_json_delta":
                 piece = delta.get("partial_json", "")
-                if where == "call" and n is not None:
-                    self._args[n].append(piece)
-                    out.append(ToolCallDelta(n, piece))
+                if where == "call" and at is not None:
+                    self._args[at].append(piece)
+                    out.append(ToolCallDelta(at, piece))
                 elif where == "structured" and piece:
                     self.text.append(piece)  # JSON mode: the structured answer streams as text
                     out.append(TextDelta(piece))
@@ -178,7 +179,7 @@ class Worker:
         self.holds: bytes | None = None  # continuity key of the history this session holds
         self.scope: str | None = None  # the caller it serves (set with its first turn)
         self.conversation_id: str | None = None
-        self.conversation: Any = None  # the conversation it serves (engine.state.Conversation)
+        self.conversation: Conversation | None = None  # the conversation it serves
         self.busy_claimed = False  # leased to a request that has not submitted yet
         self.unseen = 0  # events no client received (interrupted or abandoned turns)
         self.on_turn_end: Any = None  # the pool's hook: async callable(worker)
@@ -205,7 +206,7 @@ class Worker:
     @property
     def pid(self) -> int | None:
         try:
-            return self.client._transport._process.pid  # type: ignore[union-attr]
+            return int(self.client._transport._process.pid)  # type: ignore[union-attr]
         except AttributeError:
             return None
 

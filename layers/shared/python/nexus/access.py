@@ -19,6 +19,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from nexus.headers import NEXUS_KEY_HEADER
 from nexus.secret_store import SecretStore
@@ -75,14 +76,14 @@ class AccessStore:
     def __init__(self, store: SecretStore) -> None:
         self.store = store
 
-    def _load(self, name: str) -> dict:
+    def _load(self, name: str) -> dict[str, Any]:
         raw = self.store.get(name)
         return json.loads(raw) if raw else {}
 
     def keys(self) -> dict[str, KeyRecord]:
         return {k: KeyRecord(**v) for k, v in self._load(KEYS_SECRET).items()}
 
-    def teams(self) -> dict[str, dict]:
+    def teams(self) -> dict[str, dict[str, Any]]:
         return self._load(TEAMS_SECRET)
 
     def create_key(self, team: str, user: str, name: str | None = None) -> tuple[str, KeyRecord]:
@@ -162,7 +163,7 @@ class Authenticator:
         self._checked = 0.0
         self._version: object = object()
         self._keys: dict[str, KeyRecord] = {}
-        self._teams: dict[str, dict] = {}
+        self._teams: dict[str, dict[str, Any]] = {}
         self._team_keys: dict[str, str | None] = {}
 
     def _refresh(self, force: bool = False) -> None:
@@ -198,7 +199,7 @@ class Authenticator:
             raise AuthError("this Nexus key has been revoked")
         return rec
 
-    def identify(self, key: str) -> tuple[KeyRecord, dict]:
+    def identify(self, key: str) -> tuple[KeyRecord, dict[str, Any]]:
         """A valid, unrevoked key's record and its team's settings (``mode`` defaulted): the
         gateway's check, which decides itself what to send the proxy. Raises AuthError."""
         self._refresh()

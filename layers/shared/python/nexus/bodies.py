@@ -115,7 +115,8 @@ def split_body(raw: bytes, cache: PieceCache | None = None) -> SplitBody:
 
 
 def _split_object(s: str, cache: PieceCache | None) -> SplitBody:
-    out = SplitBody(layout=[], parsed={})
+    parsed: dict[str, Any] = {}
+    out = SplitBody(layout=[], parsed=parsed)
     i = _skip(s, 0)
     if s[i] != "{":
         raise ValueError("not an object")
@@ -134,7 +135,7 @@ def _split_object(s: str, cache: PieceCache | None) -> SplitBody:
             raise ValueError("expected ':'")
         v_start = _skip(s, c + 1)
         if key == "messages" and s[v_start] == "[":
-            if out.message_hashes or "messages" in out.parsed:
+            if out.message_hashes or "messages" in parsed:
                 raise ValueError("duplicate messages key")  # stored whole, so it stays exact
             value, v_end, gaps = _split_messages(out, s, v_start, cache)
             out.layout.append(s[lit:v_start])
@@ -148,7 +149,7 @@ def _split_object(s: str, cache: PieceCache | None) -> SplitBody:
                 out.blobs[piece.hash] = piece.data
                 out.layout.append({"b": piece.hash.hex()})
                 lit = v_end
-        out.parsed[key] = value
+        parsed[key] = value
         pos = _skip(s, v_end)
         if s[pos] == ",":
             pos += 1
@@ -159,7 +160,7 @@ def _split_object(s: str, cache: PieceCache | None) -> SplitBody:
 
 def _split_messages(
     out: SplitBody, s: str, start: int, cache: PieceCache | None
-) -> tuple[list, int, list[str] | None]:
+) -> tuple[list[Any], int, list[str] | None]:
     values: list[Any] = []
     gaps: list[str] = []
     node = b""

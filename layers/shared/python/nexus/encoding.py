@@ -18,7 +18,7 @@ def decode_body(data: bytes, content_encoding: str | None) -> bytes:
     if enc == "br":
         d = brotli.Decompressor()
         try:
-            return d.process(data)
+            return bytes(d.process(data))
         except brotli.error:
             return b""
     if enc == "zstd":

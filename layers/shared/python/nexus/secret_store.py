@@ -37,7 +37,8 @@ class LocalSecretStore:
 
     def _read(self) -> dict[str, str]:
         try:
-            return json.loads(self.path.read_text())
+            doc: dict[str, str] = json.loads(self.path.read_text())
+            return doc
         except FileNotFoundError:
             return {}
 

@@ -23,7 +23,7 @@ class SecretsManagerStore:
 
     def get(self, name: str) -> str | None:
         try:
-            return self.client.get_secret_value(SecretId=self._id(name))["SecretString"]
+            return str(self.client.get_secret_value(SecretId=self._id(name))["SecretString"])
         except self._missing:
             return None
 

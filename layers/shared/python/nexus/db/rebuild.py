@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -21,7 +22,8 @@ CHUNK = 200
 
 
 def _selected_ids(conn: psycopg.Connection, team: str | None, since: datetime | None) -> list[str]:
-    where, args = ["(kind = ANY(%s) OR session_id IS NOT NULL)"], [list(LINKED_KINDS)]
+    where = ["(kind = ANY(%s) OR session_id IS NOT NULL)"]
+    args: list[Any] = [list(LINKED_KINDS)]
     if team is not None:
         where.append("team = %s")
         args.append(team)

@@ -149,7 +149,7 @@ def request_body(conn: psycopg.Connection, layout: list[Any] | None, chain_id: b
 PROXY_ERRORS = ("client_disconnected", "upstream_", "cancelled")
 
 
-def raw_records(conn: psycopg.Connection, where: str = "TRUE", args: tuple = ()) -> list[RawRecord]:
+def raw_records(conn: psycopg.Connection, where: str = "TRUE", args: tuple[Any, ...] = ()) -> list[RawRecord]:
     """Stored requests as records the proxy could have handed over, for `tracking rebuild` and
     re-ingest: request bodies exact, headers as stored (already redacted). A complete stream was
     stored as its rebuilt message only, so it comes back as that message in a JSON body, which

@@ -20,6 +20,9 @@ from nexus.tracking import placement as place
 from nexus.tracking.keys import TrackingKeys
 from nexus.tracking.linkable import LINKED_KINDS, LinkInput
 
+# A cursor that returns rows as dicts (dict_row): what every linking step reads with.
+Rows = psycopg.Cursor[dict[str, Any]]
+
 # A first-turn request without an agent-id header is taken for a sub-agent (older CLIs: Task tool)
 # only when an invocation with the same prompt happened this recently in the same session.
 UNTAGGED_SUBTASK_WINDOW = timedelta(minutes=10)
@@ -62,9 +65,7 @@ def _counters(conn: psycopg.Connection, conversation_id: Any) -> place.Counters:
     return c
 
 
-def _find_parent(
-    cur: psycopg.Cursor, r: LinkInput
-) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+def _find_parent(cur: Rows, r: LinkInput) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
     """(how, parent row, invocation row)."""
     k = r.keys
     if k.prefix_key is not None:
@@ -106,15 +107,16 @@ def _find_parent(
     return "root", None, None
 
 
-def _invocation_number(cur: psycopg.Cursor, conversation_id: Any, inv: dict[str, Any]) -> int:
-    return cur.execute(
+def _invocation_number(cur: Rows, conversation_id: Any, inv: dict[str, Any]) -> int:
+    row = cur.execute(
         "SELECT count(*) FROM subtask_invocations WHERE conversation_id = %s"
         " AND (received_at, position) <= (%s, %s)",
         (conversation_id, inv["received_at"], inv["position"]),
-    ).fetchone()["count"]
+    ).fetchone()
+    return int(row["count"]) if row else 0
 
 
-def _attach_side_request(cur: psycopg.Cursor, r: LinkInput) -> None:
+def _attach_side_request(cur: Rows, r: LinkInput) -> None:
     """A request that is not a turn (a side call, count_tokens, a quota probe) joins the conversation
     of the latest request of its session, on that request's branch; it opens nothing."""
     if r.session_id is None:
@@ -198,7 +200,7 @@ def link_request(conn: psycopg.Connection, r: LinkInput) -> None:
         _adopt_waiting_children(conn, cur, r, conversation_id)
 
 
-def _new_conversation(cur: psycopg.Cursor, r: LinkInput) -> None:
+def _new_conversation(cur: Rows, r: LinkInput) -> None:
     cur.execute(
         "INSERT INTO conversations (id, scope_key, team, user_id, title, first_at, last_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
@@ -207,7 +209,7 @@ def _new_conversation(cur: psycopg.Cursor, r: LinkInput) -> None:
 
 
 def _add_to_summaries(
-    cur: psycopg.Cursor, conversation_id: Any, r: LinkInput, p: place.Placement, fork: str | None
+    cur: Rows, conversation_id: Any, r: LinkInput, p: place.Placement, fork: str | None
 ) -> None:
     cost = r.cost_usd or Decimal(0)
     kind = p.new_branch_kind
@@ -280,9 +282,7 @@ def _branch_kind(name: str) -> str:
     return name.split("_", 1)[0] if name != place.MAIN else "main"
 
 
-def _adopt_waiting_children(
-    conn: psycopg.Connection, cur: psycopg.Cursor, r: LinkInput, conversation_id: Any
-) -> None:
+def _adopt_waiting_children(conn: psycopg.Connection, cur: Rows, r: LinkInput, conversation_id: Any) -> None:
     """Requests that arrived before this one and were waiting for it as their parent."""
     k = r.keys
     probes = []
@@ -367,6 +367,7 @@ def recompute(conn: psycopg.Connection, conversation_id: Any) -> None:
                 elif how == "compact":
                     p = place.compaction(counters)
                 else:
+                    assert inv is not None  # a sub-task's parent comes with its invocation
                     p = place.subtask(
                         parent_id, invocation_order.get((parent_id, inv["tool_use_id"]), 1), counters
                     )
@@ -400,7 +401,7 @@ def recompute(conn: psycopg.Connection, conversation_id: Any) -> None:
         _rebuild_summaries(cur, conversation_id)
 
 
-def _invocation_order(cur: psycopg.Cursor, conversation_id: Any) -> dict[tuple[str, str], int]:
+def _invocation_order(cur: Rows, conversation_id: Any) -> dict[tuple[str, str], int]:
     rows = cur.execute(
         "SELECT request_id::text AS request_id, tool_use_id FROM subtask_invocations"
         " WHERE conversation_id = %s ORDER BY received_at, position",
@@ -409,7 +410,7 @@ def _invocation_order(cur: psycopg.Cursor, conversation_id: Any) -> dict[tuple[s
     return {(r["request_id"], r["tool_use_id"]): n for n, r in enumerate(rows, 1)}
 
 
-def _rebuild_summaries(cur: psycopg.Cursor, conversation_id: Any) -> None:
+def _rebuild_summaries(cur: Rows, conversation_id: Any) -> None:
     cur.execute("DELETE FROM branches WHERE conversation_id = %s", (conversation_id,))
     cur.execute(
         "INSERT INTO branches (conversation_id, name, kind, fork_request_id, request_count, input_tokens,"

@@ -52,7 +52,7 @@ def _tool_result_content(content: Any) -> Any:
     return _canonical_json(content)
 
 
-def _block(block: Any) -> tuple | None:
+def _block(block: Any) -> tuple[Any, ...] | None:
     """Rule set for one content block; None drops it."""
     if isinstance(block, str):
         block = {"type": "text", "text": block}
