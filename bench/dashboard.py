@@ -54,8 +54,8 @@ from nexus.headers import fingerprint
 from nexus.record import RawRecord
 from nexus.secret_store import LocalSecretStore
 
+from bench.lib.stats import pct
 from bench.proxy_overhead import children_of, cpu_s
-from bench.stats import pct
 from bench.tracking import (
     Convo,
     Generator,

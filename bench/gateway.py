@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from openai import OpenAI  # noqa: E402
 
-from bench.stats import mean, pct  # noqa: E402
+from bench.lib.stats import mean, pct  # noqa: E402
 from tests.support import pg  # noqa: E402
 from tests.support.fake_upstream import FakeAnthropic  # noqa: E402
 from tests.support.stack import Stack  # noqa: E402

@@ -36,7 +36,7 @@ from multidict import CIMultiDict
 from nexus.record import RawRecord
 from nexus.spool import SpoolReader, SpoolWriter
 
-from bench.stats import mean, pct
+from bench.lib.stats import mean, pct
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -39,7 +39,7 @@ from nexus.record import RawRecord
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
-from bench.stats import mean, pct
+from bench.lib.stats import mean, pct
 from tests.support.fake_upstream import Usage, message_events
 from tests.support.pg import create_database, temporary_server
 
