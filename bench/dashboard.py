@@ -55,17 +55,9 @@ from nexus.record import RawRecord
 from nexus.secret_store import LocalSecretStore
 
 from bench.lib.stats import pct
+from bench.lib.traffic import Convo, Generator, Identity, Shapes, Text, uuid7_at, write_retrying
 from bench.proxy_overhead import children_of, cpu_s
-from bench.tracking import (
-    Convo,
-    Generator,
-    Identity,
-    OtherLoad,
-    Shapes,
-    Text,
-    _write_retrying,
-    uuid7_at,
-)
+from bench.tracking import OtherLoad
 from tests.support.fake_upstream import Usage, message_events
 from tests.support.pg import database_url, start_server
 
@@ -106,7 +98,7 @@ TARGETS: tuple[tuple[str, str], ...] = (
     ("api", "/api/keys"),
 )
 HTML_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what a browser sends
-SEARCH_WORD = "deploy"  # from bench.tracking's COMMON_WORDS: in the prompts and answers of most sessions
+SEARCH_WORD = "deploy"  # from bench.lib.traffic's COMMON_WORDS: in the prompts and answers of most sessions
 
 # --- the seeded database ---------------------------------------------------------------------------
 
@@ -236,7 +228,7 @@ def _draw(account: str, kind: str, index: int, lo: float, hi: float) -> float:
 
 
 class Traffic(Generator):
-    """bench.tracking's Claude Code sessions, with the dashboard's dimensions: the users' own models,
+    """bench.lib.traffic's Claude Code sessions, with the dashboard's dimensions: the users' own models,
     Haiku sub-agents and side calls, Nexus keys, shared accounts with unified rate-limit headers,
     error responses, and arrival times set by the caller (``now``)."""
 
@@ -248,12 +240,12 @@ class Traffic(Generator):
         self.limits = Limits()
         self.now = 0.0
 
-    def _new_sub(self, parent: Convo, prompt: str) -> Convo:
-        sub = super()._new_sub(parent, prompt)
+    def new_sub(self, parent: Convo, prompt: str) -> Convo:
+        sub = super().new_sub(parent, prompt)
         sub.head = head_for(HAIKU) if self.rng.random() < P_EXPLORE else parent.head
         return sub
 
-    def _record(
+    def record(
         self,
         convo: Convo,
         body: bytes,
@@ -316,7 +308,7 @@ class Traffic(Generator):
         )
         answer = orjson.dumps({"isNewTopic": True, "title": self.text.words(10, 30)}).decode()
         self.now = ts
-        return self._record(convo, body, [{"type": "text", "text": answer}], len(body), model=HAIKU)
+        return self.record(convo, body, [{"type": "text", "text": answer}], len(body), model=HAIKU)
 
     def error_copy(self, rec: RawRecord, ts: float, status: int) -> RawRecord:
         """The same request answered with an error, earlier: what the CLI retried."""
@@ -567,11 +559,11 @@ def _seed_worker(
         for rec in interleaved(gen, plans, now):
             batch.append(prepare(rec))
             if len(batch) >= SEED_BATCH:
-                _write_retrying(conn, batch, known)
+                write_retrying(conn, batch, known)
                 progress[k] += len(batch)
                 batch.clear()
         if batch:
-            _write_retrying(conn, batch, known)
+            write_retrying(conn, batch, known)
             progress[k] += len(batch)
 
 
