@@ -31,8 +31,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,10 +52,19 @@ from nexus.headers import fingerprint
 from nexus.record import RawRecord
 from nexus.secret_store import LocalSecretStore
 
+from bench.lib.procs import (
+    Child,
+    OtherLoad,
+    cpu_s,
+    family,
+    free_port,
+    log_tail,
+    postmaster_pid,
+    spawn,
+    stop_group,
+)
 from bench.lib.stats import pct
 from bench.lib.traffic import Convo, Generator, Identity, Shapes, Text, uuid7_at, write_retrying
-from bench.proxy_overhead import children_of, cpu_s
-from bench.tracking import OtherLoad
 from tests.support.fake_upstream import Usage, message_events
 from tests.support.pg import database_url, start_server
 
@@ -740,55 +747,28 @@ def seed_problems(stats: dict[str, Any], scale: Scale) -> list[str]:
 # --- serving and measuring --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Dashboard:
-    proc: subprocess.Popen[bytes]
+    child: Child
     port: int
-    log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        stop_group(self.child, 10)
 
 
 def start_dashboard(url: str, key: str, data_dir: Path) -> Dashboard:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "NEXUS_DASHBOARD_KEY": key, "NEXUS_DATA_DIR": str(data_dir)}
-    log = data_dir / "dashboard.log"
     cmd = [
         sys.executable, "-m", "uvicorn", "--factory", "nexus_dashboard.app:create_from_env",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
-            start_new_session=True,
-        )  # fmt: skip
-    dash = Dashboard(proc, port, log)
+    dash = Dashboard(spawn("dashboard", cmd, data_dir / "dashboard.log", env), port)
+    proc, log = dash.child.proc, dash.child.log
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the dashboard exited with {proc.returncode}:\n{log_tail(log)}")
+            raise RuntimeError(f"the dashboard exited with {proc.returncode}:\n{log_tail(log, 40)}")
         with contextlib.suppress(OSError, http.client.HTTPException):
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c.request("GET", "/health")
@@ -797,7 +777,7 @@ def start_dashboard(url: str, key: str, data_dir: Path) -> Dashboard:
                 return dash
         time.sleep(0.2)
     dash.stop()
-    raise RuntimeError(f"the dashboard did not answer /health within 60 s:\n{log_tail(log)}")
+    raise RuntimeError(f"the dashboard did not answer /health within 60 s:\n{log_tail(log, 40)}")
 
 
 class Client:
@@ -953,7 +933,7 @@ class CpuProbe:
 
     def refresh(self) -> None:
         """The current Postgres processes (the dashboard's pool may open connections any time)."""
-        self.pg = [self.postmaster, *children_of(self.postmaster)]
+        self.pg = family(self.postmaster)
 
     def read(self) -> tuple[float, float]:
         return cpu_s(self.app_pid), sum(cpu_s(pid) for pid in self.pg)
@@ -1109,13 +1089,13 @@ def run(args: argparse.Namespace) -> int:
         base = Result("baseline", BASELINE, BASELINE)
         results = [Result(k, t, t.format(**ids)) for k, t in targets]
         client = Client(dash.port, headers)
-        with open(f"{server.pgdata}/postmaster.pid") as fh:
-            postmaster = int(fh.readline())
-        load = OtherLoad(postmaster, [dash.proc.pid])
+        postmaster = postmaster_pid(server.pgdata)
+        load = OtherLoad(postmaster)  # and this process with the dashboard it started
         load_before = load_average()
         load.start()
         t0 = time.monotonic()
-        measure(client, [base, *results], args.n, args.warmup, CpuProbe(dash.proc.pid, postmaster))
+        cpu = CpuProbe(dash.child.proc.pid, postmaster)
+        measure(client, [base, *results], args.n, args.warmup, cpu)
         measure_s = time.monotonic() - t0
         other, steal = load.pct()
     finally:
@@ -1123,9 +1103,8 @@ def run(args: argparse.Namespace) -> int:
             dash.stop()
         server.cleanup()
     if not base.ok:
-        print(
-            f"the baseline {BASELINE} failed ({base.status} {base.note}):\n{log_tail(tmp / 'dashboard.log')}"
-        )
+        log = log_tail(tmp / "dashboard.log", 40)
+        print(f"the baseline {BASELINE} failed ({base.status} {base.note}):\n{log}")
         return 1
 
     print()

@@ -15,47 +15,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from openai import OpenAI
 
-from openai import OpenAI  # noqa: E402
-
-from bench.lib.stats import mean, pct  # noqa: E402
-from tests.support import pg  # noqa: E402
-from tests.support.fake_upstream import FakeAnthropic  # noqa: E402
-from tests.support.stack import Stack  # noqa: E402
+from bench.lib.procs import find_child, tree_rss_kb
+from bench.lib.stats import mean, pct
+from tests.support import pg
+from tests.support.fake_upstream import FakeAnthropic
+from tests.support.stack import Stack
 
 TARGET_CONTINUING_MS = 10.0
 TARGET_NEW_MS = 20.0
 TARGET_FLAT_PCT = 10.0
 IDLE_S = 4
 SYSTEM = "You are a benchmark assistant. Answer briefly."
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (MB)."""
-    total, todo, seen = 0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            pass
-    return total / 1024
 
 
 def _floor_options(proxy_url: str, root: Path, name: str):
@@ -264,12 +242,9 @@ def main() -> None:
             wall = time.perf_counter() - began
             st = stats(stack.gateway_url)
             workers = st["pool"]["workers"]
-            gw_pid = int(
-                os.popen(f"pgrep -f 'nexus_gateway.app:create_from_env.*{stack.gateway_port}'")
-                .read()
-                .split()[0]
-            )
-            rss = _rss_mb(gw_pid)
+            assert stack.proc is not None
+            gw_pid = find_child(stack.proc.pid, "nexus_gateway.app:create_from_env")
+            rss = tree_rss_kb(gw_pid) / 1024  # the gateway and its Claude Code processes
 
             print("\nTime to first delta (same CLI, same proxy, same upstream):")
             print(line("floor: warm ClaudeSDKClient by hand", floor))

@@ -37,6 +37,7 @@ from nexus.record import RawRecord
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
+from bench.lib.procs import OtherLoad, cpu_s, postmaster_pid
 from bench.lib.stats import mean, pct
 from bench.lib.traffic import Convo, Generator, Shapes, Text, write_retrying
 from tests.support.pg import create_database, temporary_server
@@ -65,75 +66,7 @@ TARGET_STORAGE_RATIO = 3.0
 KINDS = ("resumed", "next turn", "sub-agent start", "post-compaction start", "long")
 
 
-# --- measurement helpers -------------------------------------------------------------------------
-
-
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def sched_cpu_s(pid: int) -> float:
-    """CPU time of one process from the scheduler (sub-microsecond); clock ticks where unavailable."""
-    try:
-        with open(f"/proc/{pid}/sched") as fh:
-            for line in fh:
-                if line.startswith("se.sum_exec_runtime"):
-                    return float(line.split(":", 1)[1]) / 1000
-    except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * TICK_S
-    except OSError:
-        return math.nan
-
-
-def all_cpu_s() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, utime + stime + reaped children's, in seconds) of every process."""
-    out = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"{entry.path}/stat") as fh:
-                f = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(entry.name)] = (int(f[1]), sum(int(x) for x in f[11:15]) * TICK_S)
-    return out
-
-
-class OtherLoad:
-    """CPU used by processes that are not this benchmark's (this process, its fill workers, the Postgres
-    server and its backends) during a window, in % of one CPU: near 0 on a quiet machine. Counted per
-    process from /proc/PID/stat (the machine-wide /proc/stat misses short request/response bursts)."""
-
-    def __init__(self, postmaster: int, extra: list[int]) -> None:
-        self.own = {os.getpid(), postmaster, *extra}
-        self.postmaster = postmaster
-
-    def _others(self) -> dict[int, float]:
-        procs = all_cpu_s()
-        return {
-            pid: cpu for pid, (ppid, cpu) in procs.items() if pid not in self.own and ppid != self.postmaster
-        }
-
-    def start(self) -> None:
-        self.t0, self.before, self.steal0 = time.monotonic(), self._others(), steal_s()
-
-    def pct(self) -> tuple[float, float]:
-        """(other processes, time stolen by the hypervisor), each in % of one CPU."""
-        wall = time.monotonic() - self.t0
-        after = self._others()
-        used = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
-        return 100 * used / wall, 100 * (steal_s() - self.steal0) / wall
-
-
-def steal_s() -> float:
-    """CPU time the hypervisor gave to other guests while this one wanted to run (/proc/stat)."""
-    with open("/proc/stat") as fh:
-        fields = fh.readline().split()
-    return int(fields[8]) * TICK_S if len(fields) > 8 else 0.0
+# --- statements
 
 
 class TimingCursor(psycopg.Cursor):
@@ -370,7 +303,7 @@ class Sampler:
 
     def ingest_one(self, rec: RawRecord, category: str) -> Sample:
         journal: list[tuple[str, Any, float]] = []
-        c0, b0 = time.thread_time(), sched_cpu_s(self.backend)
+        c0, b0 = time.thread_time(), cpu_s(self.backend)
         t0 = time.perf_counter()
         p = prepare(rec)
         t1, c_mid = time.perf_counter(), time.thread_time()
@@ -380,7 +313,7 @@ class Sampler:
         finally:
             TimingCursor.journal = None
         t2 = time.perf_counter()
-        c1, b1 = time.thread_time(), sched_cpu_s(self.backend)
+        c1, b1 = time.thread_time(), cpu_s(self.backend)
         return Sample(
             category, p.row["message_count"], (t2 - t0) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000,
             (c1 - c0) * 1000, (c1 - c_mid) * 1000, (b1 - b0) * 1000, journal,
@@ -981,11 +914,6 @@ def over_budget(res: Results, need: int, budget_s: float, target: int) -> bool:
     return True
 
 
-def postmaster_pid(server: Any) -> int:
-    with open(f"{server.pgdata}/postmaster.pid") as fh:
-        return int(fh.readline())
-
-
 def grow_and_measure(
     url: str, postmaster: int, args: argparse.Namespace, text: Text, shapes: Shapes, res: Results
 ) -> None:
@@ -1003,7 +931,7 @@ def grow_and_measure(
         with psycopg.connect(url, autocommit=True, cursor_factory=TimingCursor) as conn:
             conn.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
             sampler = Sampler(conn, KnownHashes())
-            load = OtherLoad(postmaster, [p.pid for p in workers.procs if p.pid])
+            load = OtherLoad(postmaster)  # and this process with its fill workers
             for target in sizes:
                 need = max(0, target - count_rows(conn))
                 if over_budget(res, need, args.fill_budget, target):
@@ -1051,7 +979,7 @@ def run(args: argparse.Namespace) -> int:
     with temporary_server(prefix="nexus-bench-pg-") as server:
         url = create_database(server.get_uri())
         migrate(url)
-        grow_and_measure(url, postmaster_pid(server), args, text, shapes, res)
+        grow_and_measure(url, postmaster_pid(server.pgdata), args, text, shapes, res)
         print("storage: one long session into a fresh database", flush=True)
         rng = random.Random(args.seed + 2)
         res.storage = storage_run(server.get_uri(), Generator(rng, text.with_rng(rng), shapes))
