@@ -63,6 +63,7 @@ from bench.lib.procs import (
     spawn,
     stop_group,
 )
+from bench.lib.report import ratio, verdict
 from bench.lib.stats import pct
 from bench.lib.traffic import Convo, Generator, Identity, Shapes, Text, uuid7_at, write_retrying
 from tests.support.fake_upstream import Usage, message_events
@@ -983,10 +984,10 @@ def fmt_size(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.1f} MiB"
 
 
-def verdict(r: Result) -> str:
+def outcome(r: Result) -> str:
     if not r.ok or not r.times_ms:
         return "ERROR"
-    return "PASS" if r.p(95) < TARGET_P95_MS else "MISS"
+    return verdict(r.p(95) < TARGET_P95_MS)
 
 
 def table(results: list[Result], base: Result) -> list[str]:
@@ -1002,12 +1003,13 @@ def table(results: list[Result], base: Result) -> list[str]:
         status = str(r.status) if r.status is not None else "-"
         if r.times_ms and r.ok:
             nums = f"{r.p(50):>9.1f}{r.p(95):>9.1f}{max(r.times_ms):>9.1f}{fmt_size(r.size):>12}"
-            ratio = f"{r.p(95) / base_p95:>10.1f}{pct(r.app_cpu_ms, 50):>9.1f}{pct(r.pg_cpu_ms, 50):>8.1f}"
+            cpu = f"{pct(r.app_cpu_ms, 50):>9.1f}{pct(r.pg_cpu_ms, 50):>8.1f}"
+            rel = f"{ratio(r.p(95), base_p95):>10.1f}{cpu}"
         else:
             nums = f"{'-':>9}{'-':>9}{'-':>9}{fmt_size(r.size) if r.size else '-':>12}"
-            ratio = f"{'-':>10}{'-':>9}{'-':>8}"
-        mark = "baseline" if r is base else verdict(r)
-        lines.append(f"  {name:<{width}}{status:>6}{nums}{ratio}  {mark}")
+            rel = f"{'-':>10}{'-':>9}{'-':>8}"
+        mark = "baseline" if r is base else outcome(r)
+        lines.append(f"  {name:<{width}}{status:>6}{nums}{rel}  {mark}")
     return lines
 
 
@@ -1125,12 +1127,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         "  (app CPU, pg CPU: p50 CPU ms per request of the dashboard process and of all Postgres processes)"
     )
-    counts = {v: sum(verdict(r) == v for r in results) for v in ("PASS", "MISS", "ERROR")}
+    counts = {v: sum(outcome(r) == v for r in results) for v in ("PASS", "MISS", "ERROR")}
     print(
         f"\n{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['ERROR']} ERROR of {len(results)} targets"
     )
     for r in results:
-        if verdict(r) == "ERROR" and r.note:
+        if outcome(r) == "ERROR" and r.note:
             print(f"  {r.kind} {r.template}: {r.note}")
     if problems:
         print(

@@ -24,6 +24,7 @@ from pathlib import Path
 from openai import OpenAI
 
 from bench.lib.procs import find_child, tree_rss_kb
+from bench.lib.report import ratio, verdict
 from bench.lib.stats import mean, pct
 from tests.support import pg
 from tests.support.fake_upstream import FakeAnthropic
@@ -125,7 +126,7 @@ def line(
         f50 = pct(floor, 50)
         out += f"   floor p50 {f50:6.1f} ms  added {p50 - f50:+6.1f} ms"
         if target is not None:
-            out += f"  (target <= +{target:g} ms: {'pass' if p50 - f50 <= target else 'MISS'})"
+            out += f"  (target <= +{target:g} ms: {verdict(p50 - f50 <= target)})"
     return out
 
 
@@ -254,13 +255,13 @@ def main() -> None:
             print(line("first-seen configuration (process start)", first_seen, floor))
             print(line("history the gateway never ran (rebuilt)", rebuilt, floor))
             print(line("session resumed from the store (recycled)", resumed, floor))
-            growth = (mean(late) / mean(early) - 1) * 100
-            verdict = "pass" if abs(growth) <= TARGET_FLAT_PCT else "MISS"
+            growth = (ratio(mean(late), mean(early)) - 1) * 100
+            flat = verdict(abs(growth) <= TARGET_FLAT_PCT)
             fl_early, fl_late = floor_long[1:4], floor_long[-3:]
             print(
                 f"\nAlong one {long_turns}-turn conversation (each turn resends the whole history):"
                 f"\n  gateway first delta: turns 2-4 {mean(early):.1f} ms, last 3 {mean(late):.1f} ms:"
-                f" {growth:+.1f}% (target within {TARGET_FLAT_PCT:g}%: {verdict})"
+                f" {growth:+.1f}% (target within {TARGET_FLAT_PCT:g}%: {flat})"
                 f"\n  floor, same conversation: turns 2-4 {mean(fl_early):.1f} ms,"
                 f" last 3 {mean(fl_late):.1f} ms"
                 f"\n  added by the gateway: turns 2-4 {mean(added[1:4]):+.1f} ms,"

@@ -53,6 +53,7 @@ from bench.lib.procs import (
     status_kb,
     stop_group,
 )
+from bench.lib.report import checks_table, print_sections, ratio
 from bench.lib.stats import mean, pct
 
 PYTHON = sys.executable
@@ -567,15 +568,14 @@ def added(phases: dict[str, Phase], attr: str, q: float) -> float:
     return pct(metric(phases["proxy"], attr), q) - pct(metric(phases["direct"], attr), q)
 
 
-def share_pct(phases: dict[str, Phase]) -> float:
-    d, p = phases["direct"].throughput, phases["proxy"].throughput
-    return 100 * p / d if d else math.nan
+def share_pct(phases: dict[str, Phase], side: str = "proxy") -> float:
+    return 100 * ratio(phases[side].throughput, phases["direct"].throughput)
 
 
 def row(label: str, direct: float, proxy: float, held: float) -> str:
-    ratio = proxy / direct if direct else math.nan
+    times = ratio(proxy, direct)
     return (
-        f"  {label:<12}{direct:>9.3f} ms{proxy:>10.3f} ms{proxy - direct:>+10.3f} ms{ratio:>7.2f}x"
+        f"  {label:<12}{direct:>9.3f} ms{proxy:>10.3f} ms{proxy - direct:>+10.3f} ms{times:>7.2f}x"
         f"{held:>11.3f} ms{held - direct:>+10.3f} ms"
     )
 
@@ -592,7 +592,7 @@ def report_latency(c: int, phases: dict[str, Phase]) -> list[str]:
             values = (pct(metric(phase, attr), q) for phase in (d, p, h))
             lines.append(row(f"{name} p{q}", *values))
     if c > 1:
-        held_share = 100 * h.throughput / d.throughput if d.throughput else math.nan
+        held_share = share_pct(phases, "held")
         lines.append(
             f"  {'throughput':<12}{d.throughput:>8.1f} r/s{p.throughput:>9.1f} r/s"
             f"{'= ' + format(share_pct(phases), '.1f') + '% of direct':>25}"
@@ -663,16 +663,12 @@ def report_pause(r: Results) -> list[str]:
     return lines
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def report_summary(r: Results) -> list[str]:
     c1, c16 = r.latency[1], r.latency[16]
     add50, add99 = added(c1, "ttfb_ms", 50), added(c1, "ttfb_ms", 99)
     cpu, share, rss = r.proxy_cpu().ms("proxy"), share_pct(c16), r.memory["proxy peak"]
     failed = sum(p.failed for sides in r.latency.values() for p in sides.values())
-    checks: list[tuple[str, str, str, bool]] = [
+    return checks_table([
         ("added TTFB p50 at c=1", f"{add50:+.3f} ms", f"<= {TARGET_TTFB_P50_MS} ms",
          add50 <= TARGET_TTFB_P50_MS),
         ("added TTFB p99 at c=1", f"{add99:+.3f} ms", f"<= {TARGET_TTFB_P99_MS} ms",
@@ -683,10 +679,7 @@ def report_summary(r: Results) -> list[str]:
         ("proxy peak RSS", f"{rss:.1f} MB", f"< {TARGET_RSS_MB:.0f} MB", rss < TARGET_RSS_MB),
         ("rows recorded", f"{r.rows} of {r.proxied_total}", "all proxied", r.rows == r.proxied_total),
         ("failed requests", str(failed), "0", failed == 0),
-    ]  # fmt: skip
-    lines = ["Summary", f"  {'':<24}{'measured':>20}  {'target':<14}"]
-    lines += [f"  {name:<24}{value:>20}  {target:<14}{verdict(ok)}" for name, value, target, ok in checks]
-    return lines
+    ])  # fmt: skip
 
 
 def print_report(r: Results) -> None:
@@ -712,8 +705,7 @@ def print_report(r: Results) -> None:
         [recording],
         report_summary(r),
     ]
-    print()
-    print("\n\n".join("\n".join(s) for s in sections), flush=True)
+    print_sections(sections)
 
 
 # --- main ----------------------------------------------------------------------------------------

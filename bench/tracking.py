@@ -38,6 +38,7 @@ from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
 from bench.lib.procs import OtherLoad, cpu_s, postmaster_pid
+from bench.lib.report import checks_table, print_sections, ratio
 from bench.lib.stats import mean, pct
 from bench.lib.traffic import Convo, Generator, Shapes, Text, write_retrying
 from tests.support.pg import create_database, temporary_server
@@ -810,10 +811,6 @@ def report_storage(st: Storage) -> list[str]:
     ]
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def _p50(samples: list[Sample], attr: str = "total_ms") -> float:
     return pct([getattr(x, attr) for x in samples], 50)
 
@@ -821,28 +818,28 @@ def _p50(samples: list[Sample], attr: str = "total_ms") -> float:
 def growth_by_kind(stages: list[Stage]) -> dict[str, float]:
     """p50 at the largest stage / p50 at the smallest, per kind of request."""
     kinds = ("resumed", "next turn", "sub-agent start", "post-compaction start")
-    return {k: _p50(stages[-1].of(k)) / _p50(stages[0].of(k)) for k in kinds}
+    return {k: ratio(_p50(stages[-1].of(k)), _p50(stages[0].of(k))) for k in kinds}
 
 
 def report_summary(
     stages: list[Stage], checks: list[PlanCheck], storage: Storage, mislinked: int
 ) -> list[str]:
     p50s = [_p50(st.of("resumed", "next turn")) for st in stages]
-    ratio = p50s[-1] / p50s[0]
-    speed = stages[-1].calib_ms / stages[0].calib_ms  # > 1: the machine was slower at the last stage
+    flat = ratio(p50s[-1], p50s[0])
+    speed = ratio(stages[-1].calib_ms, stages[0].calib_ms)  # > 1: the machine was slower at the last stage
     worst_kind, worst = max(growth_by_kind(stages).items(), key=lambda kv: kv[1])
     late = [x for x in stages[-1].of("long") if x.messages >= LATE_MESSAGES]
     short = stages[-1].of("resumed", "next turn")
-    length_total = _p50(late) / _p50(short)
-    length_db = _p50(late, "db_ms") / _p50(short, "db_ms")
+    length_total = ratio(_p50(late), _p50(short))
+    length_db = ratio(_p50(late, "db_ms"), _p50(short, "db_ms"))
     store = sum(storage.rows.values()) / storage.final_body
     seq = [c.label for c in checks if c.seq_scan_on_requests]
     big, small = fmt_rows(stages[-1].target), fmt_rows(stages[0].target)
-    checks_: list[tuple[str, str, str, bool]] = [
+    return checks_table([
         ("p50 at every stage", " / ".join(f"{v:.2f}" for v in p50s) + " ms", f"< {TARGET_P50_MS} ms",
          all(v < TARGET_P50_MS for v in p50s)),
-        (f"p50 {big} / {small} rows", f"{ratio:.2f} (calib ratio {speed:.2f})", f"< {TARGET_FLAT_RATIO}",
-         ratio < TARGET_FLAT_RATIO),
+        (f"p50 {big} / {small} rows", f"{flat:.2f} (calib ratio {speed:.2f})", f"< {TARGET_FLAT_RATIO}",
+         flat < TARGET_FLAT_RATIO),
         (f"worst kind {big} / {small}", f"{worst_kind} {worst:.2f}", f"< {TARGET_FLAT_RATIO}",
          worst < TARGET_FLAT_RATIO),
         (f">= {LATE_MESSAGES} msgs / short, total", f"{length_total:.2f}", f"< {TARGET_FLAT_RATIO} (info)",
@@ -853,10 +850,7 @@ def report_summary(
          store <= TARGET_STORAGE_RATIO),
         ("seq scans on requests", ", ".join(seq) or "none", "none", not seq),
         ("samples linked as expected", f"{mislinked} wrong", "0 wrong", mislinked == 0),
-    ]  # fmt: skip
-    lines = ["Summary", f"  {'':<30}{'measured':>36}  {'target':<18}"]
-    lines += [f"  {n:<30}{v:>36}  {t:<18}{verdict(ok)}" for n, v, t, ok in checks_]
-    return lines
+    ])  # fmt: skip
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -983,8 +977,7 @@ def run(args: argparse.Namespace) -> int:
         print("storage: one long session into a fresh database", flush=True)
         rng = random.Random(args.seed + 2)
         res.storage = storage_run(server.get_uri(), Generator(rng, text.with_rng(rng), shapes))
-    print()
-    print("\n\n".join("\n".join(s) for s in report(res)))
+    print_sections(report(res))
     print(f"\n(run took {time.monotonic() - t0:.0f} s)")
     if any(c.seq_scan_on_requests for c in res.checks):
         print("\nFAIL: a statement linking runs reads the whole requests table (Seq Scan, see Plans above)",
