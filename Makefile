@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 # The CDK CLI and a supported Node (for jsii) come from package.json, not from the machine.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup dev test lint format bench synth
+.PHONY: setup dev test lint format bench bench-proxy bench-tracking bench-dashboard bench-gateway synth
 
 # Create or refresh .venv and node_modules from the lock files; nothing else. Bytecode is compiled at
 # install: every process the suite starts (stacks, CLIs, uvicorn children) imports without compiling.
@@ -32,8 +32,23 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup
-	$(VENV)/bin/python bench/proxy_overhead.py
+# Benchmarks, run by hand (never part of `make test`); see bench/README.md. Options go through ARGS,
+# e.g. `make bench-gateway ARGS=--quick`. `make bench` is the proxy's.
+ARGS ?=
+
+bench: bench-proxy
+
+bench-proxy: setup
+	$(VENV)/bin/python bench/proxy_overhead.py $(ARGS)
+
+bench-tracking: setup
+	$(VENV)/bin/python bench/tracking.py $(ARGS)
+
+bench-dashboard: setup
+	$(VENV)/bin/python bench/dashboard.py $(ARGS)
+
+bench-gateway: setup
+	$(VENV)/bin/python bench/gateway.py $(ARGS)
 
 # Synthesize both stages with the real CDK CLI (cdk-nag runs as part of synth).
 synth: setup

@@ -31,8 +31,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,18 +52,20 @@ from nexus.headers import fingerprint
 from nexus.record import RawRecord
 from nexus.secret_store import LocalSecretStore
 
-from bench.proxy_overhead import children_of, cpu_s
-from bench.stats import pct
-from bench.tracking import (
-    Convo,
-    Generator,
-    Identity,
+from bench.lib.procs import (
+    Child,
     OtherLoad,
-    Shapes,
-    Text,
-    _write_retrying,
-    uuid7_at,
+    cpu_s,
+    family,
+    free_port,
+    log_tail,
+    postmaster_pid,
+    spawn,
+    stop_group,
 )
+from bench.lib.report import ratio, verdict
+from bench.lib.stats import pct
+from bench.lib.traffic import Convo, Generator, Identity, Shapes, Text, uuid7_at, write_retrying
 from tests.support.fake_upstream import Usage, message_events
 from tests.support.pg import database_url, start_server
 
@@ -106,7 +106,7 @@ TARGETS: tuple[tuple[str, str], ...] = (
     ("api", "/api/keys"),
 )
 HTML_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what a browser sends
-SEARCH_WORD = "deploy"  # from bench.tracking's COMMON_WORDS: in the prompts and answers of most sessions
+SEARCH_WORD = "deploy"  # from bench.lib.traffic's COMMON_WORDS: in the prompts and answers of most sessions
 
 # --- the seeded database ---------------------------------------------------------------------------
 
@@ -236,7 +236,7 @@ def _draw(account: str, kind: str, index: int, lo: float, hi: float) -> float:
 
 
 class Traffic(Generator):
-    """bench.tracking's Claude Code sessions, with the dashboard's dimensions: the users' own models,
+    """bench.lib.traffic's Claude Code sessions, with the dashboard's dimensions: the users' own models,
     Haiku sub-agents and side calls, Nexus keys, shared accounts with unified rate-limit headers,
     error responses, and arrival times set by the caller (``now``)."""
 
@@ -248,12 +248,12 @@ class Traffic(Generator):
         self.limits = Limits()
         self.now = 0.0
 
-    def _new_sub(self, parent: Convo, prompt: str) -> Convo:
-        sub = super()._new_sub(parent, prompt)
+    def new_sub(self, parent: Convo, prompt: str) -> Convo:
+        sub = super().new_sub(parent, prompt)
         sub.head = head_for(HAIKU) if self.rng.random() < P_EXPLORE else parent.head
         return sub
 
-    def _record(
+    def record(
         self,
         convo: Convo,
         body: bytes,
@@ -316,7 +316,7 @@ class Traffic(Generator):
         )
         answer = orjson.dumps({"isNewTopic": True, "title": self.text.words(10, 30)}).decode()
         self.now = ts
-        return self._record(convo, body, [{"type": "text", "text": answer}], len(body), model=HAIKU)
+        return self.record(convo, body, [{"type": "text", "text": answer}], len(body), model=HAIKU)
 
     def error_copy(self, rec: RawRecord, ts: float, status: int) -> RawRecord:
         """The same request answered with an error, earlier: what the CLI retried."""
@@ -567,11 +567,11 @@ def _seed_worker(
         for rec in interleaved(gen, plans, now):
             batch.append(prepare(rec))
             if len(batch) >= SEED_BATCH:
-                _write_retrying(conn, batch, known)
+                write_retrying(conn, batch, known)
                 progress[k] += len(batch)
                 batch.clear()
         if batch:
-            _write_retrying(conn, batch, known)
+            write_retrying(conn, batch, known)
             progress[k] += len(batch)
 
 
@@ -748,55 +748,28 @@ def seed_problems(stats: dict[str, Any], scale: Scale) -> list[str]:
 # --- serving and measuring --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Dashboard:
-    proc: subprocess.Popen[bytes]
+    child: Child
     port: int
-    log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        stop_group(self.child, 10)
 
 
 def start_dashboard(url: str, key: str, data_dir: Path) -> Dashboard:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "NEXUS_DASHBOARD_KEY": key, "NEXUS_DATA_DIR": str(data_dir)}
-    log = data_dir / "dashboard.log"
     cmd = [
         sys.executable, "-m", "uvicorn", "--factory", "nexus_dashboard.app:create_from_env",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
-            start_new_session=True,
-        )  # fmt: skip
-    dash = Dashboard(proc, port, log)
+    dash = Dashboard(spawn("dashboard", cmd, data_dir / "dashboard.log", env), port)
+    proc, log = dash.child.proc, dash.child.log
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the dashboard exited with {proc.returncode}:\n{log_tail(log)}")
+            raise RuntimeError(f"the dashboard exited with {proc.returncode}:\n{log_tail(log, 40)}")
         with contextlib.suppress(OSError, http.client.HTTPException):
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c.request("GET", "/health")
@@ -805,7 +778,7 @@ def start_dashboard(url: str, key: str, data_dir: Path) -> Dashboard:
                 return dash
         time.sleep(0.2)
     dash.stop()
-    raise RuntimeError(f"the dashboard did not answer /health within 60 s:\n{log_tail(log)}")
+    raise RuntimeError(f"the dashboard did not answer /health within 60 s:\n{log_tail(log, 40)}")
 
 
 class Client:
@@ -961,7 +934,7 @@ class CpuProbe:
 
     def refresh(self) -> None:
         """The current Postgres processes (the dashboard's pool may open connections any time)."""
-        self.pg = [self.postmaster, *children_of(self.postmaster)]
+        self.pg = family(self.postmaster)
 
     def read(self) -> tuple[float, float]:
         return cpu_s(self.app_pid), sum(cpu_s(pid) for pid in self.pg)
@@ -1011,10 +984,10 @@ def fmt_size(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:,.1f} KiB" if n < 1024**2 else f"{n / 1024**2:,.1f} MiB"
 
 
-def verdict(r: Result) -> str:
+def outcome(r: Result) -> str:
     if not r.ok or not r.times_ms:
         return "ERROR"
-    return "PASS" if r.p(95) < TARGET_P95_MS else "MISS"
+    return verdict(r.p(95) < TARGET_P95_MS)
 
 
 def table(results: list[Result], base: Result) -> list[str]:
@@ -1030,12 +1003,13 @@ def table(results: list[Result], base: Result) -> list[str]:
         status = str(r.status) if r.status is not None else "-"
         if r.times_ms and r.ok:
             nums = f"{r.p(50):>9.1f}{r.p(95):>9.1f}{max(r.times_ms):>9.1f}{fmt_size(r.size):>12}"
-            ratio = f"{r.p(95) / base_p95:>10.1f}{pct(r.app_cpu_ms, 50):>9.1f}{pct(r.pg_cpu_ms, 50):>8.1f}"
+            cpu = f"{pct(r.app_cpu_ms, 50):>9.1f}{pct(r.pg_cpu_ms, 50):>8.1f}"
+            rel = f"{ratio(r.p(95), base_p95):>10.1f}{cpu}"
         else:
             nums = f"{'-':>9}{'-':>9}{'-':>9}{fmt_size(r.size) if r.size else '-':>12}"
-            ratio = f"{'-':>10}{'-':>9}{'-':>8}"
-        mark = "baseline" if r is base else verdict(r)
-        lines.append(f"  {name:<{width}}{status:>6}{nums}{ratio}  {mark}")
+            rel = f"{'-':>10}{'-':>9}{'-':>8}"
+        mark = "baseline" if r is base else outcome(r)
+        lines.append(f"  {name:<{width}}{status:>6}{nums}{rel}  {mark}")
     return lines
 
 
@@ -1117,13 +1091,13 @@ def run(args: argparse.Namespace) -> int:
         base = Result("baseline", BASELINE, BASELINE)
         results = [Result(k, t, t.format(**ids)) for k, t in targets]
         client = Client(dash.port, headers)
-        with open(f"{server.pgdata}/postmaster.pid") as fh:
-            postmaster = int(fh.readline())
-        load = OtherLoad(postmaster, [dash.proc.pid])
+        postmaster = postmaster_pid(server.pgdata)
+        load = OtherLoad(postmaster)  # and this process with the dashboard it started
         load_before = load_average()
         load.start()
         t0 = time.monotonic()
-        measure(client, [base, *results], args.n, args.warmup, CpuProbe(dash.proc.pid, postmaster))
+        cpu = CpuProbe(dash.child.proc.pid, postmaster)
+        measure(client, [base, *results], args.n, args.warmup, cpu)
         measure_s = time.monotonic() - t0
         other, steal = load.pct()
     finally:
@@ -1131,9 +1105,8 @@ def run(args: argparse.Namespace) -> int:
             dash.stop()
         server.cleanup()
     if not base.ok:
-        print(
-            f"the baseline {BASELINE} failed ({base.status} {base.note}):\n{log_tail(tmp / 'dashboard.log')}"
-        )
+        log = log_tail(tmp / "dashboard.log", 40)
+        print(f"the baseline {BASELINE} failed ({base.status} {base.note}):\n{log}")
         return 1
 
     print()
@@ -1154,12 +1127,12 @@ def run(args: argparse.Namespace) -> int:
     print(
         "  (app CPU, pg CPU: p50 CPU ms per request of the dashboard process and of all Postgres processes)"
     )
-    counts = {v: sum(verdict(r) == v for r in results) for v in ("PASS", "MISS", "ERROR")}
+    counts = {v: sum(outcome(r) == v for r in results) for v in ("PASS", "MISS", "ERROR")}
     print(
         f"\n{counts['PASS']} PASS, {counts['MISS']} MISS, {counts['ERROR']} ERROR of {len(results)} targets"
     )
     for r in results:
-        if verdict(r) == "ERROR" and r.note:
+        if outcome(r) == "ERROR" and r.note:
             print(f"  {r.kind} {r.template}: {r.note}")
     if problems:
         print(

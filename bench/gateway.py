@@ -15,47 +15,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from openai import OpenAI
 
-from openai import OpenAI  # noqa: E402
-
-from bench.stats import mean, pct  # noqa: E402
-from tests.support import pg  # noqa: E402
-from tests.support.fake_upstream import FakeAnthropic  # noqa: E402
-from tests.support.stack import Stack  # noqa: E402
+from bench.lib.procs import find_child, tree_rss_kb
+from bench.lib.report import ratio, verdict
+from bench.lib.stats import mean, pct
+from tests.support import pg
+from tests.support.fake_upstream import FakeAnthropic
+from tests.support.stack import Stack
 
 TARGET_CONTINUING_MS = 10.0
 TARGET_NEW_MS = 20.0
 TARGET_FLAT_PCT = 10.0
 IDLE_S = 4
 SYSTEM = "You are a benchmark assistant. Answer briefly."
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (MB)."""
-    total, todo, seen = 0, [pid], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except OSError:
-            pass
-    return total / 1024
 
 
 def _floor_options(proxy_url: str, root: Path, name: str):
@@ -147,7 +126,7 @@ def line(
         f50 = pct(floor, 50)
         out += f"   floor p50 {f50:6.1f} ms  added {p50 - f50:+6.1f} ms"
         if target is not None:
-            out += f"  (target <= +{target:g} ms: {'pass' if p50 - f50 <= target else 'MISS'})"
+            out += f"  (target <= +{target:g} ms: {verdict(p50 - f50 <= target)})"
     return out
 
 
@@ -264,12 +243,9 @@ def main() -> None:
             wall = time.perf_counter() - began
             st = stats(stack.gateway_url)
             workers = st["pool"]["workers"]
-            gw_pid = int(
-                os.popen(f"pgrep -f 'nexus_gateway.app:create_from_env.*{stack.gateway_port}'")
-                .read()
-                .split()[0]
-            )
-            rss = _rss_mb(gw_pid)
+            assert stack.proc is not None
+            gw_pid = find_child(stack.proc.pid, "nexus_gateway.app:create_from_env")
+            rss = tree_rss_kb(gw_pid) / 1024  # the gateway and its Claude Code processes
 
             print("\nTime to first delta (same CLI, same proxy, same upstream):")
             print(line("floor: warm ClaudeSDKClient by hand", floor))
@@ -279,13 +255,13 @@ def main() -> None:
             print(line("first-seen configuration (process start)", first_seen, floor))
             print(line("history the gateway never ran (rebuilt)", rebuilt, floor))
             print(line("session resumed from the store (recycled)", resumed, floor))
-            growth = (mean(late) / mean(early) - 1) * 100
-            verdict = "pass" if abs(growth) <= TARGET_FLAT_PCT else "MISS"
+            growth = (ratio(mean(late), mean(early)) - 1) * 100
+            flat = verdict(abs(growth) <= TARGET_FLAT_PCT)
             fl_early, fl_late = floor_long[1:4], floor_long[-3:]
             print(
                 f"\nAlong one {long_turns}-turn conversation (each turn resends the whole history):"
                 f"\n  gateway first delta: turns 2-4 {mean(early):.1f} ms, last 3 {mean(late):.1f} ms:"
-                f" {growth:+.1f}% (target within {TARGET_FLAT_PCT:g}%: {verdict})"
+                f" {growth:+.1f}% (target within {TARGET_FLAT_PCT:g}%: {flat})"
                 f"\n  floor, same conversation: turns 2-4 {mean(fl_early):.1f} ms,"
                 f" last 3 {mean(fl_late):.1f} ms"
                 f"\n  added by the gateway: turns 2-4 {mean(added[1:4]):+.1f} ms,"

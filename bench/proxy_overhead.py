@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,12 +35,29 @@ from multidict import CIMultiDict
 from nexus.record import RawRecord
 from nexus.spool import SpoolReader, SpoolWriter
 
-from bench.stats import mean, pct
+from bench.lib.procs import (
+    Child,
+    OtherLoad,
+    alive,
+    cpu_s,
+    cpu_source,
+    family,
+    find_child,
+    free_port,
+    kill_pid,
+    log_tail,
+    postmaster_pid,
+    pss_kb,
+    reaped_cpu_s,
+    spawn,
+    status_kb,
+    stop_group,
+)
+from bench.lib.report import checks_table, print_sections, ratio
+from bench.lib.stats import mean, pct
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 NEXUS = str(Path(PYTHON).with_name("nexus"))
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 DROP_HEADERS = frozenset(
     {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
 )
@@ -56,164 +72,6 @@ TARGET_TTFB_P99_MS = 5.0
 TARGET_CPU_MS = 1.0
 TARGET_THROUGHPUT_PCT = 60.0
 TARGET_RSS_MB = 150.0
-
-
-# --- processes and /proc -------------------------------------------------------------------------
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-
-def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO) -> Child:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-            start_new_session=True,
-        )  # fmt: skip
-    return Child(name, proc, log)
-
-
-def stop_group(child: Child, grace_s: float) -> None:
-    """SIGTERM the child's process group, SIGKILL it after ``grace_s``."""
-    if child.proc.poll() is not None:
-        return
-    with suppress(ProcessLookupError):
-        os.killpg(child.proc.pid, signal.SIGTERM)
-    try:
-        child.proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(child.proc.pid, signal.SIGKILL)
-        child.proc.wait(5)
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name: index 0 is field 3 (state)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def tick_cpu_s(pid: int, reaped_children: bool = False) -> float:
-    """utime + stime of all threads (+ cutime + cstime), in clock ticks: coarse but complete."""
-    f = proc_stat(pid)
-    if f is None:
-        return 0.0
-    ticks = int(f[11]) + int(f[12])
-    return (ticks + int(f[13]) + int(f[14]) if reaped_children else ticks) * TICK_S
-
-
-def sched_cpu_s(pid: int) -> float | None:
-    """Sum of se.sum_exec_runtime over the live threads (/proc/PID/task/*/sched, sub-microsecond);
-    None where the kernel does not expose it. Threads that already exited are not counted."""
-    total, found = 0.0, False
-    try:
-        tasks = list(os.scandir(f"/proc/{pid}/task"))
-    except OSError:
-        return None
-    for task in tasks:
-        try:
-            with open(f"{task.path}/sched") as fh:
-                for line in fh:
-                    if line.startswith("se.sum_exec_runtime"):
-                        total += float(line.split(":", 1)[1])
-                        found = True
-                        break
-        except OSError:
-            continue  # the thread just exited
-    return total / 1000 if found else None
-
-
-def cpu_s(pid: int) -> float:
-    precise = sched_cpu_s(pid)
-    return precise if precise is not None else tick_cpu_s(pid)
-
-
-def machine_busy_s() -> float:
-    """CPU time all CPUs spent outside idle/iowait (and not stolen by the hypervisor), from /proc/stat."""
-    user, nice, system, _idle, _iowait, irq, softirq = (
-        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
-    )
-    return (user + nice + system + irq + softirq) * TICK_S
-
-
-def cpu_source() -> str:
-    if sched_cpu_s(os.getpid()) is not None:
-        return "scheduler runtime per thread"
-    return f"clock ticks of {TICK_S * 1000:.0f} ms"
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def children_of(ppid: int) -> list[int]:
-    out = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            f = proc_stat(int(entry.name))
-            if f is not None and int(f[1]) == ppid:
-                out.append(int(entry.name))
-    return out
-
-
-def status_kb(pid: int, key: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def alive(pid: int, needle: str) -> bool:
-    return needle in cmdline(pid)
-
-
-def kill_pid(pid: int, needle: str) -> None:
-    """Kill one leftover process by id, only while its command line still matches (no PID reuse)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not alive(pid, needle):
-            return
-        with suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        for _ in range(50):
-            if not alive(pid, needle):
-                return
-            time.sleep(0.1)
 
 
 # --- the fake upstream and the captured request ------------------------------------------------
@@ -318,15 +176,7 @@ class Stack:
     def postgres_pids(self) -> list[int]:
         if not self.postmaster_pid or not alive(self.postmaster_pid, "postgres"):
             return []
-        return [self.postmaster_pid, *children_of(self.postmaster_pid)]
-
-    def own_cpu_ticks_s(self) -> float:
-        """All processes of the stack, in clock ticks (comparable with /proc/stat)."""
-        pg = self.postgres_pids()
-        pids = [self.child.proc.pid, self.proxy_pid, self.dashboard_pid, *pg]
-        return sum(tick_cpu_s(p) for p in pids if p) + (
-            tick_cpu_s(pg[0], True) - tick_cpu_s(pg[0]) if pg else 0
-        )
+        return family(self.postmaster_pid)
 
     def proxy_cpu_s(self) -> float:
         return cpu_s(self.proxy_pid)
@@ -336,7 +186,7 @@ class Stack:
         pg = self.postgres_pids()
         total = cpu_s(self.child.proc.pid) + sum(cpu_s(p) for p in pg)
         if pg:  # backends and workers that exited: reaped into the postmaster's cutime/cstime
-            total += tick_cpu_s(pg[0], reaped_children=True) - tick_cpu_s(pg[0])
+            total += reaped_cpu_s(pg[0])
         return total
 
     def spool_pending(self) -> int:
@@ -379,16 +229,13 @@ def wait_banner(child: Child, timeout_s: float) -> None:
 
 
 def find_pids(stack: Stack) -> None:
-    for pid in children_of(stack.child.proc.pid):
-        line = cmdline(pid)
-        if "nexus_proxy.app:create_app" in line:
-            stack.proxy_pid = pid
-        elif "nexus_dashboard.app:create_from_env" in line:
-            stack.dashboard_pid = pid
+    stack.proxy_pid = find_child(stack.child.proc.pid, "nexus_proxy.app:create_app")
+    stack.dashboard_pid = find_child(stack.child.proc.pid, "nexus_dashboard.app:create_from_env")
     if not stack.proxy_pid:
         raise RuntimeError("could not find the proxy process under nexus dev")
-    lines = (stack.data_dir / "pg" / "postmaster.pid").read_text().splitlines()
-    stack.postmaster_pid = int(lines[0])
+    pgdata = stack.data_dir / "pg"
+    stack.postmaster_pid = postmaster_pid(pgdata)
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
     stack.pg_socket_dir = lines[4] if len(lines) > 4 else ""
 
 
@@ -567,6 +414,7 @@ class Results:
     dead_letters: int = 0
     memory: dict[str, float] = field(default_factory=dict)
     other_cpu_pct: float = math.nan  # CPU used by processes outside this benchmark during the load
+    steal_pct: float = math.nan  # CPU time the hypervisor gave to other guests meanwhile
 
     def proxy_cpu(self) -> Cpu:
         return self.cpu[1]["proxy"].add(self.cpu[16]["proxy"])
@@ -616,11 +464,6 @@ class Bench:
                 raise RuntimeError(f"the spool did not drain in {DRAIN_LIMIT_S:.0f} s")
             await asyncio.sleep(0.1)
             quiet = quiet + 1 if self.stack.spool_pending() == 0 else 0
-
-    def others_snapshot(self) -> tuple[float, float, float]:
-        """(wall, machine busy CPU, CPU of this process + the fake + the stack)."""
-        ours = tick_cpu_s(os.getpid()) + tick_cpu_s(self.fake_pid) + self.stack.own_cpu_ticks_s()
-        return time.monotonic(), machine_busy_s(), ours
 
     def snapshot(self) -> Cpu:
         s = self.stack
@@ -681,7 +524,8 @@ class Bench:
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         ) as session:  # fmt: skip
             print("warm-up", flush=True)
-            start = self.others_snapshot()
+            load = OtherLoad(self.stack.postmaster_pid)  # this process, the fake, nexus dev and postgres
+            load.start()
             for target in ("direct", "proxy"):  # "held" is the same path as "proxy"
                 await self.block(session, target, self.plan.warmup, 1, Cpu())
                 await self.block(session, target, self.plan.warmup, 16, Cpu())
@@ -692,9 +536,7 @@ class Bench:
             print(f"pause test ({EVENTS} events, {PAUSE_MS:.0f} ms apart)", flush=True)
             await self.pause_test(session)
             await self.drain()
-            end = self.others_snapshot()
-        wall, busy, ours = (b - a for a, b in zip(start, end, strict=True))
-        self.results.other_cpu_pct = 100 * max(0.0, busy - ours) / wall
+            self.results.other_cpu_pct, self.results.steal_pct = load.pct()
         self.finish()
         return self.results
 
@@ -726,15 +568,14 @@ def added(phases: dict[str, Phase], attr: str, q: float) -> float:
     return pct(metric(phases["proxy"], attr), q) - pct(metric(phases["direct"], attr), q)
 
 
-def share_pct(phases: dict[str, Phase]) -> float:
-    d, p = phases["direct"].throughput, phases["proxy"].throughput
-    return 100 * p / d if d else math.nan
+def share_pct(phases: dict[str, Phase], side: str = "proxy") -> float:
+    return 100 * ratio(phases[side].throughput, phases["direct"].throughput)
 
 
 def row(label: str, direct: float, proxy: float, held: float) -> str:
-    ratio = proxy / direct if direct else math.nan
+    times = ratio(proxy, direct)
     return (
-        f"  {label:<12}{direct:>9.3f} ms{proxy:>10.3f} ms{proxy - direct:>+10.3f} ms{ratio:>7.2f}x"
+        f"  {label:<12}{direct:>9.3f} ms{proxy:>10.3f} ms{proxy - direct:>+10.3f} ms{times:>7.2f}x"
         f"{held:>11.3f} ms{held - direct:>+10.3f} ms"
     )
 
@@ -751,7 +592,7 @@ def report_latency(c: int, phases: dict[str, Phase]) -> list[str]:
             values = (pct(metric(phase, attr), q) for phase in (d, p, h))
             lines.append(row(f"{name} p{q}", *values))
     if c > 1:
-        held_share = 100 * h.throughput / d.throughput if d.throughput else math.nan
+        held_share = share_pct(phases, "held")
         lines.append(
             f"  {'throughput':<12}{d.throughput:>8.1f} r/s{p.throughput:>9.1f} r/s"
             f"{'= ' + format(share_pct(phases), '.1f') + '% of direct':>25}"
@@ -822,16 +663,12 @@ def report_pause(r: Results) -> list[str]:
     return lines
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def report_summary(r: Results) -> list[str]:
     c1, c16 = r.latency[1], r.latency[16]
     add50, add99 = added(c1, "ttfb_ms", 50), added(c1, "ttfb_ms", 99)
     cpu, share, rss = r.proxy_cpu().ms("proxy"), share_pct(c16), r.memory["proxy peak"]
     failed = sum(p.failed for sides in r.latency.values() for p in sides.values())
-    checks: list[tuple[str, str, str, bool]] = [
+    return checks_table([
         ("added TTFB p50 at c=1", f"{add50:+.3f} ms", f"<= {TARGET_TTFB_P50_MS} ms",
          add50 <= TARGET_TTFB_P50_MS),
         ("added TTFB p99 at c=1", f"{add99:+.3f} ms", f"<= {TARGET_TTFB_P99_MS} ms",
@@ -842,10 +679,7 @@ def report_summary(r: Results) -> list[str]:
         ("proxy peak RSS", f"{rss:.1f} MB", f"< {TARGET_RSS_MB:.0f} MB", rss < TARGET_RSS_MB),
         ("rows recorded", f"{r.rows} of {r.proxied_total}", "all proxied", r.rows == r.proxied_total),
         ("failed requests", str(failed), "0", failed == 0),
-    ]  # fmt: skip
-    lines = ["Summary", f"  {'':<24}{'measured':>20}  {'target':<14}"]
-    lines += [f"  {name:<24}{value:>20}  {target:<14}{verdict(ok)}" for name, value, target, ok in checks]
-    return lines
+    ])  # fmt: skip
 
 
 def print_report(r: Results) -> None:
@@ -858,7 +692,7 @@ def print_report(r: Results) -> None:
         f" (warm-up and pause test included); {r.dead_letters} dead letters"
     )
     noise = (
-        f"Other processes used {r.other_cpu_pct:.0f}% of one CPU during the load"
+        f"Other processes used {r.other_cpu_pct:.0f}% of one CPU during the load, steal {r.steal_pct:.0f}%"
         " (not this benchmark; near 0 on a quiet machine, otherwise rerun)"
     )
     sections = [
@@ -871,8 +705,7 @@ def print_report(r: Results) -> None:
         [recording],
         report_summary(r),
     ]
-    print()
-    print("\n\n".join("\n".join(s) for s in sections), flush=True)
+    print_sections(sections)
 
 
 # --- main ----------------------------------------------------------------------------------------

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import gc
 import math
 import multiprocessing
 import os
 import random
 import re
-import string
 import sys
 import time
 import zlib
@@ -39,12 +37,12 @@ from nexus.record import RawRecord
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
-from bench.stats import mean, pct
-from tests.support.fake_upstream import Usage, message_events
+from bench.lib.procs import OtherLoad, cpu_s, postmaster_pid
+from bench.lib.report import checks_table, print_sections, ratio
+from bench.lib.stats import mean, pct
+from bench.lib.traffic import Convo, Generator, Shapes, Text, write_retrying
 from tests.support.pg import create_database, temporary_server
 
-MODEL = "claude-sonnet-4-5-20250929"
-CLI_VERSION = "2.1.330"
 FULL_STAGES = (10_000, 50_000, 100_000, 200_000)
 QUICK_STAGES = (2_000, 10_000, 20_000)
 FILL_BATCH = 200
@@ -67,100 +65,9 @@ TARGET_FLAT_RATIO = 1.5
 TARGET_STORAGE_RATIO = 3.0
 
 KINDS = ("resumed", "next turn", "sub-agent start", "post-compaction start", "long")
-COMPACT_PROMPT = (
-    "Your task is to create a detailed summary of the conversation so far, paying close attention to"
-    " the user's explicit requests and your previous actions."
-)
-CONTINUATION = (
-    "This session is being continued from a previous conversation that ran out of context."
-    " The conversation is summarized below:"
-)
-MAIN_TOOLS = (
-    "Agent", "Bash", "Glob", "Grep", "Read", "Edit", "Write", "NotebookEdit", "WebFetch", "WebSearch",
-    "TodoWrite", "BashOutput",
-)  # fmt: skip
-WORK_TOOLS = ("Bash", "Read", "Edit", "Grep", "Glob", "Write")
-COMMON_WORDS = (
-    "the of and to in is that for it with as on be this are by from at or an use file code test run if"
-    " not can will we should function value data error line name type call return new add fix check"
-    " update config request response table index query user session module import class method string"
-    " list dict path build deploy cache key time log debug output input result status message"
-)  # split into words by Text
-CODE_TOKENS = (
-    "def return self import from if else elif for in while None True False ( ) : = == != + - * / { }"
-    " [ ] , . -> # await async try except raise with as lambda yield pass 0 1 2 10 100 'x' \"s\""
-)
 
 
-# --- measurement helpers -------------------------------------------------------------------------
-
-
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def sched_cpu_s(pid: int) -> float:
-    """CPU time of one process from the scheduler (sub-microsecond); clock ticks where unavailable."""
-    try:
-        with open(f"/proc/{pid}/sched") as fh:
-            for line in fh:
-                if line.startswith("se.sum_exec_runtime"):
-                    return float(line.split(":", 1)[1]) / 1000
-    except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * TICK_S
-    except OSError:
-        return math.nan
-
-
-def all_cpu_s() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, utime + stime + reaped children's, in seconds) of every process."""
-    out = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"{entry.path}/stat") as fh:
-                f = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(entry.name)] = (int(f[1]), sum(int(x) for x in f[11:15]) * TICK_S)
-    return out
-
-
-class OtherLoad:
-    """CPU used by processes that are not this benchmark's (this process, its fill workers, the Postgres
-    server and its backends) during a window, in % of one CPU: near 0 on a quiet machine. Counted per
-    process from /proc/PID/stat (the machine-wide /proc/stat misses short request/response bursts)."""
-
-    def __init__(self, postmaster: int, extra: list[int]) -> None:
-        self.own = {os.getpid(), postmaster, *extra}
-        self.postmaster = postmaster
-
-    def _others(self) -> dict[int, float]:
-        procs = all_cpu_s()
-        return {
-            pid: cpu for pid, (ppid, cpu) in procs.items() if pid not in self.own and ppid != self.postmaster
-        }
-
-    def start(self) -> None:
-        self.t0, self.before, self.steal0 = time.monotonic(), self._others(), steal_s()
-
-    def pct(self) -> tuple[float, float]:
-        """(other processes, time stolen by the hypervisor), each in % of one CPU."""
-        wall = time.monotonic() - self.t0
-        after = self._others()
-        used = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
-        return 100 * used / wall, 100 * (steal_s() - self.steal0) / wall
-
-
-def steal_s() -> float:
-    """CPU time the hypervisor gave to other guests while this one wanted to run (/proc/stat)."""
-    with open("/proc/stat") as fh:
-        fields = fh.readline().split()
-    return int(fields[8]) * TICK_S if len(fields) > 8 else 0.0
+# --- statements
 
 
 class TimingCursor(psycopg.Cursor):
@@ -222,439 +129,6 @@ def statement_label(sql: str) -> str:
     return f"{s.split(' ', 1)[0]} {table.group(1) if table else '?'}"
 
 
-# --- synthetic text and Claude Code request shapes -----------------------------------------------
-
-
-class Text:
-    """Random prose and code-like text from a Zipf-weighted vocabulary, cut from pre-built corpora
-    (fast: a slice per call). Compresses about like real prose and code, see the printed zlib ratio."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        vocab = COMMON_WORDS.split() + [self._word() for _ in range(4000)]
-        cum = list(_cumulative([1 / (i + 1) for i in range(len(vocab))]))
-        self.prose = " ".join(rng.choices(vocab, cum_weights=cum, k=500_000))
-        idents = ["_".join(rng.choices(vocab[:800], k=rng.randint(1, 3))) for _ in range(1500)]
-        code_vocab = CODE_TOKENS.split() + idents
-        code_cum = list(_cumulative([1 / (i + 1) ** 0.8 for i in range(len(code_vocab))]))
-        lines = [
-            "    " * rng.randint(0, 3)
-            + " ".join(rng.choices(code_vocab, cum_weights=code_cum, k=rng.randint(1, 9)))
-            for _ in range(60_000)
-        ]
-        self.code = "\n".join(lines)
-
-    def with_rng(self, rng: random.Random) -> Text:
-        """The same corpora, drawn from by another random generator (one per fill worker)."""
-        other = copy.copy(self)
-        other.rng = rng
-        return other
-
-    def _word(self) -> str:
-        return "".join(self.rng.choices(string.ascii_lowercase, k=self.rng.randint(2, 10)))
-
-    def words(self, lo: int, hi: int) -> str:
-        return self._cut(self.prose, self.rng.randint(lo, hi))
-
-    def lines(self, lo: int, hi: int) -> str:
-        return self._cut(self.code, self.rng.randint(lo, hi))
-
-    def _cut(self, src: str, n: int) -> str:
-        start = self.rng.randrange(len(src) - n)
-        return src[start : start + n].strip() or "x"
-
-
-def _cumulative(weights: list[float]) -> Iterator[float]:
-    total = 0.0
-    for w in weights:
-        total += w
-        yield total
-
-
-@dataclass
-class Shapes:
-    """The parts every request of a kind repeats: tools (~40 KB) and the system prompt."""
-
-    main_tools: bytes
-    main_system: bytes
-    sub_tools: bytes
-    sub_system: bytes
-
-    @classmethod
-    def build(cls, text: Text) -> Shapes:
-        tools = {name: _tool_definition(text, name) for name in MAIN_TOOLS}
-        billing = {
-            "type": "text",
-            "text": f"x-anthropic-billing-header: cc_version={CLI_VERSION}.a1f; cc_entrypoint=cli;",
-        }
-        ephemeral = {"type": "ephemeral"}
-        main_system = [
-            billing,
-            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude.",
-             "cache_control": ephemeral},
-            {"type": "text", "text": text.words(13_000, 13_000), "cache_control": ephemeral},
-        ]  # fmt: skip
-        sub_system = [
-            billing,
-            {"type": "text", "text": "You are an agent for Claude Code, Anthropic's official CLI for Claude.",
-             "cache_control": ephemeral},
-            {"type": "text", "text": text.words(5_000, 5_000), "cache_control": ephemeral},
-        ]  # fmt: skip
-        sub_tools = [t for name, t in tools.items() if name not in ("Agent", "TodoWrite")]
-        return cls(
-            orjson.dumps(list(tools.values())),
-            orjson.dumps(main_system),
-            orjson.dumps(sub_tools),
-            orjson.dumps(sub_system),
-        )
-
-
-def _tool_definition(text: Text, name: str) -> dict[str, Any]:
-    params = ["command", "description", "timeout"] if name == "Bash" else ["path", "pattern", "limit"]
-    return {
-        "name": name,
-        "description": text.words(2_700, 3_300),
-        "input_schema": {
-            "type": "object",
-            "properties": {p: {"type": "string", "description": text.words(80, 200)} for p in params},
-            "required": params[:1],
-            "additionalProperties": False,
-            "$schema": "http://json-schema.org/draft-07/schema#",
-        },
-    }
-
-
-@dataclass
-class Identity:
-    team: str
-    user: str
-    device: str
-    account: str
-
-
-def uuid7_at(ts: float, rng: random.Random) -> str:
-    """A UUIDv7 for a (virtual) arrival time, as the proxy assigns them."""
-    value = (int(ts * 1000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rng.getrandbits(12) << 64
-    value |= 0b10 << 62 | rng.getrandbits(62)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-@dataclass
-class Convo:
-    """One conversation as the CLI resends it: the history so far (exact bytes, no cache_control)
-    and the newest user message, which is sent last with the cache_control marker."""
-
-    ident: Identity
-    session_id: str
-    agent_id: str | None
-    head: bytes
-    tail: bytes
-    headers: list[list[str]]
-    planned_turns: int
-    history: list[bytes] = field(default_factory=list)
-    pending: dict[str, Any] | None = None
-    env: bytes | None = None  # the inline system message: #2 of the history, after the first user message
-    turns: int = 0
-    last_text: str = ""
-    sub: Convo | None = None  # a running sub-agent (Agent tool call) the main conversation waits for
-    sub_call: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.sub is None and self.turns >= self.planned_turns
-
-    @property
-    def next_message_count(self) -> int:
-        return len(self.history) + 1 + (1 if self.turns == 0 and self.env else 0)
-
-
-def _with_cache_control(message: dict[str, Any]) -> dict[str, Any]:
-    content = message["content"]
-    if isinstance(content, str):
-        content = [{"type": "text", "text": content}]
-    return {**message, "content": [*content[:-1], {**content[-1], "cache_control": {"type": "ephemeral"}}]}
-
-
-class Clock:
-    """Virtual arrival times: a request every ~1.5 s on average, starting 30 days ago."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self.t = time.time() - 30 * 86400
-
-    def tick(self) -> float:
-        self.t += self.rng.expovariate(1 / 1.5)
-        return self.t
-
-
-class Generator:
-    """Claude Code sessions turn by turn: the response of request N is exactly the assistant message
-    request N+1 carries, so linking finds the parent."""
-
-    def __init__(self, rng: random.Random, text: Text, shapes: Shapes) -> None:
-        self.rng, self.text, self.shapes = rng, text, shapes
-        self.clock = Clock(rng)
-        self.identities = [self._identity(t, u) for t in range(4) for u in range(12)]
-
-    def _identity(self, team: int, user: int) -> Identity:
-        return Identity(
-            f"team-{team}", f"user{team}-{user}@example.com", f"{self.rng.getrandbits(256):064x}",
-            f"acct-{team}",
-        )  # fmt: skip
-
-    def _uuid4(self) -> str:
-        h = f"{self.rng.getrandbits(128):032x}"
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
-
-    def _tool_id(self) -> str:
-        return "toolu_01" + "".join(self.rng.choices(string.ascii_letters + string.digits, k=22))
-
-    def planned_turns(self) -> int:
-        return max(2, min(150, int(self.rng.lognormvariate(math.log(18), 0.8))))
-
-    # sessions
-
-    def new_main(
-        self,
-        ident: Identity | None = None,
-        turns: int | None = None,
-        session_id: str | None = None,
-        opening: str | None = None,
-    ) -> Convo:
-        ident = ident or self.rng.choice(self.identities)
-        session_id = session_id or self._uuid4()
-        meta = orjson.dumps(
-            {"device_id": ident.device, "account_uuid": "", "session_id": session_id}
-        ).decode()
-        convo = Convo(
-            ident,
-            session_id,
-            None,
-            self._head(),
-            self._tail(self.shapes.main_system, self.shapes.main_tools, meta),
-            self._headers(session_id, None),
-            turns or self.planned_turns(),
-        )
-        user = ident.user.split("@")[0]
-        env = (
-            f"# Environment\nWorking directory: /home/{user}/src/project-{self.rng.randint(1, 9)}\n"
-            f"Is directory a git repo: Yes\nPlatform: linux\nOS Version: Linux 6.8.0\n"
-            f"Today's date: 2026-01-{self.rng.randint(10, 28)}\n"
-        )
-        convo.env = orjson.dumps({"role": "system", "content": env})
-        claude_md = (
-            "<system-reminder>\nAs you answer the user's questions, you can use the following context:\n"
-            f"# claudeMd\n{self.text.words(800, 1600)}\n</system-reminder>"
-        )
-        first = opening or self.text.words(100, 500)
-        convo.pending = {
-            "role": "user",
-            "content": [{"type": "text", "text": claude_md}, {"type": "text", "text": first}],
-        }
-        return convo
-
-    def _new_sub(self, parent: Convo, prompt: str) -> Convo:
-        meta = orjson.dumps(
-            {"device_id": parent.ident.device, "account_uuid": "", "session_id": parent.session_id}
-        ).decode()
-        agent_id = self._uuid4()
-        return Convo(
-            parent.ident,
-            parent.session_id,
-            agent_id,
-            self._head(),
-            self._tail(self.shapes.sub_system, self.shapes.sub_tools, meta),
-            self._headers(parent.session_id, agent_id),
-            self.rng.randint(2, 6),
-            pending={"role": "user", "content": [{"type": "text", "text": prompt}]},
-        )
-
-    @staticmethod
-    def _head() -> bytes:
-        return b'{"model":"' + MODEL.encode() + b'","messages":['
-
-    @staticmethod
-    def _tail(system: bytes, tools: bytes, meta: str) -> bytes:
-        return (
-            b'],"system":' + system + b',"tools":' + tools + b',"metadata":{"user_id":' + orjson.dumps(meta)
-            + b'},"max_tokens":32000,"stream":true}'
-        )  # fmt: skip
-
-    @staticmethod
-    def _headers(session_id: str, agent_id: str | None) -> list[list[str]]:
-        headers = [
-            ["accept", "application/json"],
-            ["anthropic-beta", "claude-code-20250219,interleaved-thinking-2025-05-14,"
-             "fine-grained-tool-streaming-2025-05-14"],
-            ["anthropic-dangerous-direct-browser-access", "true"],
-            ["anthropic-version", "2023-06-01"],
-            ["content-type", "application/json"],
-            ["user-agent", f"claude-cli/{CLI_VERSION} (external, cli)"],
-            ["x-app", "cli"],
-            ["x-claude-code-session-id", session_id],
-            ["x-stainless-lang", "js"],
-            ["x-stainless-package-version", "0.60.0"],
-            ["x-stainless-retry-count", "0"],
-            ["x-stainless-runtime", "node"],
-            ["x-stainless-timeout", "600"],
-        ]  # fmt: skip
-        if agent_id:
-            headers.append(["x-claude-code-agent-id", agent_id])
-        return headers
-
-    # turns
-
-    def step(self, convo: Convo, agent: bool | None = None) -> RawRecord:
-        """The next request of ``convo`` (or of the sub-agent it is waiting for). ``agent``: True forces
-        an Agent tool call in the answer, False forbids one, None draws it (2%)."""
-        if convo.sub is not None:
-            sub = convo.sub
-            rec = self._turn(sub, agent=False)
-            if sub.finished:
-                convo.pending = {
-                    "role": "user",
-                    "content": [{"type": "tool_result", "tool_use_id": convo.sub_call,
-                                 "content": [{"type": "text", "text": sub.last_text}]}],
-                }  # fmt: skip
-                convo.sub = convo.sub_call = None
-            return rec
-        if agent is None:
-            agent = convo.agent_id is None and self.rng.random() < 0.02
-        return self._turn(convo, agent)
-
-    def _turn(self, convo: Convo, agent: bool) -> RawRecord:
-        assert convo.pending is not None
-        messages = [*convo.history, orjson.dumps(_with_cache_control(convo.pending))]
-        if convo.turns == 0 and convo.env:
-            messages.append(convo.env)
-        body = convo.head + b",".join(messages) + convo.tail
-        blocks = self._answer(convo, agent)
-        rec = self._record(convo, body, blocks, len(messages[-1]))
-        convo.history.append(orjson.dumps(convo.pending))
-        if convo.turns == 0 and convo.env:
-            convo.history.append(convo.env)
-        convo.history.append(orjson.dumps({"role": "assistant", "content": blocks}))
-        convo.turns += 1
-        convo.last_text = blocks[0]["text"]
-        convo.pending = self._next_user(convo, blocks)
-        return rec
-
-    def _answer(self, convo: Convo, agent: bool) -> list[dict[str, Any]]:
-        blocks: list[dict[str, Any]] = [{"type": "text", "text": self.text.words(200, 2000)}]
-        if agent:
-            prompt = self.text.words(200, 800)
-            blocks.append(self._tool_use("Agent", {"description": self.text.words(20, 40), "prompt": prompt,
-                                                    "subagent_type": "general-purpose"}))  # fmt: skip
-        elif self._uses_tool(convo):
-            blocks.append(self._work_tool(convo))
-        return blocks
-
-    def _uses_tool(self, convo: Convo) -> bool:
-        if convo.agent_id is None:
-            return self.rng.random() < 0.55
-        return convo.turns < convo.planned_turns - 1  # a sub-agent reports back in text at its last turn
-
-    def _tool_use(self, name: str, input_: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "tool_use", "id": self._tool_id(), "name": name, "input": input_}
-
-    def _work_tool(self, convo: Convo) -> dict[str, Any]:
-        name = self.rng.choice(WORK_TOOLS)
-        path = f"/home/{convo.ident.user.split('@')[0]}/src/{self.text.words(5, 20).replace(' ', '/')}.py"
-        if name == "Bash":
-            return self._tool_use(name, {"command": self.text.lines(30, 150).replace("\n", " && "),
-                                         "description": self.text.words(20, 60)})  # fmt: skip
-        if name in ("Edit", "Write"):
-            return self._tool_use(name, {"file_path": path, "old_string": self.text.lines(50, 400),
-                                         "new_string": self.text.lines(50, 400)})  # fmt: skip
-        if name == "Grep":
-            return self._tool_use(name, {"pattern": self.text.words(5, 30), "path": "src",
-                                         "output_mode": "content"})  # fmt: skip
-        return self._tool_use(name, {"file_path": path} if name == "Read" else {"pattern": "**/*.py"})
-
-    def _next_user(self, convo: Convo, blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
-        call = next((b for b in blocks if b["type"] == "tool_use"), None)
-        if call is not None and call["name"] == "Agent":
-            convo.sub, convo.sub_call = self._new_sub(convo, call["input"]["prompt"]), call["id"]
-            return None
-        content: list[dict[str, Any]] = []
-        if call is not None:
-            content.append(
-                {"tool_use_id": call["id"], "type": "tool_result", "content": self.text.lines(1000, 8000)}
-            )
-            if self.rng.random() < 0.1:
-                content.append({"type": "text", "text": self._reminder()})
-        else:
-            if self.rng.random() < 0.4:
-                content.append({"type": "text", "text": self._reminder()})
-            content.append({"type": "text", "text": self.text.words(100, 500)})
-        return {"role": "user", "content": content}
-
-    def _reminder(self) -> str:
-        return f"<system-reminder>\n{self.text.words(120, 400)}\n</system-reminder>"
-
-    def _record(self, convo: Convo, body: bytes, blocks: list[dict[str, Any]], new_bytes: int) -> RawRecord:
-        rng = self.rng
-        ts = self.clock.tick()
-        out_chars = sum(len(orjson.dumps(b)) for b in blocks)
-        usage = Usage(
-            input_tokens=rng.randint(1, 40),
-            output_tokens=max(1, out_chars // 4),
-            cache_creation_input_tokens=new_bytes // 4,
-            cache_read_input_tokens=len(body) // 4,
-        )
-        stop = "tool_use" if blocks[-1]["type"] == "tool_use" else "end_turn"
-        sse = b"".join(message_events(blocks, MODEL, stop, usage))
-        response_headers = [
-            ["content-type", "text/event-stream; charset=utf-8"],
-            ["request-id", "req_011C" + "".join(rng.choices(string.ascii_letters + string.digits, k=20))],
-            ["anthropic-ratelimit-unified-status", "allowed"],
-            ["anthropic-ratelimit-unified-5h-utilization", f"{rng.random():.2f}"],
-            ["anthropic-ratelimit-unified-7d-utilization", f"{rng.random():.2f}"],
-            ["anthropic-ratelimit-unified-5h-reset", str(int(ts) + 3600)],
-        ]
-        ttfb = rng.uniform(400, 2500)
-        return RawRecord(
-            id=uuid7_at(ts, rng),
-            received_at=ts,
-            method="POST",
-            path="/v1/messages",
-            query="beta=true",
-            request_headers=convo.headers,
-            status=200,
-            response_headers=response_headers,
-            ttfb_ms=ttfb,
-            duration_ms=ttfb + rng.uniform(500, 20_000),
-            team=convo.ident.team,
-            user=convo.ident.user,
-            auth_mode="oauth",
-            account=convo.ident.account,
-            upstream="https://api.anthropic.com",
-            request_body=body,
-            response_body=sse,
-        )
-
-    def compact(self, convo: Convo) -> tuple[RawRecord, Convo]:
-        """The CLI's compaction request (history + summary prompt) and the session continued after it,
-        whose first message carries the summary."""
-        prompt = {
-            "role": "user",
-            "content": [{"type": "text", "text": f"{COMPACT_PROMPT}\n{self.text.words(200, 400)}"}],
-        }
-        body = (
-            convo.head + b",".join([*convo.history, orjson.dumps(_with_cache_control(prompt))]) + convo.tail
-        )
-        analysis, summary = self.text.words(300, 800), self.text.words(600, 1500)
-        answer = f"<analysis>\n{analysis}\n</analysis>\n\n<summary>\n{summary}\n</summary>"
-        rec = self._record(convo, body, [{"type": "text", "text": answer}], len(body))
-        opening = (
-            f"{CONTINUATION}\nAnalysis:\n{analysis}\n\nSummary:\n{summary}\nPlease continue the conversation"
-            " from where we left it off without asking the user any further questions."
-        )
-        cont = self.new_main(convo.ident, self.planned_turns(), convo.session_id, opening)
-        return rec, cont
-
-
 # --- the fill -----------------------------------------------------------------------------------
 
 
@@ -705,23 +179,10 @@ def fill(conn: psycopg.Connection, workload: Workload, n: int, known: KnownHashe
     for rec in workload.records(n):
         batch.append(prepare(rec))
         if len(batch) >= FILL_BATCH:
-            _write_retrying(conn, batch, known)
+            write_retrying(conn, batch, known)
             batch.clear()
     if batch:
-        _write_retrying(conn, batch, known)
-
-
-def _write_retrying(conn: psycopg.Connection, batch: list[Any], known: KnownHashes) -> None:
-    """Two fill workers may insert the same new blob (tools, system prompt) in opposite orders: Postgres
-    then aborts one batch as a deadlock; it is idempotent, so write it again."""
-    for attempt in range(5):
-        try:
-            write_batch(conn, batch, known)
-            return
-        except psycopg.errors.DeadlockDetected:
-            if attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+        write_retrying(conn, batch, known)
 
 
 def _fill_worker(pipe: Any, url: str, seed: int, text: Text, shapes: Shapes) -> None:
@@ -843,7 +304,7 @@ class Sampler:
 
     def ingest_one(self, rec: RawRecord, category: str) -> Sample:
         journal: list[tuple[str, Any, float]] = []
-        c0, b0 = time.thread_time(), sched_cpu_s(self.backend)
+        c0, b0 = time.thread_time(), cpu_s(self.backend)
         t0 = time.perf_counter()
         p = prepare(rec)
         t1, c_mid = time.perf_counter(), time.thread_time()
@@ -853,7 +314,7 @@ class Sampler:
         finally:
             TimingCursor.journal = None
         t2 = time.perf_counter()
-        c1, b1 = time.thread_time(), sched_cpu_s(self.backend)
+        c1, b1 = time.thread_time(), cpu_s(self.backend)
         return Sample(
             category, p.row["message_count"], (t2 - t0) * 1000, (t1 - t0) * 1000, (t2 - t1) * 1000,
             (c1 - c0) * 1000, (c1 - c_mid) * 1000, (b1 - b0) * 1000, journal,
@@ -1350,10 +811,6 @@ def report_storage(st: Storage) -> list[str]:
     ]
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def _p50(samples: list[Sample], attr: str = "total_ms") -> float:
     return pct([getattr(x, attr) for x in samples], 50)
 
@@ -1361,28 +818,28 @@ def _p50(samples: list[Sample], attr: str = "total_ms") -> float:
 def growth_by_kind(stages: list[Stage]) -> dict[str, float]:
     """p50 at the largest stage / p50 at the smallest, per kind of request."""
     kinds = ("resumed", "next turn", "sub-agent start", "post-compaction start")
-    return {k: _p50(stages[-1].of(k)) / _p50(stages[0].of(k)) for k in kinds}
+    return {k: ratio(_p50(stages[-1].of(k)), _p50(stages[0].of(k))) for k in kinds}
 
 
 def report_summary(
     stages: list[Stage], checks: list[PlanCheck], storage: Storage, mislinked: int
 ) -> list[str]:
     p50s = [_p50(st.of("resumed", "next turn")) for st in stages]
-    ratio = p50s[-1] / p50s[0]
-    speed = stages[-1].calib_ms / stages[0].calib_ms  # > 1: the machine was slower at the last stage
+    flat = ratio(p50s[-1], p50s[0])
+    speed = ratio(stages[-1].calib_ms, stages[0].calib_ms)  # > 1: the machine was slower at the last stage
     worst_kind, worst = max(growth_by_kind(stages).items(), key=lambda kv: kv[1])
     late = [x for x in stages[-1].of("long") if x.messages >= LATE_MESSAGES]
     short = stages[-1].of("resumed", "next turn")
-    length_total = _p50(late) / _p50(short)
-    length_db = _p50(late, "db_ms") / _p50(short, "db_ms")
+    length_total = ratio(_p50(late), _p50(short))
+    length_db = ratio(_p50(late, "db_ms"), _p50(short, "db_ms"))
     store = sum(storage.rows.values()) / storage.final_body
     seq = [c.label for c in checks if c.seq_scan_on_requests]
     big, small = fmt_rows(stages[-1].target), fmt_rows(stages[0].target)
-    checks_: list[tuple[str, str, str, bool]] = [
+    return checks_table([
         ("p50 at every stage", " / ".join(f"{v:.2f}" for v in p50s) + " ms", f"< {TARGET_P50_MS} ms",
          all(v < TARGET_P50_MS for v in p50s)),
-        (f"p50 {big} / {small} rows", f"{ratio:.2f} (calib ratio {speed:.2f})", f"< {TARGET_FLAT_RATIO}",
-         ratio < TARGET_FLAT_RATIO),
+        (f"p50 {big} / {small} rows", f"{flat:.2f} (calib ratio {speed:.2f})", f"< {TARGET_FLAT_RATIO}",
+         flat < TARGET_FLAT_RATIO),
         (f"worst kind {big} / {small}", f"{worst_kind} {worst:.2f}", f"< {TARGET_FLAT_RATIO}",
          worst < TARGET_FLAT_RATIO),
         (f">= {LATE_MESSAGES} msgs / short, total", f"{length_total:.2f}", f"< {TARGET_FLAT_RATIO} (info)",
@@ -1393,10 +850,7 @@ def report_summary(
          store <= TARGET_STORAGE_RATIO),
         ("seq scans on requests", ", ".join(seq) or "none", "none", not seq),
         ("samples linked as expected", f"{mislinked} wrong", "0 wrong", mislinked == 0),
-    ]  # fmt: skip
-    lines = ["Summary", f"  {'':<30}{'measured':>36}  {'target':<18}"]
-    lines += [f"  {n:<30}{v:>36}  {t:<18}{verdict(ok)}" for n, v, t, ok in checks_]
-    return lines
+    ])  # fmt: skip
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -1454,11 +908,6 @@ def over_budget(res: Results, need: int, budget_s: float, target: int) -> bool:
     return True
 
 
-def postmaster_pid(server: Any) -> int:
-    with open(f"{server.pgdata}/postmaster.pid") as fh:
-        return int(fh.readline())
-
-
 def grow_and_measure(
     url: str, postmaster: int, args: argparse.Namespace, text: Text, shapes: Shapes, res: Results
 ) -> None:
@@ -1476,7 +925,7 @@ def grow_and_measure(
         with psycopg.connect(url, autocommit=True, cursor_factory=TimingCursor) as conn:
             conn.execute("CREATE TABLE bench_floor (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())")
             sampler = Sampler(conn, KnownHashes())
-            load = OtherLoad(postmaster, [p.pid for p in workers.procs if p.pid])
+            load = OtherLoad(postmaster)  # and this process with its fill workers
             for target in sizes:
                 need = max(0, target - count_rows(conn))
                 if over_budget(res, need, args.fill_budget, target):
@@ -1524,12 +973,11 @@ def run(args: argparse.Namespace) -> int:
     with temporary_server(prefix="nexus-bench-pg-") as server:
         url = create_database(server.get_uri())
         migrate(url)
-        grow_and_measure(url, postmaster_pid(server), args, text, shapes, res)
+        grow_and_measure(url, postmaster_pid(server.pgdata), args, text, shapes, res)
         print("storage: one long session into a fresh database", flush=True)
         rng = random.Random(args.seed + 2)
         res.storage = storage_run(server.get_uri(), Generator(rng, text.with_rng(rng), shapes))
-    print()
-    print("\n\n".join("\n".join(s) for s in report(res)))
+    print_sections(report(res))
     print(f"\n(run took {time.monotonic() - t0:.0f} s)")
     if any(c.seq_scan_on_requests for c in res.checks):
         print("\nFAIL: a statement linking runs reads the whole requests table (Seq Scan, see Plans above)",
