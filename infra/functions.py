@@ -13,6 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import nag
 from infra.config import StageConfig
 from infra.database import Database
 from infra.layers import PY_JUNK, ROOT, Layers, architecture, python_runtime
@@ -80,7 +81,7 @@ def python_function(
         "POWERTOOLS_LOG_LEVEL": "INFO",
         **(environment or {}),
     }
-    return lambda_.Function(
+    fn = lambda_.Function(
         scope,
         construct_id,
         description=description,
@@ -99,6 +100,24 @@ def python_function(
         vpc_subnets=placement.subnets if placement else None,
         security_groups=[placement.security_group] if placement else None,
     )
+    assert fn.role is not None
+    nag.acknowledge(
+        fn.role,
+        f"IAM4[{nag.BASIC_ROLE}]",
+        "AWSLambdaBasicExecutionRole only allows writing the function's own CloudWatch logs.",
+    )
+    if placement:
+        nag.acknowledge(
+            fn.role,
+            f"IAM4[{nag.VPC_ROLE}]",
+            "AWSLambdaVPCAccessExecutionRole only holds the ENI actions Lambda needs to attach to the VPC.",
+        )
+    nag.acknowledge(
+        fn.role,
+        "IAM5[Resource::*]",
+        "Active tracing: xray:PutTraceSegments and PutTelemetryRecords support no resource-level scoping.",
+    )
+    return fn
 
 
 def database_function(

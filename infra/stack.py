@@ -15,7 +15,6 @@ from infra.functions import log_retention
 from infra.ingest import Ingest
 from infra.layers import Layers
 from infra.migrations import Migrations
-from infra.nag import acknowledge_reviewed
 from infra.network import Network
 from infra.observability import Observability, Watched
 from infra.proxy import Proxy
@@ -76,8 +75,6 @@ class NexusStack(cdk.Stack):
         cdk.CfnOutput(self, "DatabaseSecret", value=database.secret.secret_name)
         cdk.CfnOutput(self, "DeadLetterQueueUrl", value=queue.dead_letters.queue_url)
         cdk.CfnOutput(self, "AlarmTopic", value=self.observability.topic.topic_arn)
-
-        acknowledge_reviewed(self)
 
 
 def create_stack(app: cdk.App, stage: StageConfig) -> NexusStack:
