@@ -15,9 +15,8 @@ from constructs import Construct
 
 from infra import nag
 from infra.config import StageConfig
-from infra.database import Database
-from infra.layers import PY_JUNK, ROOT, Layers, architecture, python_runtime
-from infra.network import Network
+from infra.context import StackContext
+from infra.layers import PY_JUNK, ROOT, architecture, python_runtime
 
 METRICS_NAMESPACE = "Nexus"
 
@@ -53,9 +52,8 @@ _RETENTION = {
 def python_function(
     scope: Construct,
     construct_id: str,
+    ctx: StackContext,
     *,
-    stage: StageConfig,
-    layers: Layers,
     code: str,
     handler: str,
     service: str,
@@ -68,6 +66,7 @@ def python_function(
     description: str = "",
 ) -> lambda_.Function:
     """A Python function from ``functions/<code>`` with the shared and dependency layers."""
+    stage, layers = ctx.stage, ctx.layers
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",
@@ -123,20 +122,21 @@ def python_function(
 def database_function(
     scope: Construct,
     construct_id: str,
+    ctx: StackContext,
     *,
     name: str,
-    network: Network,
-    database: Database,
     environment: dict[str, str] | None = None,
     **kwargs,
 ) -> lambda_.Function:
     """A ``python_function`` in the VPC that uses the database: its own security group, admitted by
     the database's; the database secret readable and named in ``NEXUS_DB_SECRET_ARN``."""
+    network, database = ctx.network, ctx.database
     sg = network.function_security_group(name)
     database.allow_from(sg, name.lower())
     fn = python_function(
         scope,
         construct_id,
+        ctx,
         placement=Placement(network.vpc, network.app_subnets, sg),
         environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn, **(environment or {})},
         **kwargs,

@@ -15,11 +15,9 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra import nag
-from infra.config import StageConfig
-from infra.database import Database
+from infra.context import StackContext
 from infra.functions import database_function, log_retention
-from infra.layers import ROOT, Layers
-from infra.network import Network
+from infra.layers import ROOT
 
 MIGRATIONS = ROOT / "layers" / "shared" / "python" / "nexus" / "db" / "migrations"
 
@@ -32,25 +30,13 @@ def migrations_hash() -> str:
 
 
 class Migrations(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        stage: StageConfig,
-        layers: Layers,
-        network: Network,
-        database: Database,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, ctx: StackContext) -> None:
         super().__init__(scope, construct_id)
         self.function = database_function(
             self,
             "Function",
+            ctx,
             name="Migrate",
-            network=network,
-            database=database,
-            stage=stage,
-            layers=layers,
             code="migrate",
             handler="nexus_migrate.handler.handle",
             service="nexus-migrate",
@@ -59,7 +45,7 @@ class Migrations(Construct):
             description="Nexus schema migrations (run by CloudFormation on deploy)",
         )
         provider_logs = logs.LogGroup(
-            self, "ProviderLogs", retention=log_retention(stage), removal_policy=cdk.RemovalPolicy.DESTROY
+            self, "ProviderLogs", retention=log_retention(ctx.stage), removal_policy=cdk.RemovalPolicy.DESTROY
         )
         self.provider = cr.Provider(self, "Provider", on_event_handler=self.function, log_group=provider_logs)
         # cr.Provider has no handle on the framework function it creates (only its service token), so
@@ -83,4 +69,4 @@ class Migrations(Construct):
             resource_type="Custom::NexusMigrations",
             properties={"MigrationsHash": migrations_hash()},
         )
-        self.resource.node.add_dependency(database.instance)
+        self.resource.node.add_dependency(ctx.database.instance)
