@@ -59,7 +59,7 @@ class Migrations(Construct):
         )
         nag.acknowledge(
             self.provider,
-            f"IAM5[Resource::{nag.arn(self.function)}:*]",
+            f"IAM5[Resource::{nag.flatten(self, self.function.function_arn)}:*]",
             "The CDK provider framework may invoke any version of the migration function, nothing else.",
         )
         self.resource = cdk.CustomResource(

@@ -22,9 +22,23 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     cdk.Validations.of(scope).acknowledge(ack)
 
 
-def arn(resource: IConstruct) -> str:
-    """How cdk-nag writes the ARN of a resource we created in a finding: ``<LogicalId.Arn>``."""
-    stack = cdk.Stack.of(resource)
-    default_child = resource.node.default_child
-    assert isinstance(default_child, cdk.CfnElement), f"{resource.node.path} has no CloudFormation resource"
-    return f"<{stack.resolve(stack.get_logical_id(default_child))}.Arn>"
+def flatten(scope: IConstruct, value: str) -> str:
+    """``value`` (an ARN, usually with tokens) as cdk-nag writes it in a finding, as its
+    ``flattenCfnReference`` does: resolved, references written ``<LogicalId.Arn>``, ``<AWS::Region>``.
+    A literal account or region (``-c account=... -c region=...``) stays literal."""
+
+    def flat(node: object) -> str:
+        if isinstance(node, str):
+            return node.replace("${", "<").replace("}", ">")
+        if isinstance(node, dict) and len(node) == 1:
+            ((function, arg),) = node.items()
+            if function == "Fn::Join":
+                delimiter, items = arg
+                return delimiter.join(flat(item) for item in items)
+            if function == "Fn::GetAtt":
+                return f"<{flat(arg[0])}.{flat(arg[1])}>"
+            if function == "Ref":
+                return f"<{flat(arg)}>"
+        raise ValueError(f"cannot write {node!r} as cdk-nag does")
+
+    return flat(cdk.Stack.of(scope).resolve(value))

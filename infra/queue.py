@@ -74,14 +74,11 @@ class RecordQueue(Construct):
         """One S3 action (``s3:PutObject`` for the proxy, ``s3:GetObject`` for ingest) on the large
         records' prefix only."""
         verb = RECORD_ACTIONS[action]
-        fn.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[action], resources=[self.bucket.arn_for_objects(f"{RECORD_PREFIX}*")]
-            )
-        )
+        objects = self.bucket.arn_for_objects(f"{RECORD_PREFIX}*")
+        fn.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=[action], resources=[objects]))
         assert fn.role is not None
         nag.acknowledge(
             fn.role,
-            f"IAM5[Resource::{nag.arn(self.bucket)}/{RECORD_PREFIX}*]",
+            f"IAM5[Resource::{nag.flatten(self, objects)}]",
             f"Objects are named by record id at run time; the function only {verb} under records/.",
         )

@@ -85,17 +85,17 @@ class AccessSecrets(Construct):
         """Keys, teams and team API keys: what the proxy needs to authorise a request."""
         for s in (self.keys, self.teams):
             s.grant_read(fn)
+        team_keys = self._arn_pattern("nexus/team/")
         fn.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[self._arn_pattern("nexus/team/")],
+                resources=[team_keys],
             )
         )
         assert fn.role is not None
         nag.acknowledge(
             fn.role,
-            "IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
-            f"secret:{self.prefix}nexus/team/*]",
+            f"IAM5[Resource::{nag.flatten(self, team_keys)}]",
             "Team API keys are created per team at run time (nexus teams set-api-key); read-only access "
             "is limited to this stage's team-key secrets.",
         )

@@ -310,6 +310,15 @@ def test_every_acknowledgment_excuses_a_finding(stage: str, templates, outdirs) 
     assert made and made == used
 
 
+def test_a_stage_in_a_named_region_synthesizes(tmp_path) -> None:
+    """``cdk deploy -c stage=prod -c region=eu-west-1`` (docs/deploy.md): the region is then literal
+    in the ARNs granted, and the acknowledgments of their wildcards must name it the same way."""
+    app = cdk.App(outdir=str(tmp_path))
+    stack = create_stack(app, load_stage("prod", region="eu-west-1"))
+    app.synth()  # raises on any unacknowledged cdk-nag finding
+    assert ":eu-west-1:" in json.dumps(Template.from_stack(stack).to_json())
+
+
 # -- the real CLI ----------------------------------------------------------------------------------
 
 
