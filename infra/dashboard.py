@@ -10,35 +10,19 @@ from __future__ import annotations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.config import StageConfig
-from infra.database import Database
+from infra.context import StackContext
 from infra.functions import database_function
-from infra.layers import Layers
-from infra.network import Network
-from infra.secrets import AccessSecrets
 
 
 class Dashboard(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        stage: StageConfig,
-        layers: Layers,
-        network: Network,
-        database: Database,
-        secrets: AccessSecrets,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, ctx: StackContext) -> None:
         super().__init__(scope, construct_id)
+        stage, secrets = ctx.stage, ctx.secrets
         self.function = database_function(
             self,
             "Function",
+            ctx,
             name="Dashboard",
-            network=network,
-            database=database,
-            stage=stage,
-            layers=layers,
             code="dashboard",
             handler="nexus_dashboard.handler.handle",
             service="nexus-dashboard",

@@ -9,6 +9,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from constructs import Construct
 
+from infra import nag
 from infra.config import StageConfig
 from infra.network import Network
 
@@ -74,6 +75,24 @@ class Database(Construct):
             instance_identifier=f"nexus-{stage.name}",
             cloudwatch_logs_exports=list(LOG_EXPORTS),
             copy_tags_to_snapshot=True,
+        )
+        if not stage.db_multi_az:
+            nag.acknowledge(
+                self.instance,
+                "RDS3",
+                f"{stage.name} runs single-AZ to halve its database cost; prod is multi-AZ.",
+            )
+        if not stage.deletion_protection:
+            nag.acknowledge(
+                self.instance,
+                "RDS10",
+                f"{stage.name} is disposable (cdk destroy must work); prod has deletion protection.",
+            )
+        nag.acknowledge(
+            self.instance,
+            "RDS11",
+            "The database sits in isolated subnets behind a security group that admits only Nexus functions; "
+            "a non-default port would add nothing against a network nobody else can reach.",
         )
         # Created before the instance, with a retention, instead of CDK's LogRetention helper function.
         for export in LOG_EXPORTS:

@@ -13,10 +13,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import nag
 from infra.config import StageConfig
-from infra.database import Database
-from infra.layers import PY_JUNK, ROOT, Layers, architecture, python_runtime
-from infra.network import Network
+from infra.context import StackContext
+from infra.layers import PY_JUNK, ROOT, architecture, python_runtime
 
 METRICS_NAMESPACE = "Nexus"
 
@@ -52,9 +52,8 @@ _RETENTION = {
 def python_function(
     scope: Construct,
     construct_id: str,
+    ctx: StackContext,
     *,
-    stage: StageConfig,
-    layers: Layers,
     code: str,
     handler: str,
     service: str,
@@ -67,6 +66,7 @@ def python_function(
     description: str = "",
 ) -> lambda_.Function:
     """A Python function from ``functions/<code>`` with the shared and dependency layers."""
+    stage, layers = ctx.stage, ctx.layers
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",
@@ -80,7 +80,7 @@ def python_function(
         "POWERTOOLS_LOG_LEVEL": "INFO",
         **(environment or {}),
     }
-    return lambda_.Function(
+    fn = lambda_.Function(
         scope,
         construct_id,
         description=description,
@@ -99,25 +99,44 @@ def python_function(
         vpc_subnets=placement.subnets if placement else None,
         security_groups=[placement.security_group] if placement else None,
     )
+    assert fn.role is not None
+    nag.acknowledge(
+        fn.role,
+        f"IAM4[{nag.BASIC_ROLE}]",
+        "AWSLambdaBasicExecutionRole only allows writing the function's own CloudWatch logs.",
+    )
+    if placement:
+        nag.acknowledge(
+            fn.role,
+            f"IAM4[{nag.VPC_ROLE}]",
+            "AWSLambdaVPCAccessExecutionRole only holds the ENI actions Lambda needs to attach to the VPC.",
+        )
+    nag.acknowledge(
+        fn.role,
+        "IAM5[Resource::*]",
+        "Active tracing: xray:PutTraceSegments and PutTelemetryRecords support no resource-level scoping.",
+    )
+    return fn
 
 
 def database_function(
     scope: Construct,
     construct_id: str,
+    ctx: StackContext,
     *,
     name: str,
-    network: Network,
-    database: Database,
     environment: dict[str, str] | None = None,
     **kwargs,
 ) -> lambda_.Function:
     """A ``python_function`` in the VPC that uses the database: its own security group, admitted by
     the database's; the database secret readable and named in ``NEXUS_DB_SECRET_ARN``."""
+    network, database = ctx.network, ctx.database
     sg = network.function_security_group(name)
     database.allow_from(sg, name.lower())
     fn = python_function(
         scope,
         construct_id,
+        ctx,
         placement=Placement(network.vpc, network.app_subnets, sg),
         environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn, **(environment or {})},
         **kwargs,

@@ -9,35 +9,19 @@ from __future__ import annotations
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
-from infra.config import StageConfig
-from infra.database import Database
+from infra.context import StackContext
 from infra.functions import database_function
-from infra.layers import Layers
-from infra.network import Network
-from infra.queue import RecordQueue
 
 
 class Ingest(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        stage: StageConfig,
-        layers: Layers,
-        network: Network,
-        database: Database,
-        queue: RecordQueue,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, ctx: StackContext) -> None:
         super().__init__(scope, construct_id)
+        stage, queue = ctx.stage, ctx.queue
         self.function = database_function(
             self,
             "Function",
+            ctx,
             name="Ingest",
-            network=network,
-            database=database,
-            stage=stage,
-            layers=layers,
             code="ingest",
             handler="nexus_ingest.handler.handle",
             service="nexus-ingest",

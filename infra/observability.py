@@ -16,24 +16,23 @@ from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 from nexus import metrics as m
 
-from infra.config import StageConfig
-from infra.database import Database
-from infra.queue import RecordQueue
+from infra.context import StackContext
 
 
 @dataclass(frozen=True)
 class Watched:
+    """The functions watched, besides the context's queue and database."""
+
     proxy: lambda_.Function
     ingest: lambda_.Function
     dashboard: lambda_.Function
-    queue: RecordQueue
-    database: Database
 
 
 class Observability(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, watched: Watched) -> None:
+    def __init__(self, scope: Construct, construct_id: str, ctx: StackContext, *, watched: Watched) -> None:
         super().__init__(scope, construct_id)
-        self.stage = stage
+        self.stage = stage = ctx.stage
+        self.queue, self.database = ctx.queue, ctx.database
         self.period = cdk.Duration.minutes(stage.alarms.period_minutes)
         # CloudWatch must be allowed to use the key, which rules out the AWS-managed SNS key.
         key = kms.Key(self, "AlarmsKey", enable_key_rotation=True, description="Nexus alarm topic")
@@ -126,7 +125,7 @@ class Observability(Construct):
             ),
             "queue-age": self._alarm(
                 "queue-age",
-                w.queue.queue.metric_approximate_age_of_oldest_message(
+                self.queue.queue.metric_approximate_age_of_oldest_message(
                     period=self.period, statistic="Maximum"
                 ),
                 a.queue_age_s,
@@ -134,7 +133,7 @@ class Observability(Construct):
             ),
             "dead-letters": self._alarm(
                 "dead-letters",
-                w.queue.dead_letters.metric_approximate_number_of_messages_visible(
+                self.queue.dead_letters.metric_approximate_number_of_messages_visible(
                     period=self.period, statistic="Maximum"
                 ),
                 1,
@@ -165,13 +164,13 @@ class Observability(Construct):
             ),
             "db-cpu": self._alarm(
                 "db-cpu",
-                w.database.instance.metric_cpu_utilization(period=self.period),
+                self.database.instance.metric_cpu_utilization(period=self.period),
                 a.db_cpu_percent,
                 "Database CPU is high",
             ),
             "db-storage": self._alarm(
                 "db-storage",
-                w.database.instance.metric_free_storage_space(period=self.period, statistic="Minimum"),
+                self.database.instance.metric_free_storage_space(period=self.period, statistic="Minimum"),
                 a.db_free_storage_gib * gib,
                 "Database free storage is low (storage autoscaling has a ceiling)",
                 comparison_operator=cw.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -250,10 +249,12 @@ class Observability(Construct):
             cw.GraphWidget(
                 title="Queue",
                 left=[
-                    w.queue.queue.metric_approximate_number_of_messages_visible(period=p),
-                    w.queue.dead_letters.metric_approximate_number_of_messages_visible(period=p),
+                    self.queue.queue.metric_approximate_number_of_messages_visible(period=p),
+                    self.queue.dead_letters.metric_approximate_number_of_messages_visible(period=p),
                 ],
-                right=[w.queue.queue.metric_approximate_age_of_oldest_message(period=p, statistic="Maximum")],
+                right=[
+                    self.queue.queue.metric_approximate_age_of_oldest_message(period=p, statistic="Maximum")
+                ],
                 width=8,
             ),
             cw.GraphWidget(
@@ -276,7 +277,7 @@ class Observability(Construct):
                 width=8,
             ),
         )
-        db = w.database.instance
+        db = self.database.instance
         d.add_widgets(
             cw.GraphWidget(title="Database CPU %", left=[db.metric_cpu_utilization(period=p)], width=8),
             cw.GraphWidget(

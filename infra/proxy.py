@@ -11,10 +11,8 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.config import WEB_ADAPTER_ACCOUNT, StageConfig
+from infra.context import StackContext
 from infra.functions import python_function
-from infra.layers import Layers
-from infra.queue import RecordQueue
-from infra.secrets import AccessSecrets
 
 ADAPTER_PORT = "8080"
 
@@ -29,25 +27,16 @@ def web_adapter_layer_arn(stage: StageConfig) -> str:
 
 
 class Proxy(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        stage: StageConfig,
-        layers: Layers,
-        queue: RecordQueue,
-        secrets: AccessSecrets,
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, ctx: StackContext) -> None:
         super().__init__(scope, construct_id)
+        stage, queue, secrets = ctx.stage, ctx.queue, ctx.secrets
         adapter = lambda_.LayerVersion.from_layer_version_arn(
             self, "WebAdapter", web_adapter_layer_arn(stage)
         )
         self.function = python_function(
             self,
             "Function",
-            stage=stage,
-            layers=layers,
+            ctx,
             code="proxy",
             handler="run.sh",
             service="nexus-proxy",

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from nexus.sqs_queue import RECORD_PREFIX
 
+from infra import nag
 from infra.config import StageConfig
+
+# The actions a function may have on the large records, as the acknowledgment of the grant words them.
+RECORD_ACTIONS = {"s3:PutObject": "writes", "s3:GetObject": "reads"}
 
 
 class RecordQueue(Construct):
@@ -58,12 +63,22 @@ class RecordQueue(Construct):
             # Kept on stack deletion: it may hold records not yet ingested (they expire on their own).
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+        nag.acknowledge(
+            self.bucket,
+            "S1",
+            "Holds only transient copies of oversized records, written by the proxy role and read by ingest; "
+            "an access-log bucket would cost more than the data. CloudTrail data events can audit it.",
+        )
 
-    def grant_records(self, grantee: iam.IGrantable, action: str) -> None:
+    def grant_records(self, fn: lambda_.Function, action: str) -> None:
         """One S3 action (``s3:PutObject`` for the proxy, ``s3:GetObject`` for ingest) on the large
         records' prefix only."""
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[action], resources=[self.bucket.arn_for_objects(f"{RECORD_PREFIX}*")]
-            )
+        verb = RECORD_ACTIONS[action]
+        objects = self.bucket.arn_for_objects(f"{RECORD_PREFIX}*")
+        fn.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=[action], resources=[objects]))
+        assert fn.role is not None
+        nag.acknowledge(
+            fn.role,
+            f"IAM5[Resource::{nag.flatten(self, objects)}]",
+            f"Objects are named by record id at run time; the function only {verb} under records/.",
         )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
 from nexus.secrets_manager import stage_prefix
 
+from infra import nag
 from infra.config import StageConfig
 
 
@@ -42,6 +44,13 @@ class AccessSecrets(Construct):
         )
         self.teams = self._document("Teams", TEAMS_SECRET, "Per-team upstream access mode", removal)
         self.all = [self.dashboard_key, self.keys, self.teams]
+        for secret in self.all:
+            nag.acknowledge(
+                secret,
+                "SMG4",
+                "Application-managed value, not a database credential: rotated with nexus keys / the "
+                "dashboard key procedure in docs/deploy.md, which no rotation Lambda could do safely.",
+            )
 
     def _document(
         self, construct_id: str, name: str, description: str, removal: cdk.RemovalPolicy
@@ -72,13 +81,21 @@ class AccessSecrets(Construct):
             s.grant_read(grantee)
             s.grant_write(grantee)
 
-    def grant_read_access(self, grantee: iam.IGrantable) -> None:
+    def grant_read_access(self, fn: lambda_.Function) -> None:
         """Keys, teams and team API keys: what the proxy needs to authorise a request."""
         for s in (self.keys, self.teams):
-            s.grant_read(grantee)
-        grantee.grant_principal.add_to_principal_policy(
+            s.grant_read(fn)
+        team_keys = self._arn_pattern("nexus/team/")
+        fn.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[self._arn_pattern("nexus/team/")],
+                resources=[team_keys],
             )
+        )
+        assert fn.role is not None
+        nag.acknowledge(
+            fn.role,
+            f"IAM5[Resource::{nag.flatten(self, team_keys)}]",
+            "Team API keys are created per team at run time (nexus teams set-api-key); read-only access "
+            "is limited to this stage's team-key secrets.",
         )

@@ -9,13 +9,13 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.context import StackContext
 from infra.dashboard import Dashboard
 from infra.database import Database
 from infra.functions import log_retention
 from infra.ingest import Ingest
 from infra.layers import Layers
 from infra.migrations import Migrations
-from infra.nag import acknowledge_reviewed
 from infra.network import Network
 from infra.observability import Observability, Watched
 from infra.proxy import Proxy
@@ -36,18 +36,14 @@ class NexusStack(cdk.Stack):
         )
         queue = RecordQueue(self, "Queue", stage=stage)
         secrets = AccessSecrets(self, "Secrets", stage=stage)
-        self.database, self.queue, self.secrets = database, queue, secrets
-        self.migrations = migrations = Migrations(
-            self, "Migrations", stage=stage, layers=layers, network=network, database=database
+        ctx = StackContext(
+            stage=stage, layers=layers, network=network, database=database, queue=queue, secrets=secrets
         )
 
-        self.proxy = Proxy(self, "Proxy", stage=stage, layers=layers, queue=queue, secrets=secrets)
-        self.ingest = Ingest(
-            self, "Ingest", stage=stage, layers=layers, network=network, database=database, queue=queue
-        )
-        self.dashboard = Dashboard(
-            self, "Dashboard", stage=stage, layers=layers, network=network, database=database, secrets=secrets
-        )
+        self.migrations = migrations = Migrations(self, "Migrations", ctx)
+        self.proxy = Proxy(self, "Proxy", ctx)
+        self.ingest = Ingest(self, "Ingest", ctx)
+        self.dashboard = Dashboard(self, "Dashboard", ctx)
         # New code never meets an old schema: consumers of the database wait for the migrations.
         for fn in (self.ingest.function, self.dashboard.function):
             fn.node.add_dependency(migrations.resource)
@@ -55,13 +51,9 @@ class NexusStack(cdk.Stack):
         self.observability = Observability(
             self,
             "Observability",
-            stage=stage,
+            ctx,
             watched=Watched(
-                proxy=self.proxy.function,
-                ingest=self.ingest.function,
-                dashboard=self.dashboard.function,
-                queue=queue,
-                database=database,
+                proxy=self.proxy.function, ingest=self.ingest.function, dashboard=self.dashboard.function
             ),
         )
 
@@ -76,8 +68,6 @@ class NexusStack(cdk.Stack):
         cdk.CfnOutput(self, "DatabaseSecret", value=database.secret.secret_name)
         cdk.CfnOutput(self, "DeadLetterQueueUrl", value=queue.dead_letters.queue_url)
         cdk.CfnOutput(self, "AlarmTopic", value=self.observability.topic.topic_arn)
-
-        acknowledge_reviewed(self)
 
 
 def create_stack(app: cdk.App, stage: StageConfig) -> NexusStack:
