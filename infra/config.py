@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 # Lambda Web Adapter layer, published by AWS in account 753240598075 in every commercial region.
 WEB_ADAPTER_ACCOUNT = "753240598075"
@@ -79,7 +80,7 @@ STAGES: dict[str, StageConfig] = {
 }
 
 
-def load_stage(name: str, **overrides: object) -> StageConfig:
+def load_stage(name: str, **overrides: Any) -> StageConfig:
     """The named stage; ``overrides`` (from cdk context: account, region, alarm_email) win."""
     try:
         stage = STAGES[name]

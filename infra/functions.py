@@ -6,6 +6,7 @@ One place, so the proxy, ingest, dashboard and migration functions cannot drift 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -32,7 +33,8 @@ class Placement:
 
 def log_retention(stage: StageConfig) -> logs.RetentionDays:
     try:
-        return getattr(logs.RetentionDays, _RETENTION[stage.log_retention_days])
+        days: logs.RetentionDays = getattr(logs.RetentionDays, _RETENTION[stage.log_retention_days])
+        return days
     except KeyError:
         raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}") from None
 
@@ -126,7 +128,7 @@ def database_function(
     *,
     name: str,
     environment: dict[str, str] | None = None,
-    **kwargs,
+    **kwargs: Any,
 ) -> lambda_.Function:
     """A ``python_function`` in the VPC that uses the database: its own security group, admitted by
     the database's; the database secret readable and named in ``NEXUS_DB_SECRET_ARN``."""

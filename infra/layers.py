@@ -140,4 +140,5 @@ def architecture(stage: StageConfig) -> lambda_.Architecture:
 
 
 def python_runtime(version: str) -> lambda_.Runtime:
-    return getattr(lambda_.Runtime, f"PYTHON_{version.replace('.', '_')}")
+    runtime: lambda_.Runtime = getattr(lambda_.Runtime, f"PYTHON_{version.replace('.', '_')}")
+    return runtime

@@ -34,7 +34,7 @@ def flatten(scope: IConstruct, value: str) -> str:
             ((function, arg),) = node.items()
             if function == "Fn::Join":
                 delimiter, items = arg
-                return delimiter.join(flat(item) for item in items)
+                return str(delimiter).join(flat(item) for item in items)
             if function == "Fn::GetAtt":
                 return f"<{flat(arg[0])}.{flat(arg[1])}>"
             if function == "Ref":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cw
@@ -76,7 +77,9 @@ class Observability(Construct):
 
     # -- alarms --------------------------------------------------------------------------------------
 
-    def _alarm(self, name: str, metric: cw.IMetric, threshold: float, description: str, **kw) -> cw.Alarm:
+    def _alarm(
+        self, name: str, metric: cw.IMetric, threshold: float, description: str, **kw: Any
+    ) -> cw.Alarm:
         alarm = cw.Alarm(
             self,
             name,
