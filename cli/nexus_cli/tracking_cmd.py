@@ -7,6 +7,8 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from nexus import env
+
 from nexus_cli.common import CLIError, add_data_dir
 
 
@@ -80,7 +82,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     from nexus.db.migrate import migrate
     from nexus.db.rebuild import rebuild
 
-    url = os.environ.get("DATABASE_URL")
+    url = os.environ.get(env.DATABASE_URL)
     server = None
     if not url:
         from nexus.db.embedded import start_embedded

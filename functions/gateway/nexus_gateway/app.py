@@ -22,6 +22,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from nexus import env
 from nexus.secret_store import LocalSecretStore, SecretStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -263,5 +264,5 @@ def create_from_env() -> FastAPI:
         settings = load()
     except SettingsError as exc:
         raise SystemExit(f"gateway: {exc}") from None
-    data_dir = Path(os.environ.get("NEXUS_DATA_DIR", str(settings.data_dir)))
+    data_dir = Path(os.environ.get(env.DATA_DIR, str(settings.data_dir)))
     return create_app(settings, LocalSecretStore.in_data_dir(data_dir))

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from nexus import env
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -53,7 +54,7 @@ class GatewaySettings(BaseSettings):
     # recorded under the caller's key like any Claude Code session.
     proxy_url: str = "http://127.0.0.1:3000"
     require_keys: bool = True
-    data_dir: Path = Path(".nexus")
+    data_dir: Path = Path(env.DEFAULT_DATA_DIR)
     # PostgreSQL for sessions (the SDK SessionStore) and conversations; None keeps them in memory.
     database_url: str | None = None
 

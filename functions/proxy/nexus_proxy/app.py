@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 
+from nexus import env
 from nexus.access import Authenticator
 from nexus.config import Settings
 from nexus.secret_store import LocalSecretStore, SecretStore
@@ -113,22 +114,22 @@ def create_app() -> ProxyApp:
     In AWS (``NEXUS_QUEUE_URL`` set) records go to SQS/S3 and access data comes from Secrets Manager
     (``NEXUS_SECRETS_PREFIX``); locally, the spool and the secrets file in the data directory."""
     settings = Settings.from_env()
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if os.environ.get(env.LAMBDA_FUNCTION_NAME):
         _json_logging("nexus-proxy")
     sink = store = None
-    if os.environ.get("NEXUS_QUEUE_URL"):
+    if os.environ.get(env.QUEUE_URL):
         from nexus.aws import client
         from nexus.sqs_queue import SqsSink
 
         sink = SqsSink(
             client("sqs"),
-            os.environ["NEXUS_QUEUE_URL"],
+            os.environ[env.QUEUE_URL],
             client("s3"),
-            os.environ["NEXUS_RECORD_BUCKET"],
+            os.environ[env.RECORD_BUCKET],
         )
-    if os.environ.get("NEXUS_SECRETS_PREFIX") is not None:
+    if os.environ.get(env.SECRETS_PREFIX) is not None:
         from nexus.aws import client
         from nexus.secrets_manager import SecretsManagerStore
 
-        store = SecretsManagerStore(client("secretsmanager"), os.environ["NEXUS_SECRETS_PREFIX"])
+        store = SecretsManagerStore(client("secretsmanager"), os.environ[env.SECRETS_PREFIX])
     return build(settings, sink=sink, store=store)

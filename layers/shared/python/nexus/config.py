@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
+from nexus import env
+
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 # Anthropic's documented request size limit for the Messages API.
 MAX_BODY_BYTES = 32 * 1024 * 1024
@@ -14,7 +16,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 class Settings(BaseModel):
     upstream_url: str = DEFAULT_UPSTREAM
-    data_dir: Path = Path(".nexus")
+    data_dir: Path = Path(env.DEFAULT_DATA_DIR)
     database_url: str | None = None
     require_keys: bool = True
     max_body_bytes: int = Field(MAX_BODY_BYTES, gt=0)
@@ -50,23 +52,23 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
+        environ = os.environ
         values: dict[str, object] = {}
         mapping = {
-            "NEXUS_UPSTREAM_URL": "upstream_url",
-            "NEXUS_DATA_DIR": "data_dir",
-            "DATABASE_URL": "database_url",
-            "NEXUS_REQUIRE_KEYS": "require_keys",
-            "NEXUS_MAX_BODY_BYTES": "max_body_bytes",
-            "NEXUS_SPOOL_FSYNC": "spool_fsync",
-            "NEXUS_RECORD_HOLD_BYTES": "record_hold_bytes",
-            "NEXUS_ACCESS_REFRESH_S": "access_refresh_s",
-            "NEXUS_HEADER_TIMEOUT_S": "header_timeout_s",
-            "NEXUS_BODY_TIMEOUT_S": "body_timeout_s",
-            "NEXUS_STRIP_PLATFORM_HEADERS": "strip_platform_headers",
+            env.UPSTREAM_URL: "upstream_url",
+            env.DATA_DIR: "data_dir",
+            env.DATABASE_URL: "database_url",
+            env.REQUIRE_KEYS: "require_keys",
+            env.MAX_BODY_BYTES: "max_body_bytes",
+            env.SPOOL_FSYNC: "spool_fsync",
+            env.RECORD_HOLD_BYTES: "record_hold_bytes",
+            env.ACCESS_REFRESH_S: "access_refresh_s",
+            env.HEADER_TIMEOUT_S: "header_timeout_s",
+            env.BODY_TIMEOUT_S: "body_timeout_s",
+            env.STRIP_PLATFORM_HEADERS: "strip_platform_headers",
         }
         for var, field in mapping.items():
-            if env.get(var):
-                values[field] = env[var]
+            if environ.get(var):
+                values[field] = environ[var]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)

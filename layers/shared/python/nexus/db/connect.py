@@ -14,6 +14,8 @@ import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from nexus import env
+
 SECRET_MAX_AGE_S = 300
 
 
@@ -33,9 +35,9 @@ def conninfo_from_secret(secret: str | dict[str, Any], application_name: str = "
 
 
 def conninfo(refresh: bool = False, application_name: str = "nexus") -> str:
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    arn = os.environ.get("NEXUS_DB_SECRET_ARN")
+    if os.environ.get(env.DATABASE_URL):
+        return os.environ[env.DATABASE_URL]
+    arn = os.environ.get(env.DB_SECRET_ARN)
     if not arn:
         raise RuntimeError("set DATABASE_URL or NEXUS_DB_SECRET_ARN")
     from aws_lambda_powertools.utilities import parameters

@@ -1,0 +1,39 @@
+"""The names of the environment variables Nexus reads, in one place: the runtime reads them (through
+each process's settings) and the CDK stack sets them, from these same constants, so the two cannot
+drift apart."""
+
+from __future__ import annotations
+
+# Where things live.
+DATA_DIR = "NEXUS_DATA_DIR"
+DEFAULT_DATA_DIR = ".nexus"
+DATABASE_URL = "DATABASE_URL"
+DB_SECRET_ARN = "NEXUS_DB_SECRET_ARN"  # AWS: the RDS secret, instead of DATABASE_URL
+STAGE = "NEXUS_STAGE"
+
+# The proxy.
+UPSTREAM_URL = "NEXUS_UPSTREAM_URL"
+REQUIRE_KEYS = "NEXUS_REQUIRE_KEYS"
+MAX_BODY_BYTES = "NEXUS_MAX_BODY_BYTES"
+SPOOL_FSYNC = "NEXUS_SPOOL_FSYNC"
+RECORD_HOLD_BYTES = "NEXUS_RECORD_HOLD_BYTES"
+ACCESS_REFRESH_S = "NEXUS_ACCESS_REFRESH_S"
+STRIP_PLATFORM_HEADERS = "NEXUS_STRIP_PLATFORM_HEADERS"
+HEADER_TIMEOUT_S = "NEXUS_HEADER_TIMEOUT_S"
+BODY_TIMEOUT_S = "NEXUS_BODY_TIMEOUT_S"
+QUEUE_URL = "NEXUS_QUEUE_URL"  # AWS: records go to SQS (and S3 for large ones)
+RECORD_BUCKET = "NEXUS_RECORD_BUCKET"
+SECRETS_PREFIX = "NEXUS_SECRETS_PREFIX"  # AWS: keys and teams from Secrets Manager
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself
+
+# The dashboard.
+DASHBOARD_KEY = "NEXUS_DASHBOARD_KEY"
+DASHBOARD_KEY_SECRET = "NEXUS_DASHBOARD_KEY_SECRET"  # AWS: the dashboard key's secret
+
+# `nexus dev`.
+HOST = "NEXUS_HOST"
+PROXY_PORT = "NEXUS_PROXY_PORT"
+DASHBOARD_PORT = "NEXUS_DASHBOARD_PORT"
+GATEWAY_PORT = "NEXUS_GATEWAY_PORT"
+GATEWAY = "NEXUS_GATEWAY"  # "off": no gateway
+KEYS = "NEXUS_KEYS"
