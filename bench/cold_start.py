@@ -22,28 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from nexus_proxy import serve
+
 from bench.lib.procs import free_port
 from bench.lib.report import verdict
 from bench.lib.stats import pct
 
 TARGET_AWS_MS = 350.0
-UVICORN = [
-    "-m",
-    "uvicorn",
-    "--factory",
-    "nexus_proxy.app:create_app",
-    "--host",
-    "127.0.0.1",
-    "--loop",
-    "uvloop",
-    "--http",
-    "nexus_proxy.http_server:ProxyHttpProtocol",
-    "--no-access-log",
-    "--no-server-header",
-    "--no-date-header",
-    "--log-level",
-    "warning",
-]
 AWS_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "nexus-staging-proxy",
     "AWS_REGION": "us-east-1",
@@ -71,7 +56,7 @@ def start_to_ready_ms(env: dict[str, str]) -> float:
     port = free_port()
     began = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, *UVICORN, "--port", str(port)],
+        [sys.executable, "-m", "uvicorn", *serve.argv("127.0.0.1", port, "--log-level", "warning")],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

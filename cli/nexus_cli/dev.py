@@ -129,6 +129,20 @@ def _uvicorn(
     )
 
 
+def _serve_proxy(host: str, port: int, environ: dict[str, str]) -> subprocess.Popen[bytes]:
+    from nexus_proxy import serve
+
+    # In-flight streams get 30 s to finish on Ctrl-C; a deep accept queue for bursts of clients.
+    more = ["--log-level", "warning", "--timeout-graceful-shutdown", "30", "--backlog", "2048"]
+    cmd = [sys.executable, "-m", "uvicorn", *serve.argv(host, port, *more)]
+    return subprocess.Popen(
+        cmd,
+        env=environ,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+    )
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,26 +248,7 @@ def _serve(
         env.DASHBOARD_KEY: dashboard_key,
     }
     # Keep-alive longer than clients' pools idle out, so a client never reuses a socket we just closed.
-    stack.proxy = _uvicorn(
-        "nexus_proxy.app:create_app",
-        args.host,
-        proxy_port,
-        children,
-        [
-            "--loop",
-            "uvloop",
-            "--http",
-            "nexus_proxy.http_server:ProxyHttpProtocol",
-            "--no-server-header",
-            "--no-date-header",
-            "--timeout-keep-alive",
-            "75",
-            "--timeout-graceful-shutdown",
-            "30",
-            "--backlog",
-            "2048",
-        ],
-    )
+    stack.proxy = _serve_proxy(args.host, proxy_port, children)
     stack.dashboard = _uvicorn(
         "nexus_dashboard.app:create_from_env",
         args.host,
