@@ -17,7 +17,6 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 class Settings(BaseModel):
     upstream_url: str = DEFAULT_UPSTREAM
     data_dir: Path = Path(env.DEFAULT_DATA_DIR)
-    database_url: str | None = None
     require_keys: bool = True
     max_body_bytes: int = Field(MAX_BODY_BYTES, gt=0)
     spool_fsync: bool = False
@@ -57,7 +56,6 @@ class Settings(BaseModel):
         mapping = {
             env.UPSTREAM_URL: "upstream_url",
             env.DATA_DIR: "data_dir",
-            env.DATABASE_URL: "database_url",
             env.REQUIRE_KEYS: "require_keys",
             env.MAX_BODY_BYTES: "max_body_bytes",
             env.SPOOL_FSYNC: "spool_fsync",
