@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
+from nexus.access import UnknownKey
 
 from nexus_dashboard import keys, overview, queries, ratelimits, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
@@ -172,7 +173,7 @@ def create_key(access: Access, body: keys.NewKey) -> dict[str, Any]:
 def revoke_key(access: Access, key_id: str) -> dict[str, Any]:
     try:
         rec = access.revoke_key(key_id)
-    except KeyError:
+    except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     return {"id": rec.id, "revoked_at": rec.revoked_at}
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from nexus.access import UnknownKey
 
 from nexus_dashboard import api, charts, conversation_view, keys, overview, queries, ratelimits, render, usage
 from nexus_dashboard.auth import form_fields
@@ -177,7 +178,7 @@ async def create_key_page(request: Request, conn: Conn, access: Access, f: ListF
 def revoke_key_page(access: Access, key_id: str) -> Response:
     try:
         access.revoke_key(key_id)
-    except KeyError:
+    except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     return RedirectResponse(f"/keys#key-{key_id}", 303)
 
