@@ -19,26 +19,9 @@ from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilte
 router = APIRouter(prefix="/api")
 
 
-def overview_data(conn: Any, f: Any) -> dict[str, Any]:
-    listed = overview.conversations(conn, f)
-    return {
-        "period": f.period,
-        "since": f.since,
-        "totals": overview.totals(conn, f),
-        "bucket": f.bucket,
-        "activity": overview.activity(conn, f),
-        "conversations": listed.rows,
-        "conversation_total": listed.total,
-        "conversation_total_capped": listed.capped,
-        "page": f.page,
-        "page_size": PAGE_SIZE,
-        "choices": overview.choices(conn),
-    }
-
-
 @router.get("/overview", summary="Totals, activity over time and the conversations list for a period")
 def get_overview(conn: Conn, f: ListFilters) -> dict[str, Any]:
-    return overview_data(conn, f)
+    return overview.overview_data(conn, f)
 
 
 @router.get("/conversations", summary="Conversations active in the period, newest activity first")
@@ -118,18 +101,11 @@ def raw_response(conn: Conn, request_id: str) -> Response:
     return Response(body, headers=headers)
 
 
-def usage_data(conn: Any, f: Any, group: usage.Group, bucket: usage.Bucket | None) -> dict[str, Any]:
-    try:
-        return usage.usage(conn, f, group, bucket or f.bucket)
-    except usage.UsageError as exc:
-        raise HTTPException(400, str(exc)) from None
-
-
 @router.get("/usage", summary="Tokens and cost per hour or day by team, user or model")
 def get_usage(
     conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
 ) -> dict[str, Any]:
-    return usage_data(conn, f, group, bucket)
+    return usage.usage_data(conn, f, group, bucket)
 
 
 @router.get(
@@ -141,7 +117,7 @@ def get_usage(
 def get_usage_csv(
     conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
 ) -> Response:
-    data = usage_data(conn, f, group, bucket)
+    data = usage.usage_data(conn, f, group, bucket)
     name = f"nexus-usage-{f.period}-{data['group']}-{data['bucket']}.csv"
     return Response(
         usage.to_csv(data),

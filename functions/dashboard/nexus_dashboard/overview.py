@@ -135,3 +135,21 @@ def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
     found = {"teams": teams or [], "users": users or [], "models": models or []}
     _choices[key] = (time.monotonic(), found)
     return found
+
+
+def overview_data(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
+    """The overview page and its JSON twin: totals, activity and one page of conversations."""
+    listed = conversations(conn, f)
+    return {
+        "period": f.period,
+        "since": f.since,
+        "totals": totals(conn, f),
+        "bucket": f.bucket,
+        "activity": activity(conn, f),
+        "conversations": listed.rows,
+        "conversation_total": listed.total,
+        "conversation_total_capped": listed.capped,
+        "page": f.page,
+        "page_size": PAGE_SIZE,
+        "choices": choices(conn),
+    }

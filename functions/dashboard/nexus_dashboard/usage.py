@@ -7,7 +7,7 @@ import io
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Query
+from fastapi import HTTPException, Query
 from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import Filters
@@ -54,6 +54,15 @@ def usage(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket) ->
     for g in ranked:
         g["cache_hit_ratio"] = cache_hit_ratio(g)
     return {"group": group, "bucket": bucket, "rows": rows, "groups": ranked}
+
+
+def usage_data(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket | None) -> dict[str, Any]:
+    """The usage page and its JSON twin: ``bucket`` defaults to the period's; 400 for a combination
+    the view cannot show."""
+    try:
+        return usage(conn, f, group, bucket or f.bucket)
+    except UsageError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def chart_rows(rows: list[dict[str, Any]], series: list[str], value: str) -> list[dict[str, Any]]:
