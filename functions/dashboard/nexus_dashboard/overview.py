@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import PAGE_SIZE, Filters
 from nexus_dashboard.queries import CONVERSATION_FIELDS, where, with_window
+from nexus_dashboard.schemas import Overview
 
 TOKEN_SUMS = (
     "coalesce(sum(input_tokens), 0)::bigint AS input_tokens,"
@@ -137,7 +138,7 @@ def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
     return found
 
 
-def overview_data(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
+def overview_data(conn: psycopg.Connection, f: Filters) -> Overview:
     """The overview page and its JSON twin: totals, activity and one page of conversations."""
     listed = conversations(conn, f)
     return {
