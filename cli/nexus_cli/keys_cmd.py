@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nexus.access import MODES, AccessStore
+from nexus.access import MODES, AccessStore, UnknownKey
 
 from nexus_cli.common import CLIError, add_store_options, store_for
 
@@ -95,8 +95,8 @@ def _list(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     try:
         rec = AccessStore(store_for(args)).revoke_key(args.key_id)
-    except KeyError:
-        raise CLIError(f"no key with id {args.key_id!r} (see: nexus keys list)") from None
+    except UnknownKey as exc:
+        raise CLIError(f"{exc} (see: nexus keys list)") from None
     print(f"revoked {rec.id} ({rec.user} in team {rec.team})")
     return 0
 

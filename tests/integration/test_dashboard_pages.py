@@ -271,6 +271,10 @@ def test_keys_create_once_use_revoke(stack, scenario, upstream) -> None:
         assert time.monotonic() < deadline, "the revoked key still works"
         time.sleep(0.2)
     assert _form(stack, "/keys/nope/revoke", f"csrf_token={csrf}", cookie).status == 404
+    r = request(
+        stack.dashboard_url, "POST", "/api/keys/nope/revoke", b"", {"cookie": cookie, "x-csrf-token": csrf}
+    )
+    assert r.status == 404 and r.json()["error"]["message"] == "no key 'nope'"
 
 
 def test_no_page_or_api_answers_without_auth(stack, scenario) -> None:

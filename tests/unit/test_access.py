@@ -6,7 +6,7 @@ import hashlib
 import stat
 
 import pytest
-from nexus.access import AccessStore, Authenticator, AuthError
+from nexus.access import AccessStore, Authenticator, AuthError, UnknownKey
 from nexus.secret_store import LocalSecretStore
 
 CLIENT_KEY = "sk-ant-api03-client-own-credential-000000"
@@ -229,9 +229,11 @@ def test_revocation_waits_for_the_refresh_interval(store, access, passthrough_ke
         authn.authorize(headers)
 
 
-def test_revoke_unknown_key_raises_key_error(access):
-    with pytest.raises(KeyError):
+def test_revoking_an_unknown_key_raises_unknown_key(access):
+    with pytest.raises(UnknownKey, match="no key with id 'nope'") as raised:
         access.revoke_key("nope")
+    assert raised.value.key_id == "nope"
+    assert not isinstance(raised.value, KeyError)  # a domain error, not a dict lookup's
 
 
 def test_passthrough_refuses_a_nexus_key_as_the_upstream_credential(tmp_path):

@@ -1,43 +1,29 @@
 """The JSON API: every page's data under ``/api/``, described by the OpenAPI document.
 
 Routes are thin: read models live in ``overview``, ``queries``, ``conversation_view``, ``usage``,
-``ratelimits`` and ``keys``; the pages (``pages.py``) call the same functions.
+``ratelimits`` and ``keys``; the pages (``pages.py``) call the same functions. Each route's return
+annotation is its response shape (``schemas``): FastAPI documents it, validates the read model's dict
+against it and serialises through it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
+from nexus.access import UnknownKey
 
-from nexus_dashboard import keys, overview, queries, ratelimits, usage
+from nexus_dashboard import keys, overview, queries, ratelimits, schemas, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
 router = APIRouter(prefix="/api")
 
 
-def overview_data(conn: Any, f: Any) -> dict[str, Any]:
-    listed = overview.conversations(conn, f)
-    return {
-        "period": f.period,
-        "since": f.since,
-        "totals": overview.totals(conn, f),
-        "bucket": f.bucket,
-        "activity": overview.activity(conn, f),
-        "conversations": listed.rows,
-        "conversation_total": listed.total,
-        "conversation_total_capped": listed.capped,
-        "page": f.page,
-        "page_size": PAGE_SIZE,
-        "choices": overview.choices(conn),
-    }
-
-
 @router.get("/overview", summary="Totals, activity over time and the conversations list for a period")
-def get_overview(conn: Conn, f: ListFilters) -> dict[str, Any]:
-    return overview_data(conn, f)
+def get_overview(conn: Conn, f: ListFilters) -> schemas.Overview:
+    return overview.overview_data(conn, f)
 
 
 @router.get("/conversations", summary="Conversations active in the period, newest activity first")
@@ -46,7 +32,7 @@ def list_conversations(
     f: ListFilters,
     limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
     offset: Annotated[int | None, Query(ge=0, le=BIGINT_MAX, description="overrides page")] = None,
-) -> dict[str, Any]:
+) -> schemas.ConversationList:
     listed = overview.conversations(conn, f, limit, offset)
     return {"conversations": listed.rows, "total": listed.total, "total_capped": listed.capped}
 
@@ -54,14 +40,14 @@ def list_conversations(
 @router.get("/conversations/{conversation_id}", summary="One conversation: tree, branches, time split")
 def get_conversation(
     conn: Conn, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
-) -> dict[str, Any]:
+) -> schemas.Conversation:
     return conversation_or_404(conn, conversation_id, branch)
 
 
 @router.get("/conversations/{conversation_id}/timeline", summary="The conversation's messages in order")
 def get_timeline(
     conn: Conn, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
-) -> dict[str, Any]:
+) -> schemas.Timeline:
     conv = conversation_or_404(conn, conversation_id, branch)
     fields = ("n", "received_at", "branch", "prompt", "response")
     return {
@@ -81,12 +67,12 @@ def list_requests(
     since: Annotated[
         Timestamp | None, Query(description="only requests received at or after this time")
     ] = None,
-) -> dict[str, Any]:
+) -> schemas.RequestList:
     return {"requests": queries.list_requests(conn, limit, session_id, since)}
 
 
 @router.get("/requests/{request_id}", summary="One request: metadata, usage, timings, headers, bodies")
-def get_request(conn: Conn, request_id: str) -> dict[str, Any]:
+def get_request(conn: Conn, request_id: str) -> schemas.RequestDetail:
     return request_or_404(conn, request_id)
 
 
@@ -117,18 +103,11 @@ def raw_response(conn: Conn, request_id: str) -> Response:
     return Response(body, headers=headers)
 
 
-def usage_data(conn: Any, f: Any, group: usage.Group, bucket: usage.Bucket | None) -> dict[str, Any]:
-    try:
-        return usage.usage(conn, f, group, bucket or f.bucket)
-    except usage.UsageError as exc:
-        raise HTTPException(400, str(exc)) from None
-
-
 @router.get("/usage", summary="Tokens and cost per hour or day by team, user or model")
 def get_usage(
     conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
-) -> dict[str, Any]:
-    return usage_data(conn, f, group, bucket)
+) -> schemas.Usage:
+    return usage.usage_data(conn, f, group, bucket)
 
 
 @router.get(
@@ -140,7 +119,7 @@ def get_usage(
 def get_usage_csv(
     conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
 ) -> Response:
-    data = usage_data(conn, f, group, bucket)
+    data = usage.usage_data(conn, f, group, bucket)
     name = f"nexus-usage-{f.period}-{data['group']}-{data['bucket']}.csv"
     return Response(
         usage.to_csv(data),
@@ -150,17 +129,17 @@ def get_usage_csv(
 
 
 @router.get("/ratelimits", summary="Per upstream account: latest rate-limit readings and history")
-def get_ratelimits(conn: Conn, f: ListFilters) -> dict[str, Any]:
+def get_ratelimits(conn: Conn, f: ListFilters) -> schemas.RateLimits:
     return ratelimits.ratelimits(conn, f)
 
 
 @router.get("/keys", summary="Nexus keys with their usage in the period")
-def list_keys(conn: Conn, access: Access, f: ListFilters) -> dict[str, Any]:
+def list_keys(conn: Conn, access: Access, f: ListFilters) -> schemas.KeyList:
     return {"keys": keys.list_keys(access, conn, f)}
 
 
 @router.post("/keys", status_code=201, summary="Create a key; the response is the only time it is shown")
-def create_key(access: Access, body: keys.NewKey) -> dict[str, Any]:
+def create_key(access: Access, body: keys.NewKey) -> schemas.CreatedKey:
     try:
         key, record = keys.create_key(access, body.model_dump())
     except keys.KeyInputError as exc:
@@ -169,16 +148,16 @@ def create_key(access: Access, body: keys.NewKey) -> dict[str, Any]:
 
 
 @router.post("/keys/{key_id}/revoke", summary="Revoke a key: proxies refuse it within their refresh time")
-def revoke_key(access: Access, key_id: str) -> dict[str, Any]:
+def revoke_key(access: Access, key_id: str) -> schemas.RevokedKey:
     try:
         rec = access.revoke_key(key_id)
-    except KeyError:
+    except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     return {"id": rec.id, "revoked_at": rec.revoked_at}
 
 
 @router.get("/session", summary="Who is asking; a browser session's CSRF token for state changes")
-def session(request: Request) -> dict[str, Any]:
+def session(request: Request) -> schemas.Session:
     s = getattr(request.state, "session", None)
     if s is None:
         return {"auth": "bearer"}

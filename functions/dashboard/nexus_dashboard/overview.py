@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import PAGE_SIZE, Filters
 from nexus_dashboard.queries import CONVERSATION_FIELDS, where, with_window
+from nexus_dashboard.schemas import Overview
 
 TOKEN_SUMS = (
     "coalesce(sum(input_tokens), 0)::bigint AS input_tokens,"
@@ -135,3 +136,21 @@ def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
     found = {"teams": teams or [], "users": users or [], "models": models or []}
     _choices[key] = (time.monotonic(), found)
     return found
+
+
+def overview_data(conn: psycopg.Connection, f: Filters) -> Overview:
+    """The overview page and its JSON twin: totals, activity and one page of conversations."""
+    listed = conversations(conn, f)
+    return {
+        "period": f.period,
+        "since": f.since,
+        "totals": totals(conn, f),
+        "bucket": f.bucket,
+        "activity": activity(conn, f),
+        "conversations": listed.rows,
+        "conversation_total": listed.total,
+        "conversation_total_capped": listed.capped,
+        "page": f.page,
+        "page_size": PAGE_SIZE,
+        "choices": choices(conn),
+    }

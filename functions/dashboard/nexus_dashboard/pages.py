@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from nexus.access import UnknownKey
 
-from nexus_dashboard import api, charts, conversation_view, keys, overview, queries, ratelimits, render, usage
+from nexus_dashboard import charts, conversation_view, keys, overview, queries, ratelimits, render, usage
 from nexus_dashboard.auth import form_fields
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
 from nexus_dashboard.filters import BranchName, ListFilters
@@ -33,7 +34,7 @@ def _token_chart(rows: list[dict[str, Any]], bucket: str) -> tuple[Any, Any]:
 
 @router.get("/")
 def overview_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
-    d = api.overview_data(conn, f)
+    d = overview.overview_data(conn, f)
     token_chart, token_legend = _token_chart(d["activity"], f.bucket)
     return page(
         request,
@@ -113,7 +114,7 @@ def usage_page(
     group: usage.Group = "model",
     bucket: usage.BucketParam = None,
 ) -> HTMLResponse:
-    d = api.usage_data(conn, f, group, bucket)
+    d = usage.usage_data(conn, f, group, bucket)
     series = usage.series_names(d["groups"])
     token_chart, token_legend = _token_chart(usage.token_rows(d["rows"]), d["bucket"])
     return page(
@@ -177,7 +178,7 @@ async def create_key_page(request: Request, conn: Conn, access: Access, f: ListF
 def revoke_key_page(access: Access, key_id: str) -> Response:
     try:
         access.revoke_key(key_id)
-    except KeyError:
+    except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     return RedirectResponse(f"/keys#key-{key_id}", 303)
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import psycopg
-from fastapi import Query
+from fastapi import HTTPException, Query
 from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import Filters
 from nexus_dashboard.overview import USAGE_SUMS, cache_hit_ratio, usage_where
+from nexus_dashboard.schemas import Bucket, Group, Usage
 
-Group = Literal["model", "team", "user"]
-Bucket = Literal["day", "hour"]
 COLUMNS = {"model": "model", "team": "team", "user": "user_id"}
 TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 TOKEN_NAMES = ("input", "output", "cache write", "cache read")
@@ -30,7 +29,7 @@ class UsageError(ValueError):
     """A combination of parameters the usage view cannot show; the message says which."""
 
 
-def usage(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket) -> dict[str, Any]:
+def usage(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket) -> Usage:
     if bucket == "hour" and f.period not in HOURLY_MAX_PERIODS:
         raise UsageError("bucket=hour is available for period=24h or 7d; pick one, or use bucket=day")
     w, args = usage_where(f)
@@ -54,6 +53,15 @@ def usage(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket) ->
     for g in ranked:
         g["cache_hit_ratio"] = cache_hit_ratio(g)
     return {"group": group, "bucket": bucket, "rows": rows, "groups": ranked}
+
+
+def usage_data(conn: psycopg.Connection, f: Filters, group: Group, bucket: Bucket | None) -> Usage:
+    """The usage page and its JSON twin: ``bucket`` defaults to the period's; 400 for a combination
+    the view cannot show."""
+    try:
+        return usage(conn, f, group, bucket or f.bucket)
+    except UsageError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def chart_rows(rows: list[dict[str, Any]], series: list[str], value: str) -> list[dict[str, Any]]:

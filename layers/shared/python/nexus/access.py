@@ -32,6 +32,14 @@ MODES = ("passthrough", "team-key")
 FORCED_REFRESH_S = 1.0
 
 
+class UnknownKey(Exception):
+    """No key with this id in the access store (revoking one that was never created)."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key with id {key_id!r}")
+        self.key_id = key_id
+
+
 def team_api_key_secret(team: str) -> str:
     return f"nexus/team/{team}/anthropic-api-key"
 
@@ -101,7 +109,7 @@ class AccessStore:
     def revoke_key(self, key_id: str) -> KeyRecord:
         keys = self._load(KEYS_SECRET)
         if key_id not in keys:
-            raise KeyError(key_id)
+            raise UnknownKey(key_id)
         keys[key_id]["revoked_at"] = keys[key_id].get("revoked_at") or _now()
         self.store.put(KEYS_SECRET, json.dumps(keys))
         return KeyRecord(**keys[key_id])

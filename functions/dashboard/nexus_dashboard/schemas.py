@@ -1,0 +1,411 @@
+"""The JSON API's response shapes, as the read models build them: FastAPI validates each response
+against its shape, serialises it, and documents it in the OpenAPI document.
+
+TypedDicts rather than models: the read models return plain dicts (rows from psycopg), and a
+TypedDict validates them without building a model object per row. Every key is always sent (its
+value may be null) unless marked ``NotRequired``; keys are declared in the order the read models
+produce them, so the JSON is the same byte for byte as the dicts'. Numbers keep their kind:
+``float`` where the value is a float (a float column, a ratio, a sum that starts at 0.0), ``int``
+where it is an integer (counts, tokens, rounded milliseconds): a ``float`` field would turn ``3``
+into ``3.0``. tests/unit/test_dashboard_schemas.py holds the shapes to the read models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from nexus_dashboard.filters import Period
+
+Bucket = Literal["day", "hour"]
+Group = Literal["model", "team", "user"]
+# A timestamp as the access store wrote it (ISO 8601 with an offset, to the second), not re-encoded.
+IsoTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+HeaderPair = Annotated[list[str], Field(min_length=2, max_length=2, description="[name, value]")]
+JsonObject = dict[str, Any]
+
+
+# --- overview and conversations list ---------------------------------------------------------------
+
+
+class UsageSums(TypedDict):
+    """Requests, tokens and cost summed over a set of requests."""
+
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float
+
+
+class Totals(UsageSums):
+    """The period's totals (from the hourly rollup: whole hours)."""
+
+    active_users: int
+    errors: int
+    conversations: int
+    cache_hit_ratio: Annotated[
+        float | None, Field(description="share of prompt tokens read from the cache; null without any")
+    ]
+
+
+class Activity(TypedDict):
+    """One hour or day of the period: its start and its sums."""
+
+    at: datetime
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float
+
+
+class ConversationSummary(TypedDict):
+    """A conversation's totals, as listed."""
+
+    id: str
+    team: str | None
+    user: str | None
+    title: str
+    models: list[str]
+    session_ids: list[str]
+    request_count: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float
+    first_at: datetime
+    last_at: datetime
+    branch_count: int
+    subagent_count: int
+    compaction_count: int
+    latest_context_tokens: int | None
+    latest_model: str | None
+    context_window: Annotated[int | None, Field(description="the latest model's; null if unknown")]
+    context_fill: Annotated[
+        float | None, Field(description="latest_context_tokens / context_window; null if either is")
+    ]
+
+
+class Choices(TypedDict):
+    """What the filter menus offer: values seen in conversations."""
+
+    teams: list[str]
+    users: list[str]
+    models: list[str]
+
+
+class Overview(TypedDict):
+    period: Period
+    since: Annotated[datetime | None, Field(description="the period's start; null for period=all")]
+    totals: Totals
+    bucket: Bucket
+    activity: list[Activity]
+    conversations: list[ConversationSummary]
+    conversation_total: int
+    conversation_total_capped: Annotated[
+        bool, Field(description="a search matched more: conversation_total is the cap, not the count")
+    ]
+    page: int
+    page_size: int
+    choices: Choices
+
+
+class ConversationList(TypedDict):
+    conversations: list[ConversationSummary]
+    total: int
+    total_capped: bool
+
+
+# --- requests --------------------------------------------------------------------------------------
+
+
+class RequestSummary(TypedDict):
+    """A recorded request's metadata, usage and timings."""
+
+    id: str
+    received_at: datetime
+    team: str | None
+    user: str | None
+    session_id: str | None
+    agent_id: str | None
+    model: str | None
+    kind: str
+    path: str
+    stream: bool | None
+    status: int | None
+    error: str | None
+    stop_reason: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_creation_input_tokens: int | None
+    cache_creation_5m_tokens: int | None
+    cache_creation_1h_tokens: int | None
+    cache_read_input_tokens: int | None
+    cost_usd: float | None
+    cost_flag: str | None
+    price_version: str | None
+    ttfb_ms: float | None
+    duration_ms: float | None
+    message_count: int
+    body_size: int
+    conversation_id: str | None
+    parent_request_id: str | None
+    link: str | None
+    branch: str | None
+    is_subtask: bool
+    parent_task_request_id: str | None
+    task_tool_use_id: str | None
+    context_tokens: int | None
+
+
+class RequestList(TypedDict):
+    requests: list[RequestSummary]
+
+
+class RequestDetail(RequestSummary):
+    """One request: its metadata, usage and timings, headers and bodies."""
+
+    method: str
+    query: str
+    auth_mode: str | None
+    key_id: str | None
+    account: str | None
+    upstream: str | None
+    response_headers: list[HeaderPair]
+    ratelimit: Annotated[
+        dict[str, str] | None, Field(description="the anthropic-ratelimit-* and retry-after headers")
+    ]
+    response: Annotated[
+        JsonObject | None, Field(description="the response message (rebuilt from a stream) or error")
+    ]
+    request_headers: list[HeaderPair]
+    request_body: Annotated[
+        Any, Field(description="the request body decoded: JSON, or text when it is not JSON; null if none")
+    ]
+
+
+# --- one conversation ------------------------------------------------------------------------------
+
+
+class TimeSpent(TypedDict):
+    """Milliseconds: the model answering, the client running tools, a person reading and typing."""
+
+    model_ms: int
+    tool_ms: int
+    user_ms: int
+
+
+class Branch(TypedDict):
+    name: str
+    kind: str
+    fork_request_id: str | None
+    request_count: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    first_at: datetime
+    last_at: datetime
+    model_ms: int
+    tool_ms: int
+    user_ms: int
+
+
+class TreeRequest(RequestSummary):
+    """A request as a row of the conversation's tree."""
+
+    answer_text: Annotated[str | None, Field(description="the start of the answer's text")]
+    tool_names: Annotated[list[str | None] | None, Field(description="tools the answer calls")]
+    n: Annotated[int, Field(description="1-based position in the conversation")]
+    parent_n: Annotated[int | None, Field(description="the parent's n; null if none or not shown")]
+    task_parent_n: Annotated[int | None, Field(description="n of the request that started this sub-agent")]
+    gap_ms: Annotated[float | None, Field(description="time between the parent's answer and this request")]
+    gap_kind: Annotated[Literal["tool", "user"] | None, Field(description="who spent the gap")]
+    lane: int
+    lanes: Annotated[list[int], Field(description="lanes whose line crosses this row")]
+    lane_starts: bool
+    lane_ends: bool
+    parent_lane: int | None
+
+
+class Conversation(ConversationSummary):
+    """One conversation: its requests as a tree (one lane per concurrent branch), its branches, and
+    where the time went."""
+
+    branches: list[Branch]
+    requests: list[TreeRequest]
+    lane_count: int
+    time: TimeSpent
+    branch_filter: Annotated[str | None, Field(description="the branch the requests are narrowed to")]
+
+
+class TimelineEntry(TypedDict):
+    request_id: str
+    n: int
+    received_at: datetime
+    branch: str | None
+    prompt: Annotated[
+        JsonObject | None, Field(description="the newest user or assistant message the request sent")
+    ]
+    response: JsonObject | None
+
+
+class Timeline(TypedDict):
+    id: str
+    branch_filter: str | None
+    entries: list[TimelineEntry]
+
+
+# --- usage -----------------------------------------------------------------------------------------
+
+
+class UsageRow(TypedDict):
+    """One group's sums in one hour or day."""
+
+    at: datetime
+    key: Annotated[str, Field(description="the team, user or model; '(none)' where it is not known")]
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float
+
+
+class UsageGroup(TypedDict):
+    """One team, user or model over the whole period; groups come most expensive first."""
+
+    key: str
+    requests: int
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cache_hit_ratio: float | None
+
+
+class Usage(TypedDict):
+    group: Group
+    bucket: Bucket
+    rows: list[UsageRow]
+    groups: list[UsageGroup]
+
+
+# --- rate limits -----------------------------------------------------------------------------------
+
+
+class Window(TypedDict):
+    """One limit: a unified window (5h, 7d) or a per-minute API limit (with ``limit``/``remaining``)."""
+
+    window: str
+    label: str
+    utilization: float | None
+    reset: Annotated[
+        datetime | str | None, Field(description="when it resets; the header as sent if not a time")
+    ]
+    limit: NotRequired[float]
+    remaining: NotRequired[float | None]
+
+
+class Reading(TypedDict):
+    status: Annotated[str | None, Field(description="anthropic-ratelimit-unified-status")]
+    windows: list[Window]
+    warning: bool
+    headers: dict[str, str]
+
+
+class RateLimitPoint(TypedDict):
+    """The hour's highest utilisation per limit (0..1)."""
+
+    at: datetime
+    u5h: float | None
+    u7d: float | None
+    tokens: float | None
+    requests: float | None
+
+
+class Account(TypedDict):
+    account: Annotated[str, Field(description="a fingerprint of the upstream credential")]
+    at: Annotated[datetime, Field(description="when the latest reading was taken")]
+    latest: Reading
+    requests: int
+    rejected_429: int
+    teams: list[str]
+    users: list[str]
+    history: list[RateLimitPoint]
+
+
+class RateLimits(TypedDict):
+    accounts: list[Account]
+    warn_at: float
+
+
+# --- keys and session ------------------------------------------------------------------------------
+
+
+class KeyUsage(TypedDict):
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float
+    last_used_at: datetime
+
+
+class Key(TypedDict):
+    id: str
+    team: str
+    user: str
+    created_at: datetime
+    revoked_at: datetime | None
+    name: str | None
+    usage: Annotated[KeyUsage | None, Field(description="in the period; null if the key was not used")]
+
+
+class KeyList(TypedDict):
+    keys: Annotated[list[Key], Field(description="active keys first, then by team, user, creation")]
+
+
+class KeyRecord(TypedDict):
+    id: str
+    team: str
+    user: str
+    created_at: IsoTime
+    revoked_at: IsoTime | None
+    name: str | None
+
+
+class CreatedKey(TypedDict):
+    key: Annotated[str, Field(description="the key itself: shown this once, never stored")]
+    record: KeyRecord
+
+
+class RevokedKey(TypedDict):
+    id: str
+    revoked_at: IsoTime
+
+
+class BearerSession(TypedDict):
+    """Asked with the dashboard key."""
+
+    auth: Literal["bearer"]
+
+
+class BrowserSession(TypedDict):
+    """Asked from a signed-in browser."""
+
+    auth: Literal["session"]
+    principal: str
+    csrf_token: Annotated[str, Field(description="send as X-CSRF-Token with state changes")]
+    expires_at: Annotated[int, Field(description="epoch seconds")]
+
+
+Session = Annotated[BearerSession | BrowserSession, Field(discriminator="auth")]
