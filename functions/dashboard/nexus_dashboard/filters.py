@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -45,18 +45,14 @@ def _printable(value: str) -> str:
     return value
 
 
-def printable_text(max_length: int) -> Any:
-    """A text parameter type: at most ``max_length`` characters, no control characters."""
-    return Annotated[
-        str,
-        Field(max_length=max_length, json_schema_extra={"pattern": PRINTABLE_PATTERN}),
-        AfterValidator(_printable),
-    ]
+_NO_CONTROL = AfterValidator(_printable)
+_DOCUMENTED = {"pattern": PRINTABLE_PATTERN}
 
-
-Name = printable_text(200)  # a team, user, model or session id
-BranchName = printable_text(100)
-SearchText = printable_text(500)
+# Text parameter types: at most so many characters, no control characters. Name: a team, user, model
+# or session id.
+Name = Annotated[str, Field(max_length=200, json_schema_extra=_DOCUMENTED), _NO_CONTROL]
+BranchName = Annotated[str, Field(max_length=100, json_schema_extra=_DOCUMENTED), _NO_CONTROL]
+SearchText = Annotated[str, Field(max_length=500, json_schema_extra=_DOCUMENTED), _NO_CONTROL]
 
 
 # RFC 3339 (what OpenAPI's date-time format means): a date, a time and an offset. Bare numbers are
