@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 Period = Literal["24h", "7d", "30d", "90d", "all"]
+Bucket = Literal["day", "hour"]  # a chart's resolution
 PERIODS: dict[str, timedelta | None] = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
@@ -84,7 +85,7 @@ Timestamp = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    period: str
+    period: Period
     team: str | None
     user: str | None
     model: str | None
@@ -104,7 +105,7 @@ class Filters:
         return since.replace(minute=0, second=0, microsecond=0) if since else None
 
     @property
-    def bucket(self) -> str:
+    def bucket(self) -> Bucket:
         """Chart resolution that keeps a period readable: hours for a day, days beyond."""
         return "hour" if self.period == "24h" else "day"
 
