@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from markupsafe import Markup
 
-from nexus_dashboard.schemas import Conversation, TimeSpent, TreeRequest
+from nexus_dashboard.schemas import Conversation, TimeSpent
 
 LANE_W = 14  # px between lane centres in the tree's per-row drawing
 
@@ -131,7 +131,7 @@ def layout(conv: dict[str, Any], branch: str | None) -> Conversation:
     return cast(Conversation, laid_out)
 
 
-def tree_svg(r: TreeRequest, lane_count: int, row_h: int = 36) -> Markup:
+def tree_svg(r: dict[str, Any], lane_count: int, row_h: int = 36) -> Markup:
     """The drawing left of one tree row: lane lines through it, its node, and a fork connector from
     the parent's lane when a branch starts here. Static SVG: no script, CSP-clean."""
     w = lane_count * LANE_W + 6
