@@ -24,6 +24,7 @@ dev: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/shared/python/nexus functions cli infra app.py
 
 test: lint
 	$(VENV)/bin/pytest

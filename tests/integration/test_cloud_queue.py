@@ -180,7 +180,7 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
     monkeypatch.setenv("NEXUS_DB_SECRET_ARN", _db_secret(database_url))
     from nexus_dashboard import handler as dash
 
-    dash._current.clear()
+    monkeypatch.setattr(dash, "_current", {})  # a fresh execution environment
 
     def event(key: str, method: str = "GET", path: str = "/api/requests", body: str | None = None) -> dict:
         # A Lambda function URL (payload 2.0) request.
@@ -221,7 +221,7 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
     key_id = json.loads(made["body"])["record"]["id"]
     stage_keys = AccessStore(SecretsManagerStore(sm, "nexus-staging/")).keys()
     assert stage_keys[key_id].user == "ann" and stage_keys[key_id].revoked_at is None
-    served_by.app.state.pool.close()
+    dash._current["app"].state.pool.close()
 
 
 def test_proxy_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tmp_path):

@@ -49,12 +49,19 @@ def get_timeline(
     conn: Conn, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
 ) -> schemas.Timeline:
     conv = conversation_or_404(conn, conversation_id, branch)
-    fields = ("n", "received_at", "branch", "prompt", "response")
     return {
         "id": conv["id"],
         "branch_filter": conv["branch_filter"],
         "entries": [
-            {"request_id": e["id"], **{k: e[k] for k in fields}} for e in queries.timeline(conn, conv)
+            {
+                "request_id": e["id"],
+                "n": e["n"],
+                "received_at": e["received_at"],
+                "branch": e["branch"],
+                "prompt": e["prompt"],
+                "response": e["response"],
+            }
+            for e in queries.timeline(conn, conv)
         ],
     }
 
@@ -105,7 +112,7 @@ def raw_response(conn: Conn, request_id: str) -> Response:
 
 @router.get("/usage", summary="Tokens and cost per hour or day by team, user or model")
 def get_usage(
-    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
+    conn: Conn, f: ListFilters, group: schemas.Group = "model", bucket: usage.BucketParam = None
 ) -> schemas.Usage:
     return usage.usage_data(conn, f, group, bucket)
 
@@ -117,7 +124,7 @@ def get_usage(
     responses={200: {"content": {"text/csv": {}}}},
 )
 def get_usage_csv(
-    conn: Conn, f: ListFilters, group: usage.Group = "model", bucket: usage.BucketParam = None
+    conn: Conn, f: ListFilters, group: schemas.Group = "model", bucket: usage.BucketParam = None
 ) -> Response:
     data = usage.usage_data(conn, f, group, bucket)
     name = f"nexus-usage-{f.period}-{data['group']}-{data['bucket']}.csv"
@@ -153,6 +160,7 @@ def revoke_key(access: Access, key_id: str) -> schemas.RevokedKey:
         rec = access.revoke_key(key_id)
     except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
+    assert rec.revoked_at is not None  # revoke_key sets it
     return {"id": rec.id, "revoked_at": rec.revoked_at}
 
 

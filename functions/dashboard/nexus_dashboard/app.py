@@ -8,6 +8,7 @@ JSON under ``/api/``, an HTML page elsewhere (a missing session there sends the 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ def create_app(
     throttle_policy: throttle.Policy = throttle.DEFAULT,
 ) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = db.Pool(conninfo, max_size=8)
         yield
         app.state.pool.close()

@@ -7,7 +7,7 @@ CSV) behind every chart, so the picture never has to be read to the pixel.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ def _nice_max(v: float) -> float:
     """The axis top: the next 1, 2, 2.5 or 5 times a power of ten at or above ``v``."""
     if v <= 0:
         return 1.0
-    mag = 10 ** math.floor(math.log10(v))
+    mag: float = 10 ** math.floor(math.log10(v))  # an int when v >= 1: the axis reads 100, not 100.0
     return next(step * mag for step in (1, 2, 2.5, 5, 10) if v <= step * mag * (1 + 1e-9))
 
 
@@ -32,7 +32,7 @@ def _label(at: datetime | str, bucket: str) -> str:
 
 
 def stacked_bars(
-    rows: Sequence[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     keys: Sequence[str],
     *,
     names: Sequence[str] | None = None,
@@ -40,7 +40,7 @@ def stacked_bars(
     bucket: str = "day",
     title: str,
 ) -> Markup:
-    """One bar per row (``row['at']``), stacked by ``keys``."""
+    """One bar per row (``row['at']``), stacked by ``keys`` (the row's numbers to draw, by name)."""
     names = names or keys
     if not rows:
         return Markup('<p class="empty">No data for this period.</p>')
@@ -60,7 +60,7 @@ def stacked_bars(
     every = max(1, round(len(rows) / 8))
     for i, r in enumerate(rows):
         x = PAD_L + i * slot + (slot - bar_w) / 2
-        y = H - PAD_B
+        y: float = H - PAD_B
         label = _label(r["at"], bucket)
         for j, k in enumerate(keys):
             v = float(r.get(k) or 0)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from markupsafe import Markup
+
+from nexus_dashboard.schemas import Conversation, TimeSpent
 
 LANE_W = 14  # px between lane centres in the tree's per-row drawing
 
 
 def _end(r: dict[str, Any]) -> datetime:
-    return r["received_at"] + timedelta(milliseconds=r["duration_ms"] or 0)
+    received: datetime = r["received_at"]
+    return received + timedelta(milliseconds=r["duration_ms"] or 0)
 
 
 def number_and_link(requests: list[dict[str, Any]]) -> None:
@@ -79,7 +82,8 @@ def assign_lanes(requests: list[dict[str, Any]]) -> int:
 
 def _drawn_parent(r: dict[str, Any]) -> str | None:
     """A sub-agent's first request hangs off the request whose tool call spawned it."""
-    return r["parent_request_id"] or r["parent_task_request_id"]
+    parent: str | None = r["parent_request_id"] or r["parent_task_request_id"]
+    return parent
 
 
 @dataclass(slots=True)
@@ -95,7 +99,7 @@ class TimeSplit:
         elif r["gap_kind"] == "user":
             self.user_ms += r["gap_ms"]
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> TimeSpent:
         return {
             "model_ms": round(self.model_ms),
             "tool_ms": round(self.tool_ms),
@@ -103,7 +107,7 @@ class TimeSplit:
         }
 
 
-def time_split(requests: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+def time_split(requests: list[dict[str, Any]]) -> tuple[TimeSpent, dict[str, TimeSpent]]:
     total = TimeSplit()
     per_branch: dict[str, TimeSplit] = {}
     for r in requests:
@@ -112,8 +116,9 @@ def time_split(requests: list[dict[str, Any]]) -> tuple[dict[str, float], dict[s
     return total.as_dict(), {b: s.as_dict() for b, s in per_branch.items()}
 
 
-def layout(conv: dict[str, Any], branch: str | None) -> dict[str, Any]:
-    """The conversation with its tree laid out, optionally narrowed to one branch."""
+def layout(conv: dict[str, Any], branch: str | None) -> Conversation:
+    """The conversation (as ``queries.get_conversation`` reads it) with its tree laid out, optionally
+    narrowed to one branch."""
     requests = conv["requests"]
     number_and_link(requests)
     total, per_branch = time_split(requests)
@@ -121,7 +126,9 @@ def layout(conv: dict[str, Any], branch: str | None) -> dict[str, Any]:
     lanes = assign_lanes(shown)
     for b in conv["branches"]:
         b.update(per_branch.get(b["name"], TimeSplit().as_dict()))
-    return {**conv, "requests": shown, "lane_count": lanes, "time": total, "branch_filter": branch}
+    laid_out = {**conv, "requests": shown, "lane_count": lanes, "time": total, "branch_filter": branch}
+    # Its rows now hold every key of TreeRequest and Branch (FastAPI checks the shape at runtime).
+    return cast(Conversation, laid_out)
 
 
 def tree_svg(r: dict[str, Any], lane_count: int, row_h: int = 36) -> Markup:

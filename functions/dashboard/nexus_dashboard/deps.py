@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import psycopg
 from fastapi import Depends, HTTPException, Request
 from nexus.access import AccessStore
 
 from nexus_dashboard import conversation_view, queries
+from nexus_dashboard.schemas import Conversation, RequestDetail
 
 
 def _conn(request: Request) -> Iterator[psycopg.Connection]:
@@ -41,14 +42,14 @@ def request_id_or_404(request_id: str) -> str:
     return _uuid(request_id, "request")
 
 
-def request_or_404(conn: psycopg.Connection, request_id: str) -> dict[str, Any]:
+def request_or_404(conn: psycopg.Connection, request_id: str) -> RequestDetail:
     row = queries.get_request(conn, request_id_or_404(request_id))
     if row is None:
         raise HTTPException(404, f"no request {request_id!r}")
     return row
 
 
-def conversation_or_404(conn: psycopg.Connection, conversation_id: str, branch: str | None) -> dict[str, Any]:
+def conversation_or_404(conn: psycopg.Connection, conversation_id: str, branch: str | None) -> Conversation:
     """The conversation laid out (``conversation_view.layout``), narrowed to ``branch`` if given:
     404 for an unknown conversation, 400 for a branch it does not have."""
     conv = queries.get_conversation(conn, _uuid(conversation_id, "conversation"))

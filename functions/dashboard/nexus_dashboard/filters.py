@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 Period = Literal["24h", "7d", "30d", "90d", "all"]
+Bucket = Literal["day", "hour"]  # a chart's resolution
 PERIODS: dict[str, timedelta | None] = {
     "24h": timedelta(hours=24),
     "7d": timedelta(days=7),
@@ -45,18 +46,14 @@ def _printable(value: str) -> str:
     return value
 
 
-def printable_text(max_length: int) -> Any:
-    """A text parameter type: at most ``max_length`` characters, no control characters."""
-    return Annotated[
-        str,
-        Field(max_length=max_length, json_schema_extra={"pattern": PRINTABLE_PATTERN}),
-        AfterValidator(_printable),
-    ]
+_NO_CONTROL = AfterValidator(_printable)
+_DOCUMENTED = {"pattern": PRINTABLE_PATTERN}
 
-
-Name = printable_text(200)  # a team, user, model or session id
-BranchName = printable_text(100)
-SearchText = printable_text(500)
+# Text parameter types: at most so many characters, no control characters. Name: a team, user, model
+# or session id.
+Name = Annotated[str, Field(max_length=200, json_schema_extra=_DOCUMENTED), _NO_CONTROL]
+BranchName = Annotated[str, Field(max_length=100, json_schema_extra=_DOCUMENTED), _NO_CONTROL]
+SearchText = Annotated[str, Field(max_length=500, json_schema_extra=_DOCUMENTED), _NO_CONTROL]
 
 
 # RFC 3339 (what OpenAPI's date-time format means): a date, a time and an offset. Bare numbers are
@@ -88,7 +85,7 @@ Timestamp = Annotated[
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    period: str
+    period: Period
     team: str | None
     user: str | None
     model: str | None
@@ -108,7 +105,7 @@ class Filters:
         return since.replace(minute=0, second=0, microsecond=0) if since else None
 
     @property
-    def bucket(self) -> str:
+    def bucket(self) -> Bucket:
         """Chart resolution that keeps a period readable: hours for a day, days beyond."""
         return "hour" if self.period == "24h" else "day"
 

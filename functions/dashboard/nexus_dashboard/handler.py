@@ -8,10 +8,11 @@ redeploy (the app, and its connection pool, are rebuilt when either changes).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
+from fastapi import FastAPI
 from mangum import Mangum
 from nexus.aws import client
 from nexus.db.connect import SECRET_MAX_AGE_S, conninfo
@@ -22,22 +23,31 @@ from nexus_dashboard.db import Pool
 
 logger = Logger(service="nexus-dashboard")
 tracer = Tracer(service="nexus-dashboard")
-_current: dict[str, Any] = {}
+
+
+class _Current(TypedDict, total=False):
+    """The app this execution environment serves, and what it was built with."""
+
+    config: tuple[str, str]  # the dashboard key and the database's conninfo
+    app: FastAPI
+    handler: Mangum
+
+
+_current: _Current = {}
 
 
 def _handler() -> Mangum:
     key = parameters.get_secret(os.environ["NEXUS_DASHBOARD_KEY_SECRET"], max_age=SECRET_MAX_AGE_S)
     db = conninfo(application_name="nexus-dashboard")
     if _current.get("config") != (key, db):
-        old = _current.get("handler")
+        old = _current.get("app")
         if old is not None:
-            old.app.state.pool.close()
+            old.state.pool.close()
         app = create_app(db, key, _secret_store())
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
         # the pool is opened once here instead and lives as long as the execution environment.
         app.state.pool = Pool(db, max_size=2)
-        _current["handler"] = Mangum(app, lifespan="off")
-        _current["config"] = (key, db)
+        _current.update({"config": (key, db), "app": app, "handler": Mangum(app, lifespan="off")})
     return _current["handler"]
 
 

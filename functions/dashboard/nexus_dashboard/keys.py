@@ -5,9 +5,8 @@ key's usage. Creating and revoking go through ``nexus.access.AccessStore``, the 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import psycopg
 from nexus.access import AccessStore
@@ -17,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from nexus_dashboard.filters import CONTROL_CHARS, Filters
 from nexus_dashboard.overview import USAGE_SUMS, usage_where
+from nexus_dashboard.schemas import Key, KeyRecord, KeyUsage
 
 NAME_MAX = 100
 # A team, user or key name: one line (spaces allowed, no other whitespace, no control characters), not
@@ -55,25 +55,31 @@ class KeyInputError(ValueError):
     """A create-key form or body the dashboard refuses; the message says what to fix."""
 
 
-def usage_by_key(conn: psycopg.Connection, f: Filters) -> dict[str, dict[str, Any]]:
+def usage_by_key(conn: psycopg.Connection, f: Filters) -> dict[str, KeyUsage]:
     w, args = usage_where(f)
     w += " AND key_id IS NOT NULL" if w else " WHERE key_id IS NOT NULL"
     sql = f"SELECT key_id, {USAGE_SUMS}, max(last_at) AS last_used_at FROM usage_hourly{w} GROUP BY key_id"
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql, args).fetchall()
-    return {r.pop("key_id"): r for r in rows}
+    # Less its key_id, a row is a KeyUsage (FastAPI checks the shape at runtime).
+    return {r.pop("key_id"): cast(KeyUsage, r) for r in rows}
 
 
-def list_keys(access: AccessStore, conn: psycopg.Connection, f: Filters) -> list[dict[str, Any]]:
+def list_keys(access: AccessStore, conn: psycopg.Connection, f: Filters) -> list[Key]:
     used = usage_by_key(conn, f)
-    out = []
+    out: list[Key] = []
     for rec in access.keys().values():
-        row = asdict(rec)
-        row.pop("hash")  # never leaves the store
-        for k in ("created_at", "revoked_at"):
-            row[k] = datetime.fromisoformat(row[k]) if row[k] else None
-        row["usage"] = used.get(rec.id)
-        out.append(row)
+        out.append(
+            {  # all but the hash, which never leaves the store
+                "id": rec.id,
+                "team": rec.team,
+                "user": rec.user,
+                "created_at": datetime.fromisoformat(rec.created_at),
+                "revoked_at": datetime.fromisoformat(rec.revoked_at) if rec.revoked_at else None,
+                "name": rec.name,
+                "usage": used.get(rec.id),
+            }
+        )
     out.sort(key=lambda k: (k["revoked_at"] is not None, k["team"], k["user"], k["created_at"]))
     return out
 
@@ -91,13 +97,19 @@ def _field(value: Any, name: str, required: bool = True) -> str | None:
     return text
 
 
-def create_key(access: AccessStore, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def create_key(access: AccessStore, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
     """A new key for a team member: the key itself (shown once, never stored) and its record."""
     team = _field(fields.get("team"), "team")
     user = _field(fields.get("user"), "user")
     name = _field(fields.get("name"), "name", required=False)
     assert team and user
     key, rec = access.create_key(team, user, name)
-    row = asdict(rec)
-    row.pop("hash")
-    return key, row
+    record: KeyRecord = {  # all but the hash, which never leaves the store
+        "id": rec.id,
+        "team": rec.team,
+        "user": rec.user,
+        "created_at": rec.created_at,
+        "revoked_at": rec.revoked_at,
+        "name": rec.name,
+    }
+    return key, record

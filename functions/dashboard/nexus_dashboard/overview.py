@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import PAGE_SIZE, Filters
 from nexus_dashboard.queries import CONVERSATION_FIELDS, where, with_window
-from nexus_dashboard.schemas import Overview
+from nexus_dashboard.schemas import Activity, Choices, ConversationSummary, Overview, Totals, UsageSums
 
 TOKEN_SUMS = (
     "coalesce(sum(input_tokens), 0)::bigint AS input_tokens,"
@@ -55,7 +55,7 @@ def _conversation_where(f: Filters) -> tuple[str, list[Any]]:
     )
 
 
-def totals(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
+def totals(conn: psycopg.Connection, f: Filters) -> Totals:
     w, args = usage_where(f)
     cw, cargs = _conversation_where(replace(f, q=None))
     sql = (
@@ -66,17 +66,19 @@ def totals(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(sql, [*cargs, *args]).fetchone()
     assert row is not None
-    row["cache_hit_ratio"] = cache_hit_ratio(row)
-    return row
+    # The SELECT list is Totals' but for the ratio, set here (FastAPI checks the shape at runtime).
+    sums = cast(Totals, row)
+    sums["cache_hit_ratio"] = cache_hit_ratio(sums)
+    return sums
 
 
-def cache_hit_ratio(row: dict[str, Any]) -> float | None:
+def cache_hit_ratio(sums: UsageSums) -> float | None:
     """Share of prompt tokens served from the cache."""
-    prompt = row["input_tokens"] + row["cache_creation_input_tokens"] + row["cache_read_input_tokens"]
-    return round(row["cache_read_input_tokens"] / prompt, 4) if prompt else None
+    prompt = sums["input_tokens"] + sums["cache_creation_input_tokens"] + sums["cache_read_input_tokens"]
+    return round(sums["cache_read_input_tokens"] / prompt, 4) if prompt else None
 
 
-def activity(conn: psycopg.Connection, f: Filters) -> list[dict[str, Any]]:
+def activity(conn: psycopg.Connection, f: Filters) -> list[Activity]:
     """Requests, tokens and cost per hour or day of the period, oldest first."""
     w, args = usage_where(f)
     sql = (
@@ -84,12 +86,13 @@ def activity(conn: psycopg.Connection, f: Filters) -> list[dict[str, Any]]:
         f" FROM usage_hourly{w} GROUP BY 1 ORDER BY 1"
     )
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(sql, args).fetchall()
+        rows = cur.execute(sql, args).fetchall()
+    return cast(list[Activity], rows)  # the SELECT list is Activity's (FastAPI checks it at runtime)
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationPage:
-    rows: list[dict[str, Any]]
+    rows: list[ConversationSummary]
     total: int  # at most SEARCH_COUNT_CAP when ``capped``
     capped: bool  # a search matched more than SEARCH_COUNT_CAP conversations
 
@@ -117,10 +120,10 @@ def conversations(
 
 
 CHOICES_TTL_S = 60.0
-_choices: dict[str, tuple[float, dict[str, list[str]]]] = {}
+_choices: dict[str, tuple[float, Choices]] = {}
 
 
-def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
+def choices(conn: psycopg.Connection) -> Choices:
     """Values the filter menus offer: teams, users and models seen in conversations. Kept for a
     minute per database: the query scans every conversation, and a new team can wait that long."""
     key = conn.info.dsn
@@ -133,7 +136,7 @@ def choices(conn: psycopg.Connection) -> dict[str, list[str]]:
         " (SELECT array_agg(DISTINCT m ORDER BY m) FROM conversations, unnest(models) m)"
     ).fetchone()
     teams, users, models = row or (None, None, None)
-    found = {"teams": teams or [], "users": users or [], "models": models or []}
+    found: Choices = {"teams": teams or [], "users": users or [], "models": models or []}
     _choices[key] = (time.monotonic(), found)
     return found
 

@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
+import psycopg
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from nexus.access import UnknownKey
+from markupsafe import Markup
+from nexus.access import AccessStore, UnknownKey
 
-from nexus_dashboard import charts, conversation_view, keys, overview, queries, ratelimits, render, usage
+from nexus_dashboard import (
+    charts,
+    conversation_view,
+    keys,
+    overview,
+    queries,
+    ratelimits,
+    render,
+    schemas,
+    usage,
+)
 from nexus_dashboard.auth import form_fields
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
-from nexus_dashboard.filters import BranchName, ListFilters
+from nexus_dashboard.filters import BranchName, Filters, ListFilters
 from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
 router = APIRouter(include_in_schema=False)
 TIMELINE_CLIP = 4_000  # characters of each text shown in the timeline; the request page has all
+# The rate-limits page's chart: a line per limit, named, from its column of the account's history.
+LIMITS: tuple[tuple[str, Literal["u5h", "u7d", "tokens", "requests"]], ...] = (
+    ("5-hour", "u5h"),
+    ("7-day", "u7d"),
+    ("tokens/min", "tokens"),
+    ("requests/min", "requests"),
+)
 
 
 def page(request: Request, name: str, nav: str | None = None, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -25,7 +46,7 @@ def page(request: Request, name: str, nav: str | None = None, status: int = 200,
     return templates.TemplateResponse(request, name, ctx, status_code=status)
 
 
-def _token_chart(rows: list[dict[str, Any]], bucket: str) -> tuple[Any, Any]:
+def _token_chart(rows: Sequence[Mapping[str, Any]], bucket: str) -> tuple[Markup, Markup]:
     chart = charts.stacked_bars(
         rows, usage.TOKEN_KEYS, names=usage.TOKEN_NAMES, fmt=tokens, bucket=bucket, title="tokens by kind"
     )
@@ -79,11 +100,12 @@ def conversation_page(
     )
 
 
-def _timeline(conn: Any, c: dict[str, Any]) -> list[dict[str, Any]]:
+def _timeline(conn: psycopg.Connection, c: schemas.Conversation) -> list[dict[str, Any]]:
     """Timeline entries with their messages rendered; tool calls pair with results across entries."""
     calls: dict[str, dict[str, Any]] = {}
     out = []
-    for e in queries.timeline(conn, c):
+    for row in queries.timeline(conn, c):
+        e: dict[str, Any] = dict(row)  # the template's entry: the row with its messages rendered
         prompt, answer = e.pop("prompt"), e.pop("response")
         e.update(prompt=None, answer=None, prompt_role=None)
         if isinstance(prompt, dict):
@@ -111,7 +133,7 @@ def usage_page(
     request: Request,
     conn: Conn,
     f: ListFilters,
-    group: usage.Group = "model",
+    group: schemas.Group = "model",
     bucket: usage.BucketParam = None,
 ) -> HTMLResponse:
     d = usage.usage_data(conn, f, group, bucket)
@@ -137,13 +159,11 @@ def usage_page(
 @router.get("/ratelimits")
 def ratelimits_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
     d = ratelimits.ratelimits(conn, f)
-    names = ["5-hour", "7-day", "tokens/min", "requests/min"]
     rendered = {}
     legends = {}
     for a in d["accounts"]:
-        series = {
-            name: [(h["at"], h[k]) for h in a["history"] if h[k] is not None]
-            for name, k in zip(names, ("u5h", "u7d", "tokens", "requests"), strict=True)
+        series: dict[str, list[tuple[datetime, float]]] = {
+            name: [(h["at"], v) for h in a["history"] if (v := h[k]) is not None] for name, k in LIMITS
         }
         drawn = {k: v for k, v in series.items() if v}
         rendered[a["account"]] = charts.lines(drawn, warn_at=d["warn_at"], title="utilisation")
@@ -152,7 +172,12 @@ def ratelimits_page(request: Request, conn: Conn, f: ListFilters) -> HTMLRespons
 
 
 def _keys_page(
-    request: Request, conn: Any, access: Any, f: Any, status: int = 200, **ctx: Any
+    request: Request,
+    conn: psycopg.Connection,
+    access: AccessStore,
+    f: Filters,
+    status: int = 200,
+    **ctx: Any,
 ) -> HTMLResponse:
     ctx.setdefault("form", {})
     return page(request, "keys.html", "/keys", status, f=f, keys=keys.list_keys(access, conn, f), **ctx)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
 from nexus.db.records import request_body
 from nexus.pricing import context_window
 from psycopg.rows import dict_row
+
+from nexus_dashboard.schemas import (
+    Conversation,
+    ConversationSummary,
+    JsonObject,
+    RequestDetail,
+    RequestSummary,
+    TreeRequest,
+)
 
 LIST_FIELDS = (
     "id, received_at, team, user_id AS user, session_id, agent_id, model, kind, path, stream, status, "
@@ -31,17 +40,17 @@ def where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
 
 def list_requests(
     conn: psycopg.Connection, limit: int, session_id: str | None, since: datetime | None
-) -> list[dict[str, Any]]:
+) -> list[RequestSummary]:
     cond, args = where([("session_id = %s", session_id), ("received_at >= %s", since)])
     sql = f"SELECT {LIST_FIELDS} FROM requests{cond} ORDER BY received_at DESC, id DESC LIMIT %s"
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql, [*args, limit]).fetchall()
     for r in rows:
         r["id"] = str(r["id"])
-    return rows
+    return cast(list[RequestSummary], rows)  # the SELECT list is the shape's (FastAPI checks it)
 
 
-def get_request(conn: psycopg.Connection, request_id: str) -> dict[str, Any] | None:
+def get_request(conn: psycopg.Connection, request_id: str) -> RequestDetail | None:
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             f"SELECT {LIST_FIELDS}, method, query, auth_mode, key_id, account, upstream,"
@@ -60,7 +69,7 @@ def get_request(conn: psycopg.Connection, request_id: str) -> dict[str, Any] | N
         row["request_body"] = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:
         row["request_body"] = body.decode("utf-8", "replace")
-    return row
+    return cast(RequestDetail, row)  # the SELECT list, headers and body: the shape (FastAPI checks it)
 
 
 def raw_request_body(conn: psycopg.Connection, request_id: str) -> bytes | None:
@@ -112,13 +121,14 @@ CONVERSATION_FIELDS = (
 )
 
 
-def with_window(conv: dict[str, Any]) -> dict[str, Any]:
-    """Latest context size against the model's context window (None when the model is unknown)."""
+def with_window(conv: dict[str, Any]) -> ConversationSummary:
+    """Latest context size against the model's context window (None when the model is unknown),
+    added to a row of ``CONVERSATION_FIELDS``, which makes it a ``ConversationSummary``."""
     window = context_window(conv.get("latest_model"))
     conv["context_window"] = window
     ctx = conv.get("latest_context_tokens")
     conv["context_fill"] = round(ctx / window, 4) if window and ctx is not None else None
-    return conv
+    return cast(ConversationSummary, conv)  # FastAPI checks the shape at runtime
 
 
 def get_conversation(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any] | None:
@@ -146,7 +156,7 @@ def get_conversation(conn: psycopg.Connection, conversation_id: str) -> dict[str
     return conv
 
 
-def last_messages(conn: psycopg.Connection, conversation_id: str) -> dict[str, Any]:
+def last_messages(conn: psycopg.Connection, conversation_id: str) -> dict[str, JsonObject | None]:
     """Each request's newest user or assistant message (what it added to the conversation: a prompt
     or tool results), decoded; one query for the whole conversation. The two last messages are read
     because the client may append a context message of another role after the prompt."""
@@ -157,7 +167,7 @@ def last_messages(conn: psycopg.Connection, conversation_id: str) -> dict[str, A
         " WHERE r.conversation_id = %s",
         (conversation_id,),
     ).fetchall()
-    out: dict[str, Any] = {}
+    out: dict[str, JsonObject | None] = {}
     for request_id, *candidates in rows:
         out[request_id] = None
         for data in candidates:
@@ -171,11 +181,18 @@ def last_messages(conn: psycopg.Connection, conversation_id: str) -> dict[str, A
     return out
 
 
-def timeline(conn: psycopg.Connection, conv: dict[str, Any]) -> list[dict[str, Any]]:
+class TimelineRow(TreeRequest):
+    """A conversation's request with its newest user or assistant message and its response."""
+
+    prompt: JsonObject | None
+    response: JsonObject | None
+
+
+def timeline(conn: psycopg.Connection, conv: Conversation) -> list[TimelineRow]:
     """The conversation's shown requests in order, each with its newest user/assistant message
     (``prompt``) and its ``response``."""
     prompts = last_messages(conn, conv["id"])
-    responses = dict(
+    responses: dict[str, JsonObject | None] = dict(
         conn.execute(
             "SELECT id::text, response FROM requests WHERE conversation_id = %s", (conv["id"],)
         ).fetchall()

@@ -9,12 +9,13 @@ are NULL in the hourly rollup): one odd header must not break the page.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
 
 from nexus_dashboard.filters import Filters
+from nexus_dashboard.schemas import Account, RateLimitPoint, RateLimits, Reading, Window
 
 P = "anthropic-ratelimit-"
 WARN_UTILISATION = 0.8
@@ -40,13 +41,14 @@ def _reset(v: Any) -> datetime | str | None:
         return str(v)
 
 
-def reading(rl: dict[str, str]) -> dict[str, Any]:
+def reading(rl: dict[str, str]) -> Reading:
     """One response's headers as numbers: utilisation per window, status, resets."""
-    out: dict[str, Any] = {"status": rl.get(P + "unified-status"), "windows": []}
+    status = rl.get(P + "unified-status")
+    windows: list[Window] = []
     for w, label in WINDOWS:
         u = _float(rl.get(f"{P}unified-{w}-utilization"))
         if u is not None or rl.get(f"{P}unified-{w}-reset"):
-            out["windows"].append(
+            windows.append(
                 {
                     "window": w,
                     "label": label,
@@ -57,7 +59,7 @@ def reading(rl: dict[str, str]) -> dict[str, Any]:
     for kind in API_LIMITS:
         limit, left = _float(rl.get(f"{P}{kind}-limit")), _float(rl.get(f"{P}{kind}-remaining"))
         if limit:
-            out["windows"].append(
+            windows.append(
                 {
                     "window": kind,
                     "label": f"{kind} per minute",
@@ -67,15 +69,12 @@ def reading(rl: dict[str, str]) -> dict[str, Any]:
                     "remaining": left,
                 }
             )
-    util = [w["utilization"] for w in out["windows"] if w["utilization"] is not None]
-    out["warning"] = out["status"] in ("allowed_warning", "rejected") or any(
-        u >= WARN_UTILISATION for u in util
-    )
-    out["headers"] = rl
-    return out
+    util = [w["utilization"] for w in windows if w["utilization"] is not None]
+    warning = status in ("allowed_warning", "rejected") or any(u >= WARN_UTILISATION for u in util)
+    return {"status": status, "windows": windows, "warning": warning, "headers": rl}
 
 
-def ratelimits(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
+def ratelimits(conn: psycopg.Connection, f: Filters) -> RateLimits:
     """Read from the rollups ingest maintains (migration 0003): the latest reading per account, its
     hourly peaks, and the account's requests from the usage rollup."""
     since = f.since_hour
@@ -95,14 +94,15 @@ def ratelimits(conn: psycopg.Connection, f: Filters) -> dict[str, Any]:
                 (since, since),
             ).fetchall()
         }
-        history: dict[str, list[dict[str, Any]]] = {}
+        history: dict[str, list[RateLimitPoint]] = {}
         for h in cur.execute(
             "SELECT account, hour AS at, u5h, u7d, tokens, requests FROM ratelimit_hourly"
             " WHERE %s::timestamptz IS NULL OR hour >= %s ORDER BY account, hour",
             (since, since),
         ):
-            history.setdefault(h.pop("account"), []).append(h)
-    accounts = []
+            # Less its account, the row is a RateLimitPoint (FastAPI checks the shape at runtime).
+            history.setdefault(h.pop("account"), []).append(cast(RateLimitPoint, h))
+    accounts: list[Account] = []
     for row in latest:
         s = stats.get(row["account"], {})
         accounts.append(

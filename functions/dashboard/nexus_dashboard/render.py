@@ -131,14 +131,14 @@ def block_parts(block: Any, limit: int | None, calls: dict[str, dict[str, Any]])
             "is_error": bool(block.get("is_error")),
             "parts": _result_parts(block.get("content"), limit),
         }
-        call = calls.get(result["id"])
-        if call is not None:
-            call["result"] = result
+        called = calls.get(result["id"])
+        if called is not None:
+            called["result"] = result
             return [
                 {
                     "kind": "result_ref",
                     "id": result["id"],
-                    "name": call["name"],
+                    "name": called["name"],
                     "is_error": result["is_error"],
                 }
             ]

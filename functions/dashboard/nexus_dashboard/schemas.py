@@ -8,6 +8,10 @@ produce them, so the JSON is the same byte for byte as the dicts'. Numbers keep 
 ``float`` where the value is a float (a float column, a ratio, a sum that starts at 0.0), ``int``
 where it is an integer (counts, tokens, rounded milliseconds): a ``float`` field would turn ``3``
 into ``3.0``. tests/unit/test_dashboard_schemas.py holds the shapes to the read models.
+
+The read models are annotated with these shapes, so mypy checks what they build and what the pages
+read. A row that comes straight from psycopg (a ``dict[str, Any]``) becomes its shape through a
+``typing.cast`` at one place in its read model, which says so: FastAPI checks it at run time.
 """
 
 from __future__ import annotations
@@ -18,9 +22,8 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from nexus_dashboard.filters import Period
+from nexus_dashboard.filters import Bucket, Period
 
-Bucket = Literal["day", "hour"]
 Group = Literal["model", "team", "user"]
 # A timestamp as the access store wrote it (ISO 8601 with an offset, to the second), not re-encoded.
 IsoTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

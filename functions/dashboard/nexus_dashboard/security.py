@@ -6,7 +6,7 @@ scripts and styles; no other site may frame them.
 
 from __future__ import annotations
 
-from typing import Any
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADERS = [
     (
@@ -26,23 +26,24 @@ HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 STATIC = [(k, b"public, max-age=31536000, immutable" if k == b"cache-control" else v) for k, v in HEADERS]
 
 
-def is_https(scope: dict[str, Any]) -> bool:
+def is_https(scope: Scope) -> bool:
     if scope.get("scheme") == "https":
         return True
     return any(k == b"x-forwarded-proto" and v == b"https" for k, v in scope.get("headers", []))
 
 
 class SecurityHeaders:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         base = STATIC if scope["path"].startswith("/static/") and scope.get("query_string") else HEADERS
         extra = [*base, HSTS] if is_https(scope) else base
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 message = {

@@ -42,6 +42,7 @@ async def login(request: Request, conn: Conn) -> Response:
 
 def _sign_in(request: Request, conn: psycopg.Connection, key: str) -> Response:
     verdict = check_key(request, conn, key)
+    resp: Response
     if verdict.retry_after is not None:
         resp = pages.page(
             request,
