@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nexus import env
 from nexus.secret_store import LocalSecretStore, SecretStore
 
+if TYPE_CHECKING:
+    from nexus_cli.settings import CliSettings
 
-def add_data_dir(p: argparse.ArgumentParser) -> None:
+
+def add_data_dir(p: argparse.ArgumentParser, default: Path) -> None:
     p.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(os.environ.get(env.DATA_DIR, env.DEFAULT_DATA_DIR)),
+        default=default,
         help="where the local stack keeps its database, spool and secrets [NEXUS_DATA_DIR, default .nexus/]",
     )
 
@@ -27,12 +29,12 @@ class CLIError(Exception):
     """A readable, expected failure: printed without a traceback."""
 
 
-def add_store_options(p: argparse.ArgumentParser) -> None:
+def add_store_options(p: argparse.ArgumentParser, settings: CliSettings) -> None:
     """Where keys and teams live: the local stack's data directory, or a deployed stage."""
-    add_data_dir(p)
+    add_data_dir(p, settings.data_dir)
     p.add_argument(
         "--stage",
-        default=os.environ.get(env.STAGE) or None,
+        default=settings.stage,
         help="manage a deployed stage (staging, prod) in AWS Secrets Manager with your AWS credentials "
         "instead of the local stack [NEXUS_STAGE]",
     )

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import os
+from typing import TYPE_CHECKING
 
-from nexus import env
 from nexus.db.migrate import migrate
 
 from nexus_cli.common import add_data_dir
 
+if TYPE_CHECKING:
+    from nexus_cli.settings import CliSettings
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: CliSettings) -> None:
     db = sub.add_parser("db", help="database maintenance")
     ds = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     m = ds.add_parser("migrate", help="apply pending migrations")
-    add_data_dir(m)
+    add_data_dir(m, settings.data_dir)
     m.set_defaults(func=_migrate)
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    url = os.environ.get(env.DATABASE_URL)
+    url = args.settings.database_url
     server = None
     if not url:
         from nexus.db.embedded import start_embedded

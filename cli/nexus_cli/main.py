@@ -6,24 +6,29 @@ import argparse
 import sys
 
 from nexus_cli import db_cmd, dev, keys_cmd, tracking_cmd
+from nexus_cli import settings as cli_settings
 from nexus_cli.common import CLIError
+from nexus_cli.settings import CliSettings
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nexus", description="Gateway and observability for Claude Code teams."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dev.register(sub)
-    keys_cmd.register(sub)
-    db_cmd.register(sub)
-    tracking_cmd.register(sub)
+    for command in (dev, keys_cmd, db_cmd, tracking_cmd):
+        command.register(sub, settings)
+    parser.set_defaults(settings=settings)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        settings = cli_settings.load()
+    except CLIError as exc:
+        print(f"nexus: {exc}", file=sys.stderr)
+        return 2
+    args = build_parser(settings).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

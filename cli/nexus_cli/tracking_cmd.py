@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import UTC, datetime
-from typing import Any
-
-from nexus import env
+from typing import TYPE_CHECKING, Any
 
 from nexus_cli.common import CLIError, add_data_dir
 
+if TYPE_CHECKING:
+    from nexus_cli.settings import CliSettings
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: CliSettings) -> None:
     tr = sub.add_parser("tracking", help="conversation tracking maintenance")
     ts = tr.add_subparsers(dest="tracking_command", required=True, metavar="ACTION")
     rb = ts.add_parser("rebuild", help="recompute links and summaries (idempotent; same code as ingest)")
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rb.add_argument(
         "--since", type=_date, help="only conversations with requests since DATE (YYYY-MM-DD or ISO)"
     )
-    add_data_dir(rb)
+    add_data_dir(rb, settings.data_dir)
     rb.set_defaults(func=_rebuild)
 
 
@@ -82,7 +82,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     from nexus.db.migrate import migrate
     from nexus.db.rebuild import rebuild
 
-    url = os.environ.get(env.DATABASE_URL)
+    url = args.settings.database_url
     server = None
     if not url:
         from nexus.db.embedded import start_embedded

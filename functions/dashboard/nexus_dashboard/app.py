@@ -7,7 +7,6 @@ JSON under ``/api/``, an HTML page elsewhere (a missing session there sends the 
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,11 +15,13 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from nexus import env
 from nexus.secret_store import SecretStore
 
 from nexus_dashboard import api, db, errors, openapi, pages, signin, throttle
 from nexus_dashboard.auth import require_auth
 from nexus_dashboard.security import SecurityHeaders
+from nexus_dashboard.settings import DashboardSettings
 
 HERE = Path(__file__).parent
 
@@ -89,8 +90,16 @@ def create_from_env() -> FastAPI:
     are managed in the local stack's secret store under NEXUS_DATA_DIR (default .nexus/)."""
     from nexus.secret_store import LocalSecretStore
 
-    missing = [v for v in ("DATABASE_URL", "NEXUS_DASHBOARD_KEY") if not os.environ.get(v)]
-    if missing:
+    settings = DashboardSettings()
+    if not settings.database_url or not settings.dashboard_key:
+        missing = [
+            name
+            for name, value in (
+                (env.DATABASE_URL, settings.database_url),
+                (env.DASHBOARD_KEY, settings.dashboard_key),
+            )
+            if not value
+        ]
         raise SystemExit(f"dashboard: set {' and '.join(missing)}")
-    store = LocalSecretStore.in_data_dir(Path(os.environ.get("NEXUS_DATA_DIR", ".nexus")))
-    return create_app(os.environ["DATABASE_URL"], os.environ["NEXUS_DASHBOARD_KEY"], store)
+    store = LocalSecretStore.in_data_dir(settings.data_dir)
+    return create_app(settings.database_url, settings.dashboard_key, store)

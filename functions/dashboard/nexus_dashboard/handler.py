@@ -7,19 +7,20 @@ redeploy (the app, and its connection pool, are rebuilt when either changes).
 
 from __future__ import annotations
 
-import os
 from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from fastapi import FastAPI
 from mangum import Mangum
+from nexus import env
 from nexus.aws import client
 from nexus.db.connect import SECRET_MAX_AGE_S, conninfo
 from nexus.secrets_manager import SecretsManagerStore
 
 from nexus_dashboard.app import create_app
 from nexus_dashboard.db import Pool
+from nexus_dashboard.settings import DashboardSettings
 
 logger = Logger(service="nexus-dashboard")
 tracer = Tracer(service="nexus-dashboard")
@@ -28,6 +29,7 @@ tracer = Tracer(service="nexus-dashboard")
 class _Current(TypedDict, total=False):
     """The app this execution environment serves, and what it was built with."""
 
+    settings: DashboardSettings  # read once per execution environment
     config: tuple[str, str]  # the dashboard key and the database's conninfo
     app: FastAPI
     handler: Mangum
@@ -37,13 +39,18 @@ _current: _Current = {}
 
 
 def _handler() -> Mangum:
-    key = parameters.get_secret(os.environ["NEXUS_DASHBOARD_KEY_SECRET"], max_age=SECRET_MAX_AGE_S)
-    db = conninfo(application_name="nexus-dashboard")
+    settings = _current.get("settings")
+    if settings is None:
+        settings = _current["settings"] = DashboardSettings()
+    if not settings.dashboard_key_secret or settings.secrets_prefix is None:
+        raise RuntimeError(f"set {env.DASHBOARD_KEY_SECRET} and {env.SECRETS_PREFIX}")
+    key = parameters.get_secret(settings.dashboard_key_secret, max_age=SECRET_MAX_AGE_S)
+    db = conninfo(settings, application_name="nexus-dashboard")
     if _current.get("config") != (key, db):
         old = _current.get("app")
         if old is not None:
             old.state.pool.close()
-        app = create_app(db, key, _secret_store())
+        app = create_app(db, key, _secret_store(settings.secrets_prefix))
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
         # the pool is opened once here instead and lives as long as the execution environment.
         app.state.pool = Pool(db, max_size=2)
@@ -51,9 +58,9 @@ def _handler() -> Mangum:
     return _current["handler"]
 
 
-def _secret_store() -> SecretsManagerStore:
+def _secret_store(prefix: str) -> SecretsManagerStore:
     """The stage's keys and teams documents, for the keys page (same store as `nexus keys --stage`)."""
-    return SecretsManagerStore(client("secretsmanager"), os.environ["NEXUS_SECRETS_PREFIX"])
+    return SecretsManagerStore(client("secretsmanager"), prefix)
 
 
 @logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")

@@ -11,18 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from nexus import env
 from nexus.secret_store import LocalSecretStore, SecretStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -264,5 +261,4 @@ def create_from_env() -> FastAPI:
         settings = load()
     except SettingsError as exc:
         raise SystemExit(f"gateway: {exc}") from None
-    data_dir = Path(os.environ.get(env.DATA_DIR, str(settings.data_dir)))
-    return create_app(settings, LocalSecretStore.in_data_dir(data_dir))
+    return create_app(settings, LocalSecretStore.in_data_dir(settings.data_dir))

@@ -17,8 +17,6 @@ set-request-cap``), else the gateway's ``max_budget_usd``.
 
 from __future__ import annotations
 
-import os
-
 from nexus.access import KEY_PREFIX, Authenticator, AuthError
 from nexus.headers import NEXUS_KEY_HEADER
 
@@ -41,8 +39,15 @@ def _own_credential(headers: dict[str, str]) -> dict[str, str] | None:
     return None
 
 
-def identify(auth: Authenticator, headers: dict[str, str], default_cap: float | None = None) -> Caller:
-    """``headers``: lower-cased request headers. Raises a 401 GatewayError with a safe message."""
+def identify(
+    auth: Authenticator,
+    headers: dict[str, str],
+    default_cap: float | None = None,
+    open_api_key: str | None = None,
+) -> Caller:
+    """``headers``: lower-cased request headers. Raises a 401 GatewayError with a safe message.
+
+    ``open_api_key``: the Anthropic credential for a caller without one, where keys are optional."""
     bearer = headers.get("authorization", "")
     token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else None
     if token and token.startswith(KEY_PREFIX):
@@ -69,5 +74,5 @@ def identify(auth: Authenticator, headers: dict[str, str], default_cap: float | 
             if not token
             else "that is not a Nexus key: send Authorization: Bearer nxk_..."
         )
-    creds = _own_credential(headers) or {"x-api-key": os.environ.get("ANTHROPIC_API_KEY", "no-key")}
+    creds = _own_credential(headers) or {"x-api-key": open_api_key or "no-key"}
     return Caller("open", None, None, creds, default_cap)

@@ -96,7 +96,9 @@ class Gateway:
             await self.db.close()
 
     def caller(self, headers: dict[str, str]) -> Caller:
-        return callers.identify(self.auth, headers, self.settings.max_budget_usd)
+        return callers.identify(
+            self.auth, headers, self.settings.max_budget_usd, self.settings.anthropic_api_key
+        )
 
     async def conversation(self, conversation_id: str, caller: Caller, param: str) -> Conversation:
         """A conversation of this caller (404 otherwise, as for an id that does not exist), as its

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus import env
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "NEXUS_GATEWAY_"
@@ -48,13 +48,22 @@ class _TomlFile(PydanticBaseSettingsSource):
 
 
 class GatewaySettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, populate_by_name=True
+    )
 
     # Where the engine's Claude Code sends its Anthropic traffic: the Nexus proxy, so every call is
     # recorded under the caller's key like any Claude Code session.
     proxy_url: str = "http://127.0.0.1:3000"
     require_keys: bool = True
-    data_dir: Path = Path(env.DEFAULT_DATA_DIR)
+    # The local stack's data directory (its secret store holds keys and teams), as the other processes.
+    data_dir: Path = Field(
+        Path(env.DEFAULT_DATA_DIR), validation_alias=AliasChoices(ENV_PREFIX + "DATA_DIR", env.DATA_DIR)
+    )
+    # The engine's Anthropic credential for callers who bring none, when keys are not required.
+    anthropic_api_key: str | None = Field(
+        None, validation_alias=AliasChoices(ENV_PREFIX + "ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY")
+    )
     # PostgreSQL for sessions (the SDK SessionStore) and conversations; None keeps them in memory.
     database_url: str | None = None
 

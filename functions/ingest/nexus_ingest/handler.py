@@ -18,7 +18,7 @@ import psycopg
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from nexus import metrics
-from nexus.db.connect import connect
+from nexus.db.connect import DatabaseSettings, connect
 from nexus.db.records import KnownHashes
 from nexus.record import RecordDecodeError
 from nexus.sqs_queue import decode_message
@@ -39,7 +39,9 @@ def _s3() -> Any:
 def _connection() -> psycopg.Connection:
     conn = _state.get("conn")
     if conn is None or conn.closed:
-        conn = _state["conn"] = connect(application_name="nexus-ingest")
+        # Settings are read with the first connection: once per execution environment.
+        settings = _state.setdefault("settings", DatabaseSettings())
+        conn = _state["conn"] = connect(settings, application_name="nexus-ingest")
     return conn
 
 

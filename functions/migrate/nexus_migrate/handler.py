@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from nexus.db.connect import conninfo
+from nexus.db.connect import DatabaseSettings, conninfo
 from nexus.db.migrate import migrate
 
 PHYSICAL_ID = "nexus-schema"
@@ -21,6 +21,6 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     kind = event.get("RequestType")
     if kind == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId", PHYSICAL_ID)}
-    applied = migrate(conninfo(application_name="nexus-migrate"))
+    applied = migrate(conninfo(DatabaseSettings(), application_name="nexus-migrate"))
     logger.info("migrations applied", extra={"applied": applied, "request_type": kind})
     return {"PhysicalResourceId": PHYSICAL_ID, "Data": {"Applied": ",".join(applied) or "none"}}

@@ -1,5 +1,5 @@
-"""Where the Lambda functions get their database connection: ``DATABASE_URL`` if set (tests, a
-self-managed database), otherwise the RDS secret named by ``NEXUS_DB_SECRET_ARN``.
+"""Where a process gets its database connection: ``DATABASE_URL`` if set (the local stack, tests, a
+self-managed database), otherwise the RDS secret named by ``NEXUS_DB_SECRET_ARN`` (AWS).
 
 The secret is read through Powertools parameters and cached for five minutes. The database password
 rotates (Secrets Manager rotation); a connection refused for its password refetches the secret once.
@@ -7,16 +7,27 @@ rotates (Secrets Manager rotation); a connection refused for its password refetc
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nexus import env
 
 SECRET_MAX_AGE_S = 300
+
+
+class DatabaseSettings(BaseSettings):
+    """The database's location; each process's settings model extends this one."""
+
+    # Unset and empty are the same (a stage template or a shell may export an empty variable).
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True, populate_by_name=True)
+
+    database_url: str | None = Field(None, validation_alias=env.DATABASE_URL)
+    db_secret_arn: str | None = Field(None, validation_alias=env.DB_SECRET_ARN)
 
 
 def conninfo_from_secret(secret: str | dict[str, Any], application_name: str = "nexus") -> str:
@@ -34,23 +45,22 @@ def conninfo_from_secret(secret: str | dict[str, Any], application_name: str = "
     )
 
 
-def conninfo(refresh: bool = False, application_name: str = "nexus") -> str:
-    if os.environ.get(env.DATABASE_URL):
-        return os.environ[env.DATABASE_URL]
-    arn = os.environ.get(env.DB_SECRET_ARN)
-    if not arn:
-        raise RuntimeError("set DATABASE_URL or NEXUS_DB_SECRET_ARN")
+def conninfo(settings: DatabaseSettings, refresh: bool = False, application_name: str = "nexus") -> str:
+    if settings.database_url:
+        return settings.database_url
+    if not settings.db_secret_arn:
+        raise RuntimeError(f"set {env.DATABASE_URL} or {env.DB_SECRET_ARN}")
     from aws_lambda_powertools.utilities import parameters
 
-    secret = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_S, force_fetch=refresh)
+    secret = parameters.get_secret(settings.db_secret_arn, max_age=SECRET_MAX_AGE_S, force_fetch=refresh)
     return conninfo_from_secret(secret, application_name)
 
 
-def connect(application_name: str = "nexus", **kwargs: Any) -> psycopg.Connection:
+def connect(settings: DatabaseSettings, application_name: str = "nexus", **kwargs: Any) -> psycopg.Connection:
     try:
-        return psycopg.connect(conninfo(application_name=application_name), **kwargs)
+        return psycopg.connect(conninfo(settings, application_name=application_name), **kwargs)
     except psycopg.OperationalError as exc:
         if "password authentication failed" not in str(exc):
             raise
         # Rotated since we cached it: one fresh read, then give up (the caller retries later).
-        return psycopg.connect(conninfo(refresh=True, application_name=application_name), **kwargs)
+        return psycopg.connect(conninfo(settings, refresh=True, application_name=application_name), **kwargs)
