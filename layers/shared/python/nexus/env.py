@@ -30,6 +30,13 @@ LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself
 DASHBOARD_KEY = "NEXUS_DASHBOARD_KEY"
 DASHBOARD_KEY_SECRET = "NEXUS_DASHBOARD_KEY_SECRET"  # AWS: the dashboard key's secret
 
+# The gateway in AWS: front (function URL, outside the VPC) -> router (in the VPC) -> workers (ECS).
+GATEWAY_ROUTER_FUNCTION = "NEXUS_GATEWAY_ROUTER_FUNCTION"  # front: the router's function name
+GATEWAY_ROUTER_URL = "NEXUS_GATEWAY_ROUTER_URL"  # front, without Lambda: the router's HTTP address
+GATEWAY_WORKERS = "NEXUS_GATEWAY_WORKERS"  # router: the workers' DNS name (Cloud Map) or host:port,...
+GATEWAY_WORKER_PORT = "NEXUS_GATEWAY_WORKER_PORT"  # router and worker: the workers' port
+DEFAULT_GATEWAY_WORKER_PORT = 8081
+
 # `nexus dev`.
 HOST = "NEXUS_HOST"
 PROXY_PORT = "NEXUS_PROXY_PORT"

@@ -36,6 +36,18 @@ COST = "CostUSD"
 
 MAX_IDS = 100  # request ids carried in one metric set's metadata
 
+# The gateway's workers (ECS tasks) publish these themselves, as EMF (dimension: service). The busy
+# and warm counts are one datapoint per task per interval, so their Average is the per-task load
+# that the service scales on.
+GATEWAY_SERVICE = "nexus-gateway"
+GATEWAY_BUSY_SESSIONS = "GatewayBusySessions"  # Claude Code sessions in a turn
+GATEWAY_WARM_SESSIONS = "GatewayWarmSessions"  # sessions alive, busy or idle
+GATEWAY_REJECTED = "GatewayRejected"  # turns refused with 429 (queue full or waited too long)
+GATEWAY_FIRST_DELTA = "GatewayFirstDelta"  # ms from request to the first streamed token
+GATEWAY_ERRORS = "GatewayErrors"  # answers the gateway produced itself with a 5xx
+GATEWAY_WORKER_STARTS = "GatewayWorkerStarts"  # a worker task started (restarts show as extra starts)
+GATEWAY_PUBLISH_S = 60  # how often a worker publishes its busy/warm counts
+
 
 @dataclass
 class MetricSet:
