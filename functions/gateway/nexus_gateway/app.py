@@ -24,6 +24,7 @@ from nexus.secret_store import LocalSecretStore, SecretStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nexus_gateway import cache, catalog, chat, chat_request, conversations, responses
+from nexus_gateway.cloud import routing
 from nexus_gateway.engine.events import Answer
 from nexus_gateway.errors import GatewayError, bad_request
 from nexus_gateway.service import Gateway
@@ -80,9 +81,20 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        publisher = None
+        if settings.publish_metrics:
+            from nexus.aws import client
+
+            from nexus_gateway.cloud.metrics import Publisher
+
+            assert gateway.pool is not None
+            publisher = Publisher(gateway.pool, client("cloudwatch"))
+            publisher.start()
         app.state.ready = True
         yield
         app.state.ready = False
+        if publisher is not None:
+            await publisher.stop()
         await gateway.close()
 
     app = FastAPI(
@@ -181,7 +193,7 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
         notes = (
             {"x-nexus-unsupported-tools": ", ".join(dialogue.skipped_tools)} if dialogue.skipped_tools else {}
         )
-        rid = responses.response_id()
+        rid = responses.response_id(routing.valid_key(request.headers.get(routing.ROUTE_HEADER)))
         turn = gateway.turn(dialogue, caller, started, after)
         events = turn.events()
 
@@ -261,4 +273,22 @@ def create_from_env() -> FastAPI:
         settings = load()
     except SettingsError as exc:
         raise SystemExit(f"gateway: {exc}") from None
-    return create_app(settings, LocalSecretStore.in_data_dir(settings.data_dir))
+    return create_app(*_in_place(settings))
+
+
+def _in_place(settings: GatewaySettings) -> tuple[GatewaySettings, SecretStore]:
+    """Locally: keys in the data directory's secret store, the database by URL. In AWS (a worker
+    task): keys from the stage's Secrets Manager prefix, the database from the RDS secret."""
+    from nexus.db.connect import DatabaseSettings, conninfo
+
+    if settings.database_url is None and settings.db_secret_arn:
+        database = DatabaseSettings(db_secret_arn=settings.db_secret_arn)
+        settings = settings.model_copy(
+            update={"database_url": conninfo(database, application_name="nexus-gateway")}
+        )
+    if settings.secrets_prefix is None:
+        return settings, LocalSecretStore.in_data_dir(settings.data_dir)
+    from nexus.aws import client
+    from nexus.secrets_manager import SecretsManagerStore
+
+    return settings, SecretsManagerStore(client("secretsmanager"), settings.secrets_prefix)

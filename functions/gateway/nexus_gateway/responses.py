@@ -293,8 +293,10 @@ async def dialogue(
 # --- answers ----------------------------------------------------------------------------------------
 
 
-def response_id() -> str:
-    return "resp_" + secrets.token_hex(24)
+def response_id(route: str | None = None) -> str:
+    """``resp_`` + 48 hex digits; behind the router, the first 16 are the route key the request came
+    by, so a follow-up naming this response reaches the same worker (``cloud.routing``)."""
+    return "resp_" + (route or secrets.token_hex(8)) + secrets.token_hex(16)
 
 
 def _usage(u: Usage) -> dict[str, Any]:

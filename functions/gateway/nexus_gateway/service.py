@@ -83,7 +83,12 @@ class Gateway:
         )
         root = (s.data_dir / "gateway").resolve()
         root.mkdir(parents=True, exist_ok=True)
-        self.pool = Pool(limits, self.relay, self.isolation, Path(root), self.state, self.session_store)
+        workspaces = s.workspace_root.resolve() if s.workspace_root else None
+        if workspaces is not None:
+            workspaces.mkdir(parents=True, exist_ok=True)
+        self.pool = Pool(
+            limits, self.relay, self.isolation, Path(root), self.state, self.session_store, workspaces
+        )
         await self.pool.start()
 
     async def close(self) -> None:

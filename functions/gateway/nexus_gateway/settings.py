@@ -66,6 +66,26 @@ class GatewaySettings(BaseSettings):
     )
     # PostgreSQL for sessions (the SDK SessionStore) and conversations; None keeps them in memory.
     database_url: str | None = None
+    # In AWS (a worker task): the RDS secret instead of a URL, and the stage's keys and teams.
+    db_secret_arn: str | None = Field(
+        None, validation_alias=AliasChoices(ENV_PREFIX + "DB_SECRET_ARN", env.DB_SECRET_ARN)
+    )
+    secrets_prefix: str | None = Field(
+        None, validation_alias=AliasChoices(ENV_PREFIX + "SECRETS_PREFIX", env.SECRETS_PREFIX)
+    )
+
+    # Where the container entry (``python -m nexus_gateway.serve``) listens: all interfaces in its
+    # task (the security group admits only the router), loopback in tests.
+    host: str = "0.0.0.0"
+    worker_port: int = Field(env.DEFAULT_GATEWAY_WORKER_PORT, ge=1, le=65535)
+
+    # Where conversations' working directories live (default: <data_dir>/gateway/conversations).
+    # Every process sharing a session store must use the same absolute path: a transcript's key in
+    # the store is derived from it, so another worker can resume the conversation. Tasks built from
+    # one image share it by construction.
+    workspace_root: Path | None = None
+    # In AWS: publish the worker's load to CloudWatch (the service scales on it).
+    publish_metrics: bool = False
 
     # The pool of warm Claude Code sessions.
     max_sessions: int = Field(8, ge=1, le=256, description="Claude Code processes running at once")
@@ -120,7 +140,9 @@ class GatewaySettings(BaseSettings):
 
 def load(**overrides: Any) -> GatewaySettings:
     """The settings, or SettingsError naming what is wrong."""
-    known = {ENV_PREFIX + name.upper() for name in GatewaySettings.model_fields} | {CONFIG_ENV}
+    # The front's and the router's variables share the prefix; a worker may see them too.
+    cloud = {env.GATEWAY_ROUTER_FUNCTION, env.GATEWAY_ROUTER_URL, env.GATEWAY_WORKERS}
+    known = {ENV_PREFIX + name.upper() for name in GatewaySettings.model_fields} | {CONFIG_ENV} | cloud
     unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
     if unknown:
         raise SettingsError(f"unknown setting(s) {', '.join(unknown)}")

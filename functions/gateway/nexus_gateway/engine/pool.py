@@ -136,11 +136,13 @@ class Pool:
         root: Path,
         state: StateStore,
         session_store: Any,
+        workspaces: Path | None = None,
     ) -> None:
         self.limits = limits
         self.relay = relay
         self.isolation = isolation
         self.root = root
+        self.workspaces = workspaces or root / "conversations"
         self.state = state
         self.session_store = session_store
         self.workers: set[Worker] = set()
@@ -257,6 +259,7 @@ class Pool:
             self.limits.tool_result_timeout_s,
             start=start,
             session_store=self.session_store,
+            workspaces=self.workspaces,
         )
         w.on_turn_end = self._turn_ended
         self.workers.add(w)
@@ -484,7 +487,7 @@ class Pool:
             raise bad_request("messages: the last message must be from the user or a tool", "messages")
         await self._room(config.key)
         session_id = str(uuid.uuid4())
-        cwd = self.root / "conversations" / session_id
+        cwd = self.workspaces / session_id
         await transcripts.write(self.session_store, session_id, cwd, config.model, before)
         w = await self._ready(self._spawn(config, SessionStart.resumed(session_id, session_id)))
         w.busy_claimed = True

@@ -32,9 +32,16 @@ class Stats:
     cache_hits: int = 0
     cache_misses: int = 0
     first_delta_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    first_deltas: int = 0  # samples ever taken (the deque keeps the last ones)
 
     def first_delta(self, ms: float) -> None:
         self.first_delta_ms.append(ms)
+        self.first_deltas += 1
+
+    def first_deltas_since(self, count: int) -> list[float]:
+        """The samples taken after the ``count``-th (as many as are still kept)."""
+        new = min(self.first_deltas - count, len(self.first_delta_ms))
+        return list(self.first_delta_ms)[-new:] if new > 0 else []
 
     def as_dict(self) -> dict[str, object]:
         samples = list(self.first_delta_ms)

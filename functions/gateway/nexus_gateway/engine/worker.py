@@ -155,6 +155,7 @@ class Worker:
         tool_timeout_s: float,
         start: options.SessionStart | None = None,
         session_store: Any = None,
+        workspaces: Path | None = None,
     ) -> None:
         self.id = next(_ids)
         self.config = config
@@ -162,11 +163,12 @@ class Worker:
         self.relay = relay
         self.home = root / "workers" / str(self.id)
         # The working directory is named for the conversation's first session, and kept by every
-        # session resumed or forked from it, so the transcript's project key is the same everywhere.
+        # session resumed or forked from it, so the transcript's project key (derived from its
+        # absolute path) is the same in every process that shares the workspace root.
         self.start_spec = start or options.SessionStart.new()
         self.session_id = self.start_spec.session_id
         self.project = self.start_spec.project
-        self.cwd = root / "conversations" / self.project
+        self.cwd = (workspaces or root / "conversations") / self.project
         self.pending = client_tools.PendingCalls(tool_timeout_s)
         self.session_store = session_store
         self.resumed = self.start_spec.resume is not None
