@@ -101,36 +101,40 @@ class LambdaTransport:
             )
         except Exception as exc:  # botocore's errors: throttled, not found, access denied...
             raise Unreachable(f"invoking the router failed: {exc}") from None
-        events: Iterator[dict[str, Any]] = iter(response["EventStream"])
-        reader = PreludeReader()
-        pending = b""
-        while reader.head is None:
+        return await from_event_stream(iter(response["EventStream"]))
+
+
+async def from_event_stream(events: Iterator[dict[str, Any]]) -> tuple[Head, AsyncIterator[bytes]]:
+    """The router's answer from boto3's event stream (``PayloadChunk`` events, then one
+    ``InvokeComplete``): its head once the prelude is read, and its body as it comes."""
+    reader = PreludeReader()
+    pending = b""
+    while reader.head is None:
+        event = await asyncio.to_thread(next, events, None)
+        if event is None or "InvokeComplete" in event:
+            detail = (event or {}).get("InvokeComplete", {})
+            raise Unreachable(f"the router ended before answering: {detail.get('ErrorCode') or 'no data'}")
+        try:
+            pending += reader.feed(event.get("PayloadChunk", {}).get("Payload", b""))
+        except BadStream as exc:
+            raise Unreachable(str(exc)) from None
+    head = reader.head
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if pending:
+            yield pending
+        while True:
             event = await asyncio.to_thread(next, events, None)
-            if event is None or "InvokeComplete" in event:
-                detail = (event or {}).get("InvokeComplete", {})
-                raise Unreachable(
-                    f"the router ended before answering: {detail.get('ErrorCode') or 'no data'}"
-                )
-            try:
-                pending += reader.feed(event.get("PayloadChunk", {}).get("Payload", b""))
-            except BadStream as exc:
-                raise Unreachable(str(exc)) from None
+            if event is None:
+                return
+            if "InvokeComplete" in event:
+                error = event["InvokeComplete"].get("ErrorCode")
+                if error:  # the router failed mid-answer: abort, so the client sees it
+                    raise ConnectionError(f"the router failed mid-answer: {error}")
+                return
+            yield event.get("PayloadChunk", {}).get("Payload", b"")
 
-        async def chunks() -> AsyncIterator[bytes]:
-            if pending:
-                yield pending
-            while True:
-                event = await asyncio.to_thread(next, events, None)
-                if event is None:
-                    return
-                if "InvokeComplete" in event:
-                    error = event["InvokeComplete"].get("ErrorCode")
-                    if error:
-                        log.error("router failed mid-answer: %s", error)
-                    return
-                yield event.get("PayloadChunk", {}).get("Payload", b"")
-
-        return reader.head, chunks()
+    return head, chunks()
 
 
 class Front:
