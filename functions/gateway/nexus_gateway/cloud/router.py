@@ -2,8 +2,8 @@
 
 Each request gets a route key (``routing.route_key``) and goes to the first worker in the key's
 rendezvous order that takes it. A worker that refuses the connection (gone, or stopping: a draining
-worker has closed its listener) or answers 503 before starting the turn is skipped for the next, so a
-conversation whose worker is gone resumes on another from the session store. Once a worker has
+worker has closed its listener) is skipped for the next, so a conversation whose worker is gone
+resumes on another from the session store. Once a worker has
 started answering, the answer is streamed back as it comes, and never retried elsewhere: the turn
 may have run.
 
@@ -27,8 +27,6 @@ from nexus_gateway.errors import GatewayError
 log = logging.getLogger("nexus.gateway.router")
 
 CONNECT_TIMEOUT_S = 2.0  # inside one VPC: a worker that does not accept in this time is not there
-# A worker answering this (with this header) has not started the request: try the next one.
-DRAINING_HEADER = "x-nexus-draining"
 NO_WORKER_RETRY_AFTER_S = 30  # a task starting from zero takes 30-45 s on Fargate
 
 
@@ -100,10 +98,6 @@ class Router:
             except (aiohttp.ClientConnectorError, TimeoutError) as exc:
                 log.warning("worker %s refused the request (%s); trying the next", address, exc)
                 self.workers.forget(address)
-                continue
-            if response.status == 503 and response.headers.get(DRAINING_HEADER):
-                response.release()
-                log.info("worker %s is draining; trying the next", address)
                 continue
             sse = response.headers.get("content-type", "").startswith("text/event-stream")
             await asgi.stream_out(
