@@ -23,6 +23,7 @@ from pathlib import Path
 
 from openai import OpenAI
 
+from bench.lib.openai_stream import first_delta
 from bench.lib.procs import find_child, tree_rss_kb
 from bench.lib.report import ratio, verdict
 from bench.lib.stats import mean, pct
@@ -92,18 +93,6 @@ async def floor_first_turns(proxy_url: str, root: Path, n: int) -> list[float]:
     return out
 
 
-def gateway_first_delta(client: OpenAI, messages: list[dict], model: str = "sonnet") -> tuple[float, str]:
-    started = time.perf_counter()
-    first = None
-    text = []
-    for chunk in client.chat.completions.create(model=model, messages=messages, stream=True):
-        if chunk.choices and chunk.choices[0].delta.content:
-            if first is None:
-                first = (time.perf_counter() - started) * 1000
-            text.append(chunk.choices[0].delta.content)
-    return first or float("nan"), "".join(text)
-
-
 def settle(url: str, timeout: float = 30) -> None:
     """Until no Claude Code process is starting (spares being replaced cost CPU on a small machine)."""
     deadline = time.monotonic() + timeout
@@ -165,7 +154,7 @@ def main() -> None:
             continuing = []
             for n in range(turns + 2):
                 history.append({"role": "user", "content": f"turn {n}"})
-                ms, text = gateway_first_delta(client, history)
+                ms, text = first_delta(client, history)
                 history.append({"role": "assistant", "content": text})
                 if n >= 2:
                     continuing.append(ms)
@@ -174,7 +163,7 @@ def main() -> None:
             new = []
             for n in range(turns):
                 settle(stack.gateway_url)  # the spare used by the last one has been replaced
-                ms, _ = gateway_first_delta(
+                ms, _ = first_delta(
                     client, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"new {n}"}]
                 )
                 new.append(ms)
@@ -182,7 +171,7 @@ def main() -> None:
             # First-seen configurations: a system prompt never seen, so no spare fits.
             first_seen = []
             for n in range(3 if args.quick else 6):
-                ms, _ = gateway_first_delta(
+                ms, _ = first_delta(
                     client,
                     [{"role": "system", "content": f"Unseen prompt {n}"}, {"role": "user", "content": "hi"}],
                 )
@@ -194,7 +183,7 @@ def main() -> None:
             by_turn = []
             for n in range(long_turns):
                 history.append({"role": "user", "content": long_prompts[n]})
-                ms, text = gateway_first_delta(client, history)
+                ms, text = first_delta(client, history)
                 history.append({"role": "assistant", "content": text})
                 by_turn.append(ms)
             added = [g - f for g, f in zip(by_turn, floor_long, strict=True)]
@@ -210,12 +199,12 @@ def main() -> None:
                     {"role": "assistant", "content": "an answer from elsewhere"},
                     {"role": "user", "content": "go on"},
                 ]
-                rebuilt.append(gateway_first_delta(client, h)[0])
+                rebuilt.append(first_delta(client, h)[0])
                 h = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"resume {n}"}]
-                h.append({"role": "assistant", "content": gateway_first_delta(client, h)[1]})
+                h.append({"role": "assistant", "content": first_delta(client, h)[1]})
                 time.sleep(IDLE_S + 2.5)  # the idle worker is recycled; the session stays in the store
                 h.append({"role": "user", "content": "again"})
-                resumed.append(gateway_first_delta(client, h)[0])
+                resumed.append(first_delta(client, h)[0])
 
             # Concurrency: conversations at once, each a few turns.
             lock = threading.Lock()
@@ -228,7 +217,7 @@ def main() -> None:
                 h = [{"role": "system", "content": SYSTEM}]
                 for t in range(3):
                     h.append({"role": "user", "content": f"c{i} t{t}"})
-                    ms, text = gateway_first_delta(own, h)
+                    ms, text = first_delta(own, h)
                     h.append({"role": "assistant", "content": text})
                     with lock:
                         conc_first.append(ms)

@@ -162,7 +162,8 @@ def running_cloud(
         data_dir = root / f"worker-{name}"
         data_dir.mkdir(parents=True)
         # A task's keys come from Secrets Manager; here, from a copy of the stack's secret store.
-        shutil.copy(stack.data_dir / "secrets.json", data_dir / "secrets.json")
+        if (stack.data_dir / "secrets.json").exists():
+            shutil.copy(stack.data_dir / "secrets.json", data_dir / "secrets.json")
         port = free_port()
         worker_env = {
             **base,
