@@ -277,15 +277,8 @@ def create_from_env() -> FastAPI:
 
 
 def _in_place(settings: GatewaySettings) -> tuple[GatewaySettings, SecretStore]:
-    """Locally: keys in the data directory's secret store, the database by URL. In AWS (a worker
-    task): keys from the stage's Secrets Manager prefix, the database from the RDS secret."""
-    from nexus.db.connect import DatabaseSettings, conninfo
-
-    if settings.database_url is None and settings.db_secret_arn:
-        database = DatabaseSettings(db_secret_arn=settings.db_secret_arn)
-        settings = settings.model_copy(
-            update={"database_url": conninfo(database, application_name="nexus-gateway")}
-        )
+    """Locally: keys in the data directory's secret store. In AWS (a worker task): keys from the
+    stage's Secrets Manager prefix."""
     if settings.secrets_prefix is None:
         return settings, LocalSecretStore.in_data_dir(settings.data_dir)
     from nexus.aws import client

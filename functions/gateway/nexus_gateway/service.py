@@ -4,10 +4,11 @@ session store and conversation state, and the caller check. One per process; the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +55,28 @@ class Gateway:
         )
         self.started = time.monotonic()
 
+    def _conninfo(self) -> str | Callable[[], Awaitable[str]] | None:
+        """The database's URL; in AWS, a function reading the RDS secret (cached five minutes), so
+        connections opened after a password rotation use the new password."""
+        if self.settings.database_url or not self.settings.db_secret_arn:
+            return self.settings.database_url
+        from nexus.db.connect import DatabaseSettings, conninfo
+
+        database = DatabaseSettings(db_secret_arn=self.settings.db_secret_arn)
+
+        async def from_secret() -> str:
+            return await asyncio.to_thread(conninfo, database, application_name="nexus-gateway")
+
+        return from_secret
+
     async def start(self) -> None:
-        if self.settings.database_url:
+        database = self._conninfo()
+        if database is not None:
             # Commits do not wait for the disk: what the gateway writes (transcript mirrors, history
             # states) is rebuilt or resumed from elsewhere if the last milliseconds are lost in a
             # crash, and a commit that waits for fsync sits in every turn's way.
             self.db = AsyncConnectionPool(
-                self.settings.database_url,
+                database,
                 min_size=1,
                 max_size=8,
                 open=False,
