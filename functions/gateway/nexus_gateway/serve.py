@@ -24,6 +24,11 @@ def main() -> None:
         settings = load()
     except SettingsError as exc:
         sys.exit(f"gateway: {exc}")
+    aws = settings.publish_metrics  # set by the stack: a task in ECS
+    if aws:
+        from nexus.logs import json_logging
+
+        json_logging("nexus-gateway")
     uvicorn.run(
         "nexus_gateway.app:create_from_env",
         factory=True,
@@ -36,6 +41,7 @@ def main() -> None:
         timeout_keep_alive=75,
         timeout_graceful_shutdown=DRAIN_S,
         log_level="info",
+        log_config=None if aws else uvicorn.config.LOGGING_CONFIG,  # in ECS: the JSON lines above
     )
 
 

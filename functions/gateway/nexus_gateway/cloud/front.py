@@ -171,6 +171,8 @@ class Front:
             )
         except Unreachable as exc:
             log.error("router unreachable: %s", exc)
+            if isinstance(self.transport, LambdaTransport):
+                _count_unreachable()
             await asgi.send_error(
                 send,
                 GatewayError(
@@ -181,6 +183,17 @@ class Front:
             )
             return
         await asgi.stream_out(send, receive, status, asgi.response_headers(headers), chunks)
+
+
+def _count_unreachable() -> None:
+    """One EMF line (Lambda turns it into a metric); imported only on this rare path."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    from nexus import metrics
+
+    with single_metric(
+        name=metrics.GATEWAY_UNREACHABLE, unit=MetricUnit.Count, value=1, namespace=metrics.NAMESPACE
+    ) as metric:
+        metric.add_dimension("service", metrics.GATEWAY_SERVICE)
 
 
 def create_from_env() -> Front:

@@ -9,7 +9,15 @@ from typing import Any
 
 
 def serve(app: Any, what: str, argv: list[str] | None = None) -> None:
+    import os
+
     import uvicorn
+    from nexus import env
+
+    if os.environ.get(env.LAMBDA_FUNCTION_NAME):
+        from nexus.logs import json_logging
+
+        json_logging(f"nexus-gateway-{what}")
 
     p = argparse.ArgumentParser(prog=f"python -m nexus_gateway.cloud.{what}")
     p.add_argument("--host", default="127.0.0.1")
@@ -28,4 +36,5 @@ def serve(app: Any, what: str, argv: list[str] | None = None) -> None:
         date_header=False,
         timeout_keep_alive=75,
         log_level=args.log_level,
+        log_config=None if os.environ.get(env.LAMBDA_FUNCTION_NAME) else uvicorn.config.LOGGING_CONFIG,
     )

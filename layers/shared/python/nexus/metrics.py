@@ -46,6 +46,7 @@ GATEWAY_REJECTED = "GatewayRejected"  # turns refused with 429 (queue full or wa
 GATEWAY_FIRST_DELTA = "GatewayFirstDelta"  # ms from request to the first streamed token
 GATEWAY_ERRORS = "GatewayErrors"  # answers the gateway produced itself with a 5xx
 GATEWAY_WORKER_STARTS = "GatewayWorkerStarts"  # a worker task started (restarts show as extra starts)
+GATEWAY_UNREACHABLE = "GatewayUnreachable"  # the front could not reach the router (answered 502)
 GATEWAY_PUBLISH_S = 60  # how often a worker publishes its busy/warm counts
 
 
