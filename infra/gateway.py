@@ -4,7 +4,8 @@ VPC, and worker tasks on Fargate that run Claude Code.
     client -> front (function URL, RESPONSE_STREAM) -> InvokeWithResponseStream -> router (VPC)
            -> HTTP -> worker task (Cloud Map DNS name, rendezvous hashing on the route key)
 
-The front and the router are the proxy's shape (Lambda Web Adapter, a shell script that starts
+Routing (route keys, rendezvous hashing, failover, draining) is the runtime's: ADR 16. The front
+and the router are the proxy's shape (Lambda Web Adapter, a shell script that starts
 uvicorn); the router has no URL and only the front may invoke it. The workers take traffic from the
 router's security group alone, and send Claude Code's traffic through the Nexus proxy's public URL,
 so every engine call is recorded like any other Claude Code session.
@@ -41,6 +42,7 @@ STOP_TIMEOUT_S = 120  # Fargate's maximum: a stopping worker finishes its turns 
 PROXY_URL = f"{ENV_PREFIX}PROXY_URL"
 REQUIRE_KEYS = f"{ENV_PREFIX}REQUIRE_KEYS"
 MAX_SESSIONS = f"{ENV_PREFIX}MAX_SESSIONS"
+PUBLISH_METRICS = f"{ENV_PREFIX}PUBLISH_METRICS"
 
 
 def _web_adapter_env(port: str) -> dict[str, str]:
@@ -127,6 +129,8 @@ class Gateway(Construct):
                 PROXY_URL: origin(proxy_url),
                 REQUIRE_KEYS: "1",
                 MAX_SESSIONS: str(stage.gateway_sessions_per_task),
+                PUBLISH_METRICS: "1",  # the busy/warm counts the service scales on (PutMetricData)
+                "AWS_REGION": cdk.Aws.REGION,
                 env.GATEWAY_WORKER_PORT: str(port),
                 env.DB_SECRET_ARN: database.secret.secret_arn,
                 env.SECRETS_PREFIX: secrets.prefix,
@@ -154,6 +158,21 @@ class Gateway(Construct):
         database.secret.grant_read(self.task.task_role)
         for secret in (secrets.keys, secrets.teams):
             secret.grant_read(self.task.task_role)
+        # A container's stdout is not read for embedded metrics: the worker calls PutMetricData, which
+        # has no resource-level scoping; the condition holds it to the Nexus namespace.
+        self.task.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": m.NAMESPACE}},
+            )
+        )
+        nag.acknowledge(
+            self.task.task_role,
+            "IAM5[Resource::*]",
+            "cloudwatch:PutMetricData supports no resource-level scoping; a condition limits it to the "
+            "Nexus namespace, where the workers publish the load the service scales on.",
+        )
         nag.acknowledge(
             self.task,
             "ECS2",

@@ -200,9 +200,10 @@ class Observability(Construct):
             "gateway-5xx": self._alarm(
                 "gateway-5xx",
                 cw.MathExpression(
-                    expression="FILL(gwerr, 0) + FILL(fronterr, 0) + FILL(routererr, 0)",
+                    expression="FILL(gwerr, 0) + FILL(unreach, 0) + FILL(fronterr, 0) + FILL(routererr, 0)",
                     using_metrics={
                         "gwerr": self._gateway(m.GATEWAY_ERRORS),
+                        "unreach": self._gateway(m.GATEWAY_UNREACHABLE),
                         "fronterr": g.front.metric_errors(period=p),
                         "routererr": g.router.metric_errors(period=p),
                     },
@@ -210,7 +211,7 @@ class Observability(Construct):
                     period=p,
                 ),
                 a.gateway_5xx_count,
-                "Turns the gateway failed itself (worker 5xx, front or router function errors)",
+                "Turns the gateway failed itself (worker 5xx, router unreachable, function errors)",
                 evaluation_periods=1,
             ),
             "gateway-rejected": self._alarm(
@@ -384,6 +385,7 @@ class Observability(Construct):
                 left=[
                     self._gateway(m.GATEWAY_REJECTED),
                     self._gateway(m.GATEWAY_ERRORS),
+                    self._gateway(m.GATEWAY_UNREACHABLE),
                     g.front.metric_errors(period=p),
                     g.router.metric_errors(period=p),
                 ],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,7 @@ def test_worker_task_runs_the_gateway_image(template: Template) -> None:
     assert variables[env.SECRETS_PREFIX] == f"{stage.name}/"
     assert variables[gw.REQUIRE_KEYS] == "1"
     assert variables[gw.MAX_SESSIONS] == str(stage.gateway_sessions_per_task)
+    assert variables[gw.PUBLISH_METRICS] == "1"
     assert variables["POWERTOOLS_SERVICE_NAME"] == m.GATEWAY_SERVICE
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == m.NAMESPACE
     secret = only(template, "AWS::SecretsManager::SecretTargetAttachment")[0]
@@ -209,7 +212,7 @@ def test_worker_task_runs_the_gateway_image(template: Template) -> None:
 
 def test_worker_settings_are_names_the_gateway_reads() -> None:
     fields = GatewaySettings.model_fields
-    for name in (gw.PROXY_URL, gw.REQUIRE_KEYS, gw.MAX_SESSIONS):
+    for name in (gw.PROXY_URL, gw.REQUIRE_KEYS, gw.MAX_SESSIONS, gw.PUBLISH_METRICS):
         assert name.startswith(ENV_PREFIX) and name.removeprefix(ENV_PREFIX).lower() in fields, name
 
 
@@ -270,6 +273,16 @@ def test_worker_task_role_reads_only_its_secrets(template: Template) -> None:
         if ref(role) in p["Properties"]["Roles"]
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
+    metrics = [s for s in stmts if s["Action"] == "cloudwatch:PutMetricData"]
+    assert metrics == [
+        {
+            "Action": "cloudwatch:PutMetricData",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": m.NAMESPACE}},
+            "Effect": "Allow",
+            "Resource": "*",
+        }
+    ]
+    stmts = [s for s in stmts if s not in metrics]
     assert actions_of(stmts) == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
     names = {
         k: v["Properties"]["Name"] for k, v in resources(template, "AWS::SecretsManager::Secret").items()
@@ -475,6 +488,16 @@ def test_the_gateway_extra_is_the_only_way_the_sdk_is_installed() -> None:
     """The layer's requirements leave out the Agent SDK (and its CLI binary); the image adds them."""
     reqs = requirements()
     assert "claude-agent-sdk" not in reqs and "\nmcp==" not in reqs
+
+
+def test_the_front_and_router_load_without_the_sdk() -> None:
+    """They run on the Lambda layer, which has no Agent SDK: importing them must not need it."""
+    code = (
+        "import sys, nexus_gateway.cloud.front, nexus_gateway.cloud.router; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('claude_agent_sdk', 'mcp')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_synth_stages_only_what_the_image_copies(outdirs: dict[str, Path]) -> None:
