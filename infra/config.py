@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 # Lambda Web Adapter layer, published by AWS in account 753240598075 in every commercial region.
 WEB_ADAPTER_ACCOUNT = "753240598075"
@@ -19,6 +19,12 @@ class Alarms:
     queue_age_s: int = 300  # oldest record waiting for ingest
     db_cpu_percent: float = 80.0
     db_free_storage_gib: float = 2.0
+    gateway_5xx_count: int = 5  # answers the gateway failed itself (and front function errors), per period
+    gateway_rejected_count: int = 10  # turns refused with 429 (every worker full), per period
+    gateway_first_delta_p95_ms: int = 15_000  # request -> first streamed token, p95
+    gateway_worker_starts: int = 3  # task starts per period beyond scaling: crashes, failed health checks
+    gateway_busy_per_task: float = 7.0  # average busy sessions per task: scaling is not keeping up
+    gateway_missing_tasks: float = 0.5  # desired - running tasks, averaged over each period
     period_minutes: int = 5
     evaluation_periods: int = 3
 
@@ -51,6 +57,23 @@ class StageConfig:
     dashboard_memory_mb: int = 1024
     allowed_origins: tuple[str, ...] = ()  # CORS for the dashboard URL; empty: same origin only
 
+    # The gateway (ADR 0015): front and router Lambdas, worker tasks on Fargate.
+    gateway_front_memory_mb: int = 512  # I/O-bound like the proxy: billed for the turn's wall time
+    gateway_router_memory_mb: int = 256  # only relays bytes; runs for the whole turn too
+    gateway_timeout_s: int = 900  # the streaming limit of a function URL, and Lambda's maximum
+    gateway_worker_cpu: int = 1024  # Fargate CPU units per task (1024 = 1 vCPU)
+    gateway_worker_memory_mb: int = 4096  # Claude Code processes are memory-hungry (~300-500 MB each)
+    gateway_sessions_per_task: int = 8  # the worker's max_sessions: the busy target below is a share of it
+    gateway_busy_target: float = 4.0  # target-tracking: average busy sessions per task
+    gateway_min_tasks: int = 1  # 0 allows scale to zero: the first turn then waits for a task (ADR 0015)
+    gateway_max_tasks: int = 4  # at most 8: a private DNS answer names at most 8 tasks (ADR 0015)
+    gateway_scale_out_cooldown_s: int = 60
+    gateway_scale_in_cooldown_s: int = 600  # longer than scale-out: a stopping task ends its turns first
+    # How the workers reach the internet (the proxy's public URL, ECR, CloudWatch Logs):
+    # "public-ip": public subnets with a public IP per task, no inbound rule but the router's (no cost);
+    # "nat": private subnets behind one NAT gateway per AZ (~$33/month each + $0.045/GB).
+    gateway_egress: Literal["public-ip", "nat"] = "public-ip"
+
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gib: int = 20
     db_max_allocated_storage_gib: int = 100
@@ -66,7 +89,8 @@ class StageConfig:
 
 
 STAGES: dict[str, StageConfig] = {
-    "staging": StageConfig(name="staging", proxy_reserved_concurrency=20),
+    # Staging scales its workers to zero: the first turn after a quiet spell waits for a task.
+    "staging": StageConfig(name="staging", proxy_reserved_concurrency=20, gateway_min_tasks=0),
     "prod": StageConfig(
         name="prod",
         proxy_reserved_concurrency=200,
@@ -76,6 +100,8 @@ STAGES: dict[str, StageConfig] = {
         db_backup_retention_days=30,
         deletion_protection=True,
         log_retention_days=365,
+        gateway_min_tasks=2,  # warm across two AZs: interactive turns never wait for a task start
+        gateway_max_tasks=8,
     ),
 }
 
@@ -86,4 +112,23 @@ def load_stage(name: str, **overrides: Any) -> StageConfig:
         stage = STAGES[name]
     except KeyError:
         raise SystemExit(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}") from None
-    return replace(stage, **{k: v for k, v in overrides.items() if v is not None})
+    stage = replace(stage, **{k: v for k, v in overrides.items() if v is not None})
+    check(stage)
+    return stage
+
+
+# Route 53 answers a multivalue query with at most 8 healthy records: with more tasks the router
+# would see a different subset per lookup, and rendezvous hashing would lose its stickiness.
+MAX_DNS_ANSWERS = 8
+
+
+def check(stage: StageConfig) -> None:
+    """Settings that would synthesize but not work."""
+    if not 0 <= stage.gateway_min_tasks <= stage.gateway_max_tasks <= MAX_DNS_ANSWERS:
+        raise SystemExit(
+            f"{stage.name}: need 0 <= gateway_min_tasks <= gateway_max_tasks <= {MAX_DNS_ANSWERS}"
+        )
+    if not 0 < stage.gateway_busy_target <= stage.gateway_sessions_per_task:
+        raise SystemExit(f"{stage.name}: gateway_busy_target must be in (0, gateway_sessions_per_task]")
+    if stage.gateway_egress not in ("public-ip", "nat"):
+        raise SystemExit(f"{stage.name}: gateway_egress must be 'public-ip' or 'nat'")

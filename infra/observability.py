@@ -18,6 +18,7 @@ from constructs import Construct
 from nexus import metrics as m
 
 from infra.context import StackContext
+from infra.gateway import Gateway
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Watched:
     proxy: lambda_.Function
     ingest: lambda_.Function
     dashboard: lambda_.Function
+    gateway: Gateway
 
 
 class Observability(Construct):
@@ -60,6 +62,16 @@ class Observability(Construct):
             namespace=m.NAMESPACE,
             metric_name=name,
             dimensions_map={"service": m.SERVICE, **dims},
+            statistic=stat,
+            period=self.period,
+        )
+
+    def _gateway(self, name: str, stat: str = "Sum") -> cw.Metric:
+        """A metric the gateway's workers publish (dimension ``service=nexus-gateway``)."""
+        return cw.Metric(
+            namespace=m.NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": m.GATEWAY_SERVICE},
             statistic=stat,
             period=self.period,
         )
@@ -165,6 +177,7 @@ class Observability(Construct):
                 "The dashboard function failed",
                 evaluation_periods=1,
             ),
+            **self._gateway_alarms(w.gateway),
             "db-cpu": self._alarm(
                 "db-cpu",
                 self.database.instance.metric_cpu_utilization(period=self.period),
@@ -178,6 +191,63 @@ class Observability(Construct):
                 "Database free storage is low (storage autoscaling has a ceiling)",
                 comparison_operator=cw.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
                 evaluation_periods=1,
+            ),
+        }
+
+    def _gateway_alarms(self, g: Gateway) -> dict[str, cw.Alarm]:
+        a, p = self.stage.alarms, self.period
+        return {
+            "gateway-5xx": self._alarm(
+                "gateway-5xx",
+                cw.MathExpression(
+                    expression="FILL(gwerr, 0) + FILL(unreach, 0) + FILL(fronterr, 0) + FILL(routererr, 0)",
+                    using_metrics={
+                        "gwerr": self._gateway(m.GATEWAY_ERRORS),
+                        "unreach": self._gateway(m.GATEWAY_UNREACHABLE),
+                        "fronterr": g.front.metric_errors(period=p),
+                        "routererr": g.router.metric_errors(period=p),
+                    },
+                    label="gateway 5xx",
+                    period=p,
+                ),
+                a.gateway_5xx_count,
+                "Turns the gateway failed itself (worker 5xx, router unreachable, function errors)",
+                evaluation_periods=1,
+            ),
+            "gateway-rejected": self._alarm(
+                "gateway-rejected",
+                self._gateway(m.GATEWAY_REJECTED),
+                a.gateway_rejected_count,
+                "Turns refused with 429: every worker's sessions and queue are full (raise "
+                "gateway_max_tasks or lower gateway_busy_target)",
+                evaluation_periods=1,
+            ),
+            "gateway-first-delta": self._alarm(
+                "gateway-first-delta",
+                self._gateway(m.GATEWAY_FIRST_DELTA, "p95"),
+                a.gateway_first_delta_p95_ms,
+                "p95 time from request to first streamed token is high (cold sessions, queueing, upstream)",
+            ),
+            "gateway-busy": self._alarm(
+                "gateway-busy",
+                self._gateway(m.GATEWAY_BUSY_SESSIONS, "Average"),
+                a.gateway_busy_per_task,
+                "Workers are nearly full on average: scaling is at its maximum or not keeping up",
+            ),
+            "gateway-workers-missing": self._alarm(
+                "gateway-workers-missing",
+                cw.MathExpression(
+                    expression="FILL(desired, 0) - FILL(running, 0)",
+                    using_metrics={
+                        "desired": g.task_count("DesiredTaskCount", p),
+                        "running": g.task_count("RunningTaskCount", p),
+                    },
+                    label="worker tasks desired but not running",
+                    period=p,
+                ),
+                a.gateway_missing_tasks,
+                "Worker tasks fail to start or keep stopping (image, health check, memory): ECS service "
+                "events and the worker log group",
             ),
         }
 
@@ -280,6 +350,7 @@ class Observability(Construct):
                 width=8,
             ),
         )
+        self._gateway_widgets(d, w.gateway)
         db = self.database.instance
         d.add_widgets(
             cw.GraphWidget(title="Database CPU %", left=[db.metric_cpu_utilization(period=p)], width=8),
@@ -293,3 +364,54 @@ class Observability(Construct):
             ),
         )
         return d
+
+    def _gateway_widgets(self, d: cw.Dashboard, g: Gateway) -> None:
+        p = self.period
+        d.add_widgets(
+            cw.GraphWidget(
+                title="Gateway workers: sessions per task",
+                left=[
+                    self._gateway(m.GATEWAY_BUSY_SESSIONS, "Average"),
+                    self._gateway(m.GATEWAY_WARM_SESSIONS, "Average"),
+                ],
+                right=[
+                    g.task_count("RunningTaskCount", p),
+                    g.task_count("DesiredTaskCount", p),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Gateway turns: rejected (429), errors, worker starts",
+                left=[
+                    self._gateway(m.GATEWAY_REJECTED),
+                    self._gateway(m.GATEWAY_ERRORS),
+                    self._gateway(m.GATEWAY_UNREACHABLE),
+                    g.front.metric_errors(period=p),
+                    g.router.metric_errors(period=p),
+                ],
+                right=[self._gateway(m.GATEWAY_WORKER_STARTS)],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="Gateway first delta (ms) and front calls",
+                left=[
+                    self._gateway(m.GATEWAY_FIRST_DELTA, "p50"),
+                    self._gateway(m.GATEWAY_FIRST_DELTA, "p95"),
+                ],
+                right=[
+                    g.front.metric_invocations(period=p),
+                    g.front.metric("ConcurrentExecutions", period=p, statistic="Maximum"),
+                ],
+                width=8,
+            ),
+        )
+        d.add_widgets(
+            cw.GraphWidget(
+                title="Gateway worker CPU and memory %",
+                left=[
+                    g.service.metric_cpu_utilization(period=p),
+                    g.service.metric_memory_utilization(period=p),
+                ],
+                width=8,
+            ),
+        )

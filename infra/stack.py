@@ -13,6 +13,7 @@ from infra.context import StackContext
 from infra.dashboard import Dashboard
 from infra.database import Database
 from infra.functions import log_retention
+from infra.gateway import Gateway
 from infra.ingest import Ingest
 from infra.layers import Layers
 from infra.migrations import Migrations
@@ -30,7 +31,13 @@ class NexusStack(cdk.Stack):
         cdk.Tags.of(self).add("nexus:stage", stage.name)
 
         layers = Layers(self, "Layers", stage=stage)
-        network = Network(self, "Network", max_azs=stage.max_azs, log_retention=log_retention(stage))
+        network = Network(
+            self,
+            "Network",
+            max_azs=stage.max_azs,
+            log_retention=log_retention(stage),
+            gateway_egress=stage.gateway_egress,
+        )
         database = Database(
             self, "Database", stage=stage, network=network, log_retention=log_retention(stage)
         )
@@ -44,16 +51,20 @@ class NexusStack(cdk.Stack):
         self.proxy = Proxy(self, "Proxy", ctx)
         self.ingest = Ingest(self, "Ingest", ctx)
         self.dashboard = Dashboard(self, "Dashboard", ctx)
+        self.gateway = Gateway(self, "Gateway", ctx, proxy_url=self.proxy.url.url)
         # New code never meets an old schema: consumers of the database wait for the migrations.
-        for fn in (self.ingest.function, self.dashboard.function):
-            fn.node.add_dependency(migrations.resource)
+        for consumer in (self.ingest.function, self.dashboard.function, self.gateway.service):
+            consumer.node.add_dependency(migrations.resource)
 
         self.observability = Observability(
             self,
             "Observability",
             ctx,
             watched=Watched(
-                proxy=self.proxy.function, ingest=self.ingest.function, dashboard=self.dashboard.function
+                proxy=self.proxy.function,
+                ingest=self.ingest.function,
+                dashboard=self.dashboard.function,
+                gateway=self.gateway,
             ),
         )
 
@@ -61,6 +72,12 @@ class NexusStack(cdk.Stack):
             self, "ProxyUrl", value=self.proxy.url.url, description="ANTHROPIC_BASE_URL for Claude Code"
         )
         cdk.CfnOutput(self, "DashboardUrl", value=self.dashboard.url.url)
+        cdk.CfnOutput(
+            self,
+            "GatewayUrl",
+            value=self.gateway.url.url,
+            description="OpenAI-compatible gateway: OPENAI_BASE_URL is this URL + v1",
+        )
         cdk.CfnOutput(
             self, "SecretsPrefix", value=secrets.prefix, description="NEXUS_SECRETS_PREFIX for nexus keys"
         )

