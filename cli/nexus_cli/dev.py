@@ -167,6 +167,7 @@ class Stack:
     dashboard: subprocess.Popen[bytes] | None = None
     gateway: subprocess.Popen[bytes] | None = None
     consumer_thread: threading.Thread | None = None
+    refresher_thread: threading.Thread | None = None
     stop_consumer: threading.Event | None = None
     pg: EmbeddedPostgres | None = None
 
@@ -286,6 +287,23 @@ def _serve(
         target=consumer.run, args=(stack.stop_consumer,), name="ingest", daemon=True
     )
     stack.consumer_thread.start()
+    from nexus.alert_events import LogOnly
+
+    from nexus_cli import oauth_refresher
+
+    stack.refresher_thread = threading.Thread(
+        target=oauth_refresher.run,
+        args=(
+            local_store(data_dir),
+            LogOnly(),
+            args.settings.oauth_token_url,
+            args.settings.oauth_client_id,
+            stack.stop_consumer,
+        ),
+        name="oauth-refresher",
+        daemon=True,
+    )
+    stack.refresher_thread.start()
     _wait_healthy(f"http://{host}:{proxy_port}/health", stack.proxy, "proxy")
     _wait_healthy(f"http://{host}:{dashboard_port}/health", stack.dashboard, "dashboard")
     if stack.gateway is not None:
@@ -393,6 +411,8 @@ def _shutdown(stack: Stack) -> None:
     if stack.consumer_thread is not None and stack.stop_consumer is not None:
         stack.stop_consumer.set()
         stack.consumer_thread.join(30)
+    if stack.refresher_thread is not None:
+        stack.refresher_thread.join(10)
     _terminate(stack.dashboard, 10)
     if stack.pg is not None:
         stack.pg.stop()

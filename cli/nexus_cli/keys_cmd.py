@@ -48,6 +48,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings:
     setkey.add_argument("team")
     add_store_options(setkey, settings)
     setkey.set_defaults(func=_set_api_key)
+    oauth = ts.add_parser(
+        "set-oauth",
+        help="store the team's Claude subscription (OAuth) credential, read from stdin as JSON "
+        '{"access_token", "refresh_token", "expires_at"}; the team switches to team-key with it',
+    )
+    oauth.add_argument("team")
+    add_store_options(oauth, settings)
+    oauth.set_defaults(func=_set_oauth)
     cap = ts.add_parser("set-request-cap", help="the most one gateway request of the team may spend (USD)")
     cap.add_argument("team")
     cap.add_argument("usd", help="US dollars, or 'default' for the gateway's own setting")
@@ -119,6 +127,25 @@ def _set_api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_oauth(args: argparse.Namespace) -> int:
+    from nexus.oauth import CredentialError, OAuthCredential, set_team_oauth
+
+    raw = sys.stdin.read().strip()
+    if not raw:
+        raise CLIError(
+            "no credential on stdin: pipe the JSON document "
+            '{"access_token": ..., "refresh_token": ..., "expires_at": EPOCH_SECONDS}'
+        )
+    try:
+        cred = OAuthCredential.parse(raw)
+    except CredentialError as exc:
+        raise CLIError(f"credential: {exc}") from None
+    set_team_oauth(store_for(args), args.team, cred)
+    shown = cred.public()
+    print(f"team {args.team}: OAuth credential {shown['access_token']} stored, expires {shown['expires_at']}")
+    return 0
+
+
 def _set_request_cap(args: argparse.Namespace) -> int:
     try:
         usd = None if args.usd == "default" else float(args.usd)
@@ -132,16 +159,27 @@ def _set_request_cap(args: argparse.Namespace) -> int:
 
 
 def _teams_list(args: argparse.Namespace) -> int:
-    teams = AccessStore(store_for(args)).teams()
+    from nexus.oauth import CredentialError, load
+
+    store = store_for(args)
+    teams = AccessStore(store).teams()
     if not teams:
         print("no teams yet: nexus keys create --team T --user U (or nexus teams set-mode T MODE)")
         return 0
-    table = _table("TEAM", "MODE", "API KEY SET", "REQUEST CAP")
+    table = _table("TEAM", "MODE", "CREDENTIAL", "REQUEST CAP")
     for team, conf in sorted(teams.items()):
         cap = conf.get("gateway_request_cap_usd")
-        table.add_row(
-            team, conf.get("mode", ""), conf.get("api_key_set_at") or "", f"${cap:g}" if cap else ""
-        )
+        if conf.get("credential") == "oauth":
+            try:
+                cred = load(store, team)
+                shown = cred.public() if cred else {"status": "missing"}
+                credential = f"oauth {shown['status']}, expires {shown.get('expires_at')}"
+            except CredentialError as exc:
+                credential = f"oauth unreadable: {exc}"
+        else:
+            set_at = conf.get("api_key_set_at")
+            credential = f"api key set {set_at}" if set_at else ""
+        table.add_row(team, conf.get("mode", ""), credential, f"${cap:g}" if cap else "")
     _print(table)
     return 0
 

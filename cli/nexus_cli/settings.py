@@ -11,6 +11,7 @@ from typing import Literal
 from nexus import env
 from nexus.config import DEFAULT_UPSTREAM
 from nexus.db.connect import DatabaseSettings
+from nexus.oauth import DEFAULT_CLIENT_ID, DEFAULT_TOKEN_URL
 from pydantic import Field, ValidationError
 
 from nexus_cli.common import CLIError
@@ -28,6 +29,8 @@ class CliSettings(DatabaseSettings):
     gateway: bool = Field(True, validation_alias=env.GATEWAY)  # on/off, 1/0, true/false, yes/no
     keys: Literal["auto", "required", "optional"] = Field("auto", validation_alias=env.KEYS)
     dashboard_key: str | None = Field(None, validation_alias=env.DASHBOARD_KEY)
+    oauth_token_url: str = Field(DEFAULT_TOKEN_URL, validation_alias=env.OAUTH_TOKEN_URL)
+    oauth_client_id: str = Field(DEFAULT_CLIENT_ID, validation_alias=env.OAUTH_CLIENT_ID)
 
 
 def load() -> CliSettings:

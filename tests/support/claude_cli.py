@@ -13,9 +13,16 @@ CLAUDE = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
 
 
 def run_claude(
-    base_url: str, home: Path, cwd: Path, *args: str, headers: str | None = None, timeout: float = 90
+    base_url: str,
+    home: Path,
+    cwd: Path,
+    *args: str,
+    headers: str | None = None,
+    oauth_token: str | None = None,
+    timeout: float = 90,
 ) -> dict[str, Any]:
-    """``claude -p ... --output-format json``; returns the parsed result line."""
+    """``claude -p ... --output-format json``; returns the parsed result line. ``oauth_token``: sign
+    in with a Claude subscription token (``CLAUDE_CODE_OAUTH_TOKEN``) instead of an API key."""
     home.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
     env = {
@@ -28,6 +35,9 @@ def run_claude(
     }
     if headers:
         env["ANTHROPIC_CUSTOM_HEADERS"] = headers
+    if oauth_token:
+        del env["ANTHROPIC_API_KEY"]
+        env["CLAUDE_CODE_OAUTH_TOKEN"] = oauth_token
     cmd = [str(CLAUDE), *args, "--output-format", "json"]
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:

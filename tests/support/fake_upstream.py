@@ -285,6 +285,9 @@ class FakeAnthropic:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.record = True  # benchmarks turn this off to keep memory flat
+        # Credentials the upstream takes (x-api-key values or bearer tokens); None takes any. An
+        # OAuth token (sk-ant-oat...) also needs the OAuth beta flag, as the real API requires.
+        self.accepts: set[str] | None = None
 
     @property
     def url(self) -> str:
@@ -296,6 +299,7 @@ class FakeAnthropic:
         self.script.clear()
         self.rules = cli_rules
         self.usage = Usage()
+        self.accepts = None
 
     def enqueue(self, *replies: Reply) -> None:
         self.script.extend(replies)
@@ -352,6 +356,13 @@ class FakeAnthropic:
                 )
             )
         rid = f"req_fake_{next(self._ids):06d}"
+        refused = self._refuse_credential(request)
+        if refused is not None:
+            return web.json_response(
+                {"type": "error", "error": {"type": "authentication_error", "message": refused}},
+                status=401,
+                headers={"request-id": rid},
+            )
         if request.path == "/v1/messages/count_tokens":
             reply = (
                 self.script.popleft()
@@ -382,6 +393,19 @@ class FakeAnthropic:
                 status=404,
             )
         return await self._send(request, reply, rid)
+
+    def _refuse_credential(self, request: web.Request) -> str | None:
+        if self.accepts is None:
+            return None
+        bearer = request.headers.get("authorization", "")
+        token = bearer[7:] if bearer.lower().startswith("bearer ") else None
+        credential = request.headers.get("x-api-key") or token
+        if credential not in self.accepts:
+            return "invalid x-api-key" if request.headers.get("x-api-key") else "Invalid bearer token"
+        betas = [b.strip() for b in request.headers.get("anthropic-beta", "").split(",")]
+        if token and token.startswith("sk-ant-oat") and "oauth-2025-04-20" not in betas:
+            return "OAuth authentication is currently not supported."
+        return None
 
     def _non_stream(self, body: dict[str, Any]) -> Reply:
         reply = self.rules(body, self.usage)

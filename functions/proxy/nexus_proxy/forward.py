@@ -310,6 +310,9 @@ class Forwarder:
         chunks: list[bytes] = []
         try:
             rec.status = resp.status
+            if resp.status == 401 and rec.auth_mode == "team-key":
+                # A team OAuth token refused: the refresher (its one writer) is asked to renew it.
+                asyncio.get_running_loop().run_in_executor(None, self.auth.ask_refresh, rec.team)
             out_headers = []
             stored = []
             for k, v in resp.raw_headers:

@@ -139,7 +139,8 @@ class AccessStore:
         # Touch the team document: proxies watch its version, so a rotated key is picked up at their
         # next check instead of whenever their cache happens to be dropped.
         teams = self.teams()
-        teams[team] = {**teams.get(team, {}), "api_key_set_at": _now()}
+        conf = {k: v for k, v in teams.get(team, {}).items() if k != "credential"}  # an API key again
+        teams[team] = {**conf, "api_key_set_at": _now()}
         self.store.put(TEAMS_SECRET, json.dumps(teams))
 
 
@@ -173,6 +174,7 @@ class Authenticator:
         self._keys: dict[str, KeyRecord] = {}
         self._teams: dict[str, dict[str, Any]] = {}
         self._team_keys: dict[str, str | None] = {}
+        self._asked: dict[str, float] = {}
 
     def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -195,6 +197,40 @@ class Authenticator:
         if team not in self._team_keys:
             self._team_keys[team] = self.store.get(team_api_key_secret(team))
         return self._team_keys[team]
+
+    def _team_oauth_token(self, team: str) -> str:
+        """The team's current OAuth access token (read only: the refresher is its one writer)."""
+        from nexus.oauth import RELOGIN, CredentialError, credential_secret, load
+
+        cached = self._team_keys.get(credential_secret(team))
+        if cached is None:
+            try:
+                cred = load(self.store, team)
+            except CredentialError:
+                cred = None
+            if cred is None:
+                raise AuthError(f"team {team!r} has no usable Claude subscription credential configured")
+            if cred.status == RELOGIN and cred.expires_at <= time.time():
+                raise AuthError(
+                    f"team {team!r}'s Claude subscription credential needs a new sign-in "
+                    f"(an admin runs `nexus teams set-oauth {team}`)"
+                )
+            cached = self._team_keys[credential_secret(team)] = cred.access_token
+        return cached
+
+    def ask_refresh(self, team: str | None) -> bool:
+        """The upstream refused this team's OAuth token (401): ask the refresher for an early
+        refresh, at most once a minute per team from this process. True if asked."""
+        if not team or self._teams.get(team, {}).get("credential") != "oauth":
+            return False
+        now = time.monotonic()
+        if now - self._asked.get(team, -3600.0) < 60:
+            return False
+        self._asked[team] = now
+        from nexus.oauth import request_refresh
+
+        request_refresh(self.store, team)
+        return True
 
     def _verify(self, key: str) -> KeyRecord:
         key_id = parse_key_id(key)
@@ -248,6 +284,20 @@ class Authenticator:
                 raise AuthError(
                     f"team {rec.team!r} uses pass-through: send your Anthropic credentials and put "
                     "your Nexus key in the X-Nexus-Key header (ANTHROPIC_CUSTOM_HEADERS)"
+                )
+            if self._teams.get(rec.team, {}).get("credential") == "oauth":
+                token = self._team_oauth_token(rec.team)
+                beta = headers.get("anthropic-beta", "")
+                betas = [b.strip() for b in beta.split(",") if b.strip()]
+                from nexus.oauth import OAUTH_BETA
+
+                if OAUTH_BETA not in betas:
+                    betas.append(OAUTH_BETA)
+                return Grant(
+                    Principal(rec.team, rec.user, rec.id, "team-key"),
+                    ("authorization", "x-api-key", "anthropic-beta"),
+                    (("authorization", f"Bearer {token}"), ("anthropic-beta", ",".join(betas))),
+                    token,
                 )
             upstream_key = self._team_api_key(rec.team)
             if not upstream_key:

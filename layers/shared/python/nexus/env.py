@@ -37,6 +37,10 @@ GATEWAY_WORKERS = "NEXUS_GATEWAY_WORKERS"  # router: the workers' DNS name (Clou
 GATEWAY_WORKER_PORT = "NEXUS_GATEWAY_WORKER_PORT"  # router and worker: the workers' port
 DEFAULT_GATEWAY_WORKER_PORT = 8081
 
+# The OAuth refresher (team Claude subscription credentials).
+OAUTH_TOKEN_URL = "NEXUS_OAUTH_TOKEN_URL"
+OAUTH_CLIENT_ID = "NEXUS_OAUTH_CLIENT_ID"
+
 # `nexus dev`.
 HOST = "NEXUS_HOST"
 PROXY_PORT = "NEXUS_PROXY_PORT"
