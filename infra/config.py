@@ -44,6 +44,7 @@ class StageConfig:
     proxy_timeout_s: int = 900  # the streaming limit of a function URL
     proxy_reserved_concurrency: int | None = 50
     upstream_url: str = "https://api.anthropic.com"
+    oauth_token_url: str = "https://console.anthropic.com/v1/oauth/token"  # team OAuth refreshes
     access_refresh_s: int = 30  # key revocations apply within this; each check is a Secrets Manager call
 
     ingest_memory_mb: int = 1024

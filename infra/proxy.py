@@ -65,6 +65,7 @@ class Proxy(Construct):
         queue.queue.grant_send_messages(self.function)
         queue.grant_records(self.function, "s3:PutObject")
         secrets.grant_read_access(self.function)
+        secrets.grant_refresh_requests(self.function)
         # Claude Code cannot sign SigV4, so the URL is open and the app authenticates (Nexus keys).
         self.url = self.function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE,

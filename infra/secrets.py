@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
+from nexus.oauth import REQUESTS_SECRET
 from nexus.secrets_manager import stage_prefix
 
 from infra import nag
@@ -43,7 +44,13 @@ class AccessSecrets(Construct):
             removal,
         )
         self.teams = self._document("Teams", TEAMS_SECRET, "Per-team upstream access mode", removal)
-        self.all = [self.dashboard_key, self.keys, self.teams]
+        self.refresh_requests = self._document(
+            "OAuthRefreshRequests",
+            REQUESTS_SECRET,
+            "Teams whose OAuth token the upstream refused: the refresher renews them early",
+            removal,
+        )
+        self.all = [self.dashboard_key, self.keys, self.teams, self.refresh_requests]
         for secret in self.all:
             nag.acknowledge(
                 secret,
@@ -80,6 +87,36 @@ class AccessSecrets(Construct):
         for s in (self.keys, self.teams):
             s.grant_read(grantee)
             s.grant_write(grantee)
+
+    def grant_credential_refresh(self, fn: lambda_.Function) -> None:
+        """The refresher: read and write the teams' OAuth credentials (and only those team
+        secrets), touch the teams document, answer the refresh requests."""
+        for s in (self.teams, self.refresh_requests):
+            s.grant_read(fn)
+            s.grant_write(fn)
+        oauth = self._arn_pattern("nexus/team/*/oauth")
+        fn.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:DescribeSecret",
+                    "secretsmanager:PutSecretValue",
+                ],
+                resources=[oauth],
+            )
+        )
+        assert fn.role is not None
+        nag.acknowledge(
+            fn.role,
+            f"IAM5[Resource::{nag.flatten(self, oauth)}]",
+            "Team OAuth credentials are created per team at run time (nexus teams set-oauth); the "
+            "refresher may read and rotate only those secrets of this stage.",
+        )
+
+    def grant_refresh_requests(self, fn: lambda_.Function) -> None:
+        """A proxy whose team OAuth token was refused asks the refresher for an early renewal."""
+        self.refresh_requests.grant_read(fn)
+        self.refresh_requests.grant_write(fn)
 
     def grant_read_access(self, fn: lambda_.Function) -> None:
         """Keys, teams and team API keys: what the proxy needs to authorise a request."""

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.context import StackContext
+from infra.credentials import Credentials
 from infra.dashboard import Dashboard
 from infra.database import Database
 from infra.functions import log_retention
@@ -52,6 +53,7 @@ class NexusStack(cdk.Stack):
         self.ingest = Ingest(self, "Ingest", ctx)
         self.dashboard = Dashboard(self, "Dashboard", ctx)
         self.gateway = Gateway(self, "Gateway", ctx, proxy_url=self.proxy.url.url)
+        self.credentials = Credentials(self, "Credentials", ctx)
         # New code never meets an old schema: consumers of the database wait for the migrations.
         for consumer in (self.ingest.function, self.dashboard.function, self.gateway.service):
             consumer.node.add_dependency(migrations.resource)

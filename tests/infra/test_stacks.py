@@ -86,7 +86,35 @@ def test_proxy_is_outside_the_vpc_and_only_sends_to_the_queue(template: Template
     assert not any(
         a.startswith(("rds", "sqs:ReceiveMessage", "sqs:DeleteMessage", "s3:Get")) for a in actions
     )
-    assert not any(a.startswith("secretsmanager:Put") for a in actions), "the proxy only reads secrets"
+    # It reads secrets, and writes one: the request for an early OAuth refresh after a 401.
+    writes = [
+        st
+        for st in statements(template, fn)
+        if any(a.startswith("secretsmanager:Put") for a in actions_of([st]))
+    ]
+    [requests] = [
+        logical
+        for logical, r in resources(template, "AWS::SecretsManager::Secret").items()
+        if r["Properties"]["Name"].endswith("/nexus/oauth/refresh-requests")
+    ]
+    assert [w["Resource"] for w in writes] == [{"Ref": requests}]
+
+
+def test_the_oauth_refresher_is_the_one_scheduled_writer_of_team_credentials(template: Template) -> None:
+    logical, fn = function(template, "nexus_credentials.handler.handle")
+    props = fn["Properties"]
+    assert props["ReservedConcurrentExecutions"] == 1  # two passes never overlap
+    assert "VpcConfig" not in props  # the token endpoint is on the internet
+    rules = [
+        r["Properties"]
+        for r in resources(template, "AWS::Events::Rule").values()
+        if any(t["Arn"] == {"Fn::GetAtt": [logical, "Arn"]} for t in r["Properties"]["Targets"])
+    ]
+    assert [r["ScheduleExpression"] for r in rules] == ["rate(1 minute)"]
+    writes = [st for st in statements(template, fn) if "secretsmanager:PutSecretValue" in actions_of([st])]
+    written = json.dumps([w["Resource"] for w in writes])
+    assert "nexus/team/*/oauth*" in written and "anthropic-api-key" not in written
+    assert not any(a.startswith(("rds", "sqs", "s3")) for a in actions_of(statements(template, fn)))
 
 
 def test_reserved_concurrency_and_database_differ_per_stage(templates: dict[str, Template]) -> None:
@@ -207,6 +235,8 @@ def test_no_secret_travels_in_plain_environment_variables(template: Template) ->
                 assert isinstance(value, dict) and value.get("Ref") in secrets, f"{logical}: {name}={value}"
             elif name == "NEXUS_SECRETS_PREFIX":
                 assert value.endswith("/"), value
+            elif name == "NEXUS_OAUTH_TOKEN_URL":  # an endpoint's address, not a token
+                assert value.startswith("https://") and "@" not in value, value
             else:
                 assert not SECRET_NAMES.search(name), f"{logical}: {name} looks like a secret in plain env"
     dumped = json.dumps(template.to_json())

@@ -201,7 +201,12 @@ class Refresher:
                 continue
             outcome[team] = self._refresh(team, cred)
         if asked:
-            self.store.delete(REQUESTS_SECRET)
+            # Only the requests handled: one a proxy added meanwhile waits for the next pass. (A
+            # document emptied, never deleted: a deleted secret's name stays taken for a while.)
+            raw = self.store.get(REQUESTS_SECRET)
+            now_asked = json.loads(raw) if raw else {}
+            left = {t: v for t, v in now_asked.items() if t not in asked}
+            self.store.put(REQUESTS_SECRET, json.dumps(left))
         return outcome
 
     def _refresh(self, team: str, cred: OAuthCredential) -> str:

@@ -1,0 +1,1 @@
+"""Credentials: the scheduled refresher of team OAuth credentials."""
