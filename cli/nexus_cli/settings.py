@@ -29,6 +29,7 @@ class CliSettings(DatabaseSettings):
     gateway: bool = Field(True, validation_alias=env.GATEWAY)  # on/off, 1/0, true/false, yes/no
     keys: Literal["auto", "required", "optional"] = Field("auto", validation_alias=env.KEYS)
     dashboard_key: str | None = Field(None, validation_alias=env.DASHBOARD_KEY)
+    key: str | None = Field(None, validation_alias=env.KEY)
     oauth_token_url: str = Field(DEFAULT_TOKEN_URL, validation_alias=env.OAUTH_TOKEN_URL)
     oauth_client_id: str = Field(DEFAULT_CLIENT_ID, validation_alias=env.OAUTH_CLIENT_ID)
 

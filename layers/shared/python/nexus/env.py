@@ -48,3 +48,4 @@ DASHBOARD_PORT = "NEXUS_DASHBOARD_PORT"
 GATEWAY_PORT = "NEXUS_GATEWAY_PORT"
 GATEWAY = "NEXUS_GATEWAY"  # "off": no gateway
 KEYS = "NEXUS_KEYS"
+KEY = "NEXUS_KEY"  # `nexus claude`: the user's own Nexus key
