@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from nexus.access import UnknownKey
 
-from nexus_dashboard import keys, overview, queries, ratelimits, schemas, usage
+from nexus_dashboard import credentials, keys, overview, queries, ratelimits, schemas, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
@@ -152,6 +152,27 @@ def create_key(access: Access, body: keys.NewKey) -> schemas.CreatedKey:
     except keys.KeyInputError as exc:
         raise HTTPException(400, str(exc)) from None
     return {"key": key, "record": record}
+
+
+@router.get("/credentials", summary="Teams' upstream credentials: kind, state, expiry; never the secret")
+def list_credentials(access: Access) -> schemas.CredentialList:
+    return {"credentials": credentials.list_credentials(access)}
+
+
+@router.post(
+    "/credentials/{team}/oauth",
+    status_code=201,
+    summary="Store a team's Claude subscription (OAuth) credential; the team switches to team-key with it",
+)
+def store_oauth(
+    access: Access,
+    team: Annotated[str, Path(max_length=100, pattern=keys.ONE_LINE)],
+    body: credentials.OAuthDocument,
+) -> schemas.TeamCredential:
+    try:
+        return credentials.store_oauth(access, team, body.model_dump())
+    except credentials.CredentialInputError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 @router.post("/keys/{key_id}/revoke", summary="Revoke a key: proxies refuse it within their refresh time")

@@ -97,6 +97,13 @@ def _field(value: Any, name: str, required: bool = True) -> str | None:
     return text
 
 
+def one_line(value: Any, name: str) -> str:
+    """A required one-line name (a team, a user), or KeyInputError saying what to fix."""
+    text = _field(value, name)
+    assert text is not None  # required: _field raised otherwise
+    return text
+
+
 def create_key(access: AccessStore, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
     """A new key for a team member: the key itself (shown once, never stored) and its record."""
     team = _field(fields.get("team"), "team")

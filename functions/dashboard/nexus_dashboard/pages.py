@@ -16,6 +16,7 @@ from nexus.access import AccessStore, UnknownKey
 from nexus_dashboard import (
     charts,
     conversation_view,
+    credentials,
     keys,
     overview,
     queries,
@@ -206,6 +207,28 @@ def revoke_key_page(access: Access, key_id: str) -> Response:
     except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     return RedirectResponse(f"/keys#key-{key_id}", 303)
+
+
+def _credentials_page(request: Request, access: AccessStore, status: int = 200, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("form", {})
+    rows = credentials.list_credentials(access)
+    return page(request, "credentials.html", "/credentials", status, credentials=rows, **ctx)
+
+
+@router.get("/credentials")
+def credentials_page(request: Request, access: Access) -> HTMLResponse:
+    return _credentials_page(request, access)
+
+
+@router.post("/credentials")
+async def store_oauth_page(request: Request, access: Access) -> HTMLResponse:
+    fields = await form_fields(request)
+    try:
+        stored = credentials.store_oauth(access, fields.get("team") or "", fields.get("credential") or "")
+    except credentials.CredentialInputError as exc:
+        # The team is kept for the retry; the credential is not echoed back into the page.
+        return _credentials_page(request, access, 400, error=str(exc), form={"team": fields.get("team")})
+    return _credentials_page(request, access, 201, stored=stored)
 
 
 @router.get("/api-reference")

@@ -396,6 +396,26 @@ class RevokedKey(TypedDict):
     revoked_at: IsoTime
 
 
+class TeamCredential(TypedDict):
+    """A team's upstream credential as shown: never the secret itself."""
+
+    team: str
+    mode: Annotated[str, Field(description="passthrough or team-key")]
+    kind: Annotated[str | None, Field(description="oauth, api-key, or null (members' own credentials)")]
+    status: Annotated[
+        str, Field(description="ok, expired, relogin_needed, missing, or members' own (pass-through)")
+    ]
+    fingerprint: Annotated[str | None, Field(description="a fingerprint of the current secret")]
+    expires_at: IsoTime | None
+    refreshed_at: IsoTime | None
+    set_at: IsoTime | None
+    error: Annotated[str | None, Field(description="why the last refresh failed")]
+
+
+class CredentialList(TypedDict):
+    credentials: list[TeamCredential]
+
+
 class BearerSession(TypedDict):
     """Asked with the dashboard key."""
 

@@ -43,6 +43,7 @@ OAUTH_BETA = "oauth-2025-04-20"  # the Messages API takes OAuth bearer tokens on
 REFRESH_BEFORE_S = 300  # renew at least five minutes before expiry
 RETRY_AFTER_FAILURE_S = 60  # a transient failure (timeout, 5xx) is tried again after this
 REQUESTS_SECRET = "nexus/oauth/refresh-requests"  # teams whose proxies saw a 401
+MAX_EXPIRES = 32_503_680_000_000  # the year 3000, in milliseconds: anything later is not an expiry
 
 OK = "ok"
 RELOGIN = "relogin_needed"
@@ -80,6 +81,8 @@ class OAuthCredential:
         expires = doc.get("expires_at")
         if isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= 0:
             raise CredentialError("expires_at must be a number of epoch seconds")
+        if expires > MAX_EXPIRES:
+            raise CredentialError("expires_at is not a plausible expiry (epoch seconds or milliseconds)")
         if expires > 10**11:  # milliseconds (what Claude Code's own credentials file holds)
             expires = expires / 1000
         known = {f: doc[f] for f in ("status", "refreshed_at", "error", "failed_at") if f in doc}
