@@ -21,6 +21,7 @@ from nexus_cli.common import CLIError, add_store_options, store_for
 if TYPE_CHECKING:
     from nexus_cli.settings import CliSettings
 
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: CliSettings) -> None:
     p = sub.add_parser(
         "claude",
