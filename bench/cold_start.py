@@ -26,42 +26,22 @@ import argparse
 import contextlib
 import http.client
 import json
-import logging
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import boto3
-from moto.server import ThreadedMotoServer
-from nexus.access import AccessStore
-from nexus.secrets_manager import SecretsManagerStore
 
 from bench.lib.procs import free_port
 from bench.lib.report import verdict
 from bench.lib.stats import pct
+from tests.support.aws import emulated_aws
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_AWS_MS = 350.0
-REGION = "us-east-1"
-SECRETS_PREFIX = "staging/"
-AWS_ENV = {
-    "AWS_LAMBDA_FUNCTION_NAME": "nexus-staging-proxy",
-    "AWS_REGION": REGION,
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "NEXUS_RECORD_BUCKET": "nexus-staging-records",
-    "NEXUS_SECRETS_PREFIX": SECRETS_PREFIX,
-    "NEXUS_STRIP_PLATFORM_HEADERS": "1",
-    "NEXUS_ACCESS_REFRESH_S": "30",
-}
 BODY = json.dumps(
     {
         "model": "claude-sonnet-4-5",
@@ -83,41 +63,6 @@ HEADERS = {
 class Run:
     ready_ms: float
     answer_ms: float
-
-
-@dataclass
-class Aws:
-    """moto's server with what the stack creates: the record queue and bucket, a team and a key."""
-
-    env: dict[str, str]
-    key: str
-    queue_url: str
-    sqs: Any  # a boto3 SQS client
-
-
-@contextlib.contextmanager
-def emulated_aws() -> Iterator[Aws]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per emulated AWS call
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        creds = {"region_name": REGION, "aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
-        sqs = boto3.client("sqs", endpoint_url=endpoint, **creds)
-        s3 = boto3.client("s3", endpoint_url=endpoint, **creds)
-        sm = boto3.client("secretsmanager", endpoint_url=endpoint, **creds)
-        queue_url = sqs.create_queue(
-            QueueName="nexus-staging-records.fifo", Attributes={"FifoQueue": "true"}
-        )["QueueUrl"]
-        s3.create_bucket(Bucket=AWS_ENV["NEXUS_RECORD_BUCKET"])
-        access = AccessStore(SecretsManagerStore(sm, SECRETS_PREFIX))
-        access.set_team("bench", "passthrough")
-        key, _ = access.create_key("bench", "cold-start")
-        env = {**AWS_ENV, "AWS_ENDPOINT_URL": endpoint, "NEXUS_QUEUE_URL": queue_url}
-        yield Aws(env, key, queue_url, sqs)
-    finally:
-        server.stop()
 
 
 def _healthy(port: int) -> bool:
@@ -181,18 +126,6 @@ def bare_ms() -> float:
     return (time.perf_counter() - began) * 1000
 
 
-def drain(aws: Aws) -> int:
-    """Records that reached the queue since the last call (each run must deliver its one)."""
-    got = 0
-    while True:
-        batch = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        if not batch:
-            return got
-        for m in batch:
-            aws.sqs.delete_message(QueueUrl=aws.queue_url, ReceiptHandle=m["ReceiptHandle"])
-        got += len(batch)
-
-
 def top_imports(env: dict[str, str], n: int = 12) -> list[str]:
     """The heaviest imports of the AWS path's start (cumulative, from -X importtime)."""
     code = (
@@ -247,7 +180,7 @@ def main() -> None:
                 bare.append(bare_ms())
                 runs["local path"].append(cold_start(local, HEADERS))
                 runs["AWS path"].append(cold_start(cloud, keyed))
-                delivered += drain(aws)
+                delivered += len(aws.drain())
             if delivered != args.runs:
                 raise RuntimeError(f"{delivered} of {args.runs} AWS-path records reached the queue")
             b = pct(bare, 50)
