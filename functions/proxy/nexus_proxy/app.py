@@ -118,13 +118,15 @@ def create_app() -> ProxyApp:
         _json_logging("nexus-proxy")
     sink = store = None
     if os.environ.get(env.QUEUE_URL):
-        from nexus.aws import client
+        from nexus.aws import LazyClient, client
         from nexus.sqs_queue import SqsSink
 
+        # Every record goes to SQS, so that client is built now; S3 carries only records too large
+        # for a message, and its model is large: it is built for the first such record.
         sink = SqsSink(
             client("sqs"),
             os.environ[env.QUEUE_URL],
-            client("s3"),
+            LazyClient("s3"),
             os.environ[env.RECORD_BUCKET],
         )
     if os.environ.get(env.SECRETS_PREFIX) is not None:

@@ -1,16 +1,44 @@
-"""boto3 clients as the Lambda functions use them: fail fast and retry a little, because a caller
-(a streaming client, a browser) is waiting meanwhile."""
+"""AWS clients as the Lambda functions use them: fail fast and retry a little, because a caller
+(a streaming client, a browser) is waiting meanwhile.
+
+botocore directly, one session per process: boto3 adds nothing these functions call, and its import
+and its extra set-up per client (S3's transfer manager) are paid on every cold start.
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from botocore.config import Config
 
 CLIENT_CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 4, "mode": "standard"})
 
+_session: Any = None
+_lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
+
 
 def client(service: str) -> Any:
-    import boto3
+    """A client for ``service`` in the environment's region and credentials (``AWS_ENDPOINT_URL``
+    is honoured: tests and the cold-start benchmark point it at moto)."""
+    global _session
+    with _lock:
+        if _session is None:
+            import botocore.session
 
-    return boto3.client(service, config=CLIENT_CONFIG)
+            _session = botocore.session.get_session()
+        return _session.create_client(service, config=CLIENT_CONFIG)
+
+
+class LazyClient:
+    """A client built on first use: for one that a process may never need (the proxy's S3 client
+    carries only records too large for an SQS message), so its service model is not loaded at start."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = client(self.service)
+        return getattr(self._client, name)
