@@ -128,10 +128,7 @@ def bare_ms() -> float:
 
 def top_imports(env: dict[str, str], n: int = 12) -> list[str]:
     """The heaviest imports of the AWS path's start (cumulative, from -X importtime)."""
-    code = (
-        "import uvicorn.main, uvloop, httptools, nexus_proxy.http_server; "
-        "from nexus_proxy.app import create_app; create_app()"
-    )
+    code = "from nexus_proxy import serve; serve.config(serve.parse([])).load()"
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", code], env=env, cwd=REPO, capture_output=True, text=True
     )

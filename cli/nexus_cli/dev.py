@@ -133,7 +133,7 @@ def _serve_proxy(host: str, port: int, environ: dict[str, str]) -> subprocess.Po
 
     # In-flight streams get 30 s to finish on Ctrl-C; a deep accept queue for bursts of clients.
     more = ["--log-level", "warning", "--timeout-graceful-shutdown", "30", "--backlog", "2048"]
-    cmd = [sys.executable, "-m", "uvicorn", *serve.argv(host, port, *more)]
+    cmd = [sys.executable, "-m", serve.__name__, "--host", host, "--port", str(port), *more]
     return subprocess.Popen(
         cmd,
         env=environ,

@@ -109,7 +109,7 @@ def _json_logging(service: str) -> None:
 
 
 def create_app() -> ProxyApp:
-    """uvicorn factory (``--factory nexus_proxy.app:create_app``): settings from the environment.
+    """The ASGI app factory ``nexus_proxy.serve`` gives uvicorn: settings from the environment.
 
     In AWS (``NEXUS_QUEUE_URL`` set) records go to SQS/S3 and access data comes from Secrets Manager
     (``NEXUS_SECRETS_PREFIX``); locally, the spool and the secrets file in the data directory."""

@@ -6,7 +6,7 @@ needs and uvicorn leaves out.
 - A request's head has a deadline (``NEXUS_HEADER_TIMEOUT_S``, 10 s): uvicorn arms no timer for a
   new connection or a half-sent head, so a client could hold a connection open forever.
 
-Selected with ``uvicorn --http nexus_proxy.http_server:ProxyHttpProtocol``. The body's deadline is
+Selected by ``nexus_proxy.serve`` (uvicorn's ``http`` setting). The body's deadline is
 the forwarder's (it knows which request to record).
 """
 
