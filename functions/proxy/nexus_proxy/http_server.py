@@ -43,6 +43,10 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserUpgrade:
             self._unsupported_upgrade_warning()  # no websockets here; the request goes on as HTTP
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's own also recommends installing a websockets library: not what the proxy wants.
+        self.logger.warning("upgrade request: served as plain HTTP (the proxy has no websockets)")
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._head_timer is None:  # the next request on a kept-alive connection

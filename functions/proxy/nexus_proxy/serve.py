@@ -6,15 +6,17 @@ never reuses a socket the proxy just closed.
     python -m nexus_proxy.serve --host 127.0.0.1 --port 8080 [--log-level warning]
         [--timeout-graceful-shutdown S] [--backlog N]
 
+No websockets: an upgrade request is served as plain HTTP (the protocol says so in the log).
+
 uvicorn's server is run from here rather than through its command line: on Lambda every new sandbox
 pays the start, and the command line (click) is a tenth of the proxy's start budget.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 FACTORY = "nexus_proxy.app:create_app"
 PROTOCOL = "nexus_proxy.http_server:ProxyHttpProtocol"
 KEEP_ALIVE_S = 75
+USAGE = "[--host H] [--port N] [--log-level L] [--timeout-graceful-shutdown S] [--backlog N]"
 
 
 def _uvicorn_without_its_cli() -> None:
@@ -42,17 +45,38 @@ def _uvicorn_without_its_cli() -> None:
     package.Server = Server  # type: ignore[attr-defined]
 
 
-def parse(args: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m nexus_proxy.serve", description="Serve the Nexus proxy.")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8080)
-    ap.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
-    ap.add_argument("--timeout-graceful-shutdown", type=int, default=None, metavar="S")
-    ap.add_argument("--backlog", type=int, default=2048)
-    return ap.parse_args(args)
+@dataclass(frozen=True, slots=True)
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    timeout_graceful_shutdown: int | None = None
+    backlog: int = 2048
 
 
-def config(args: argparse.Namespace) -> Config:
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def parse(args: list[str]) -> Options:
+    """``--name value`` pairs for the fields of ``Options`` (argparse is not worth its import here)."""
+    types = {f.name: f.type for f in fields(Options)}
+    values: dict[str, object] = {}
+    pairs = iter(args)
+    for flag in pairs:
+        name = flag.removeprefix("--").replace("-", "_")
+        value = next(pairs, None)
+        if not flag.startswith("--") or name not in types or value is None:
+            raise SystemExit(f"usage: python -m nexus_proxy.serve {USAGE}\nbad argument: {flag}")
+        try:
+            values[name] = value if types[name] == "str" else int(value)
+        except ValueError:
+            raise SystemExit(f"{flag}: not a whole number: {value!r}") from None
+    if values.get("log_level", "info") not in LOG_LEVELS:
+        raise SystemExit(f"--log-level: one of {', '.join(LOG_LEVELS)}")
+    return Options(**values)  # type: ignore[arg-type]
+
+
+def config(args: Options) -> Config:
     _uvicorn_without_its_cli()
     from uvicorn.config import Config
 
@@ -63,6 +87,7 @@ def config(args: argparse.Namespace) -> Config:
         port=args.port,
         loop="uvloop",
         http=PROTOCOL,
+        ws="none",  # nor does it import a websockets library at start
         access_log=False,
         server_header=False,
         date_header=False,
