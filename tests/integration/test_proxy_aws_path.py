@@ -96,3 +96,23 @@ def test_a_record_too_large_for_a_message_goes_to_s3(aws, proxy, upstream) -> No
     assert '"s3"' in message["Body"]
     record = decode_message(message["Body"], aws.s3)
     assert record.status == 200 and len(record.request_body) > INLINE_LIMIT
+
+
+def test_create_app_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tmp_path) -> None:
+    from nexus.secrets_manager import SecretsManagerStore
+    from nexus.sqs_queue import SqsSink
+    from nexus_proxy.app import create_app
+
+    from tests.integration.test_ingest import _record
+
+    for name, value in aws.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")  # JSON logging would take over this process's root logger
+    app = create_app()
+    assert isinstance(app.forwarder.sink, SqsSink)
+    assert isinstance(app.forwarder.auth.store, SecretsManagerStore)
+    app.forwarder.sink.put(_record(7, "s-proxy"))
+    [message] = aws.drain()
+    assert decode_message(message["Body"], aws.s3).header("x-claude-code-session-id") == "s-proxy"
+    assert not (tmp_path / "spool").exists()  # nothing written locally

@@ -10,8 +10,8 @@ import sys
 from tests.support.aws import FUNCTION_ENV
 
 # pydantic: the proxy's settings are a dataclass (docs/adr/0015-proxy-settings-without-pydantic.md);
-# boto3: botocore directly; click and uvicorn.main: uvicorn's command line, not used.
-KEPT_OUT = ("pydantic", "pydantic_settings", "boto3", "s3transfer", "click", "uvicorn.main")
+# boto3 and botocore: nexus.aws_calls; click and uvicorn.main: uvicorn's command line, not used.
+KEPT_OUT = ("pydantic", "pydantic_settings", "boto3", "botocore.client", "click", "uvicorn.main")
 
 LOAD = """
 import sys

@@ -112,26 +112,20 @@ def create_app() -> ProxyApp:
     """The ASGI app factory ``nexus_proxy.serve`` gives uvicorn: settings from the environment.
 
     In AWS (``NEXUS_QUEUE_URL`` set) records go to SQS/S3 and access data comes from Secrets Manager
-    (``NEXUS_SECRETS_PREFIX``); locally, the spool and the secrets file in the data directory."""
+    (``NEXUS_SECRETS_PREFIX``), through ``nexus.aws_calls`` rather than botocore (cold start);
+    locally, the spool and the secrets file in the data directory."""
     settings = Settings.from_env()
     if os.environ.get(env.LAMBDA_FUNCTION_NAME):
         _json_logging("nexus-proxy")
     sink = store = None
     if os.environ.get(env.QUEUE_URL):
-        from nexus.aws import LazyClient, client
+        from nexus.aws_calls import S3Client, SqsClient
         from nexus.sqs_queue import SqsSink
 
-        # Every record goes to SQS, so that client is built now; S3 carries only records too large
-        # for a message, and its model is large: it is built for the first such record.
-        sink = SqsSink(
-            client("sqs"),
-            os.environ[env.QUEUE_URL],
-            LazyClient("s3"),
-            os.environ[env.RECORD_BUCKET],
-        )
+        sink = SqsSink(SqsClient(), os.environ[env.QUEUE_URL], S3Client(), os.environ[env.RECORD_BUCKET])
     if os.environ.get(env.SECRETS_PREFIX) is not None:
-        from nexus.aws import client
+        from nexus.aws_calls import SecretsManagerClient
         from nexus.secrets_manager import SecretsManagerStore
 
-        store = SecretsManagerStore(client("secretsmanager"), os.environ[env.SECRETS_PREFIX])
+        store = SecretsManagerStore(SecretsManagerClient(), os.environ[env.SECRETS_PREFIX])
     return build(settings, sink=sink, store=store)

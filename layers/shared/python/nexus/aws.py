@@ -28,17 +28,3 @@ def client(service: str) -> Any:
 
             _session = botocore.session.get_session()
         return _session.create_client(service, config=CLIENT_CONFIG)
-
-
-class LazyClient:
-    """A client built on first use: for one that a process may never need (the proxy's S3 client
-    carries only records too large for an SQS message), so its service model is not loaded at start."""
-
-    def __init__(self, service: str) -> None:
-        self.service = service
-        self._client: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            self._client = client(self.service)
-        return getattr(self._client, name)
