@@ -4,6 +4,7 @@ to SQS, and a record too large for a message goes to S3 (its client is built on 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,3 +117,43 @@ def test_create_app_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tm
     [message] = aws.drain()
     assert decode_message(message["Body"], aws.s3).header("x-claude-code-session-id") == "s-proxy"
     assert not (tmp_path / "spool").exists()  # nothing written locally
+
+
+def test_on_lambda_the_proxy_logs_json_lines(aws, upstream, tmp_path) -> None:
+    # A queue that does not exist: the hand-off fails after the answer, and says so in a JSON line.
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "AWS_"))}
+    environ.update(
+        aws.env,
+        NEXUS_QUEUE_URL=aws.queue_url + "-gone",
+        NEXUS_UPSTREAM_URL=upstream.url,
+        NEXUS_DATA_DIR=str(tmp_path),
+    )
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nexus_proxy.serve", "--port", str(port), "--log-level", "warning"],
+            env=environ,
+            stderr=err,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if request(base, "GET", "/health").status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the proxy did not become ready"
+            time.sleep(0.05)
+        upstream.enqueue(text_reply("answered, not recorded"))
+        resp = post(base, "/v1/messages", _body("hello"), {**CLAUDE_HEADERS, "x-nexus-key": aws.key})
+        assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    [line] = [entry for entry in lines if "could not hand record" in entry["message"]]
+    assert line["level"] == "ERROR" and line["service"] == "nexus-proxy" and line["record_id"]
+    assert "QueueDoesNotExist" in line["exception"] or "NonExistentQueue" in line["exception"]

@@ -10,8 +10,17 @@ import sys
 from tests.support.aws import FUNCTION_ENV
 
 # pydantic: the proxy's settings are a dataclass (docs/adr/0015-proxy-settings-without-pydantic.md);
-# boto3 and botocore: nexus.aws_calls; click and uvicorn.main: uvicorn's command line, not used.
-KEPT_OUT = ("pydantic", "pydantic_settings", "boto3", "botocore.client", "click", "uvicorn.main")
+# boto3 and botocore: nexus.aws_calls; click and uvicorn.main: uvicorn's command line, not used;
+# Powertools: imported when the first JSON log line is written.
+KEPT_OUT = (
+    "pydantic",
+    "pydantic_settings",
+    "boto3",
+    "botocore.client",
+    "click",
+    "uvicorn.main",
+    "aws_lambda_powertools",
+)
 
 LOAD = """
 import sys
