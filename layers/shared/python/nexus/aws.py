@@ -20,7 +20,7 @@ _lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
 
 def client(service: str) -> Any:
     """A client for ``service`` in the environment's region and credentials (``AWS_ENDPOINT_URL``
-    is honoured: tests and the cold-start benchmark point it at moto)."""
+    is honoured). The proxy does not use these: see ``nexus.aws_calls``."""
     global _session
     with _lock:
         if _session is None:
