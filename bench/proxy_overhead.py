@@ -229,7 +229,7 @@ def wait_banner(child: Child, timeout_s: float) -> None:
 
 
 def find_pids(stack: Stack) -> None:
-    stack.proxy_pid = find_child(stack.child.proc.pid, "nexus_proxy.app:create_app")
+    stack.proxy_pid = find_child(stack.child.proc.pid, "nexus_proxy.serve")
     stack.dashboard_pid = find_child(stack.child.proc.pid, "nexus_dashboard.app:create_from_env")
     if not stack.proxy_pid:
         raise RuntimeError("could not find the proxy process under nexus dev")

@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING
 
 from nexus import env
 from nexus.access import DASHBOARD_KEY_SECRET
-from nexus.config import DEFAULT_UPSTREAM, Settings
+from nexus.config import DEFAULT_UPSTREAM, Settings, SettingsError
 from nexus.db.migrate import migrate
-from pydantic import ValidationError
 
 from nexus_cli import priority
 from nexus_cli.common import CLIError, add_data_dir, local_store
@@ -138,7 +137,7 @@ def _serve_proxy(host: str, port: int, environ: dict[str, str]) -> subprocess.Po
 
     # In-flight streams get 30 s to finish on Ctrl-C; a deep accept queue for bursts of clients.
     more = ["--log-level", "warning", "--timeout-graceful-shutdown", "30", "--backlog", "2048"]
-    cmd = [sys.executable, "-m", "uvicorn", *serve.argv(host, port, *more)]
+    cmd = [sys.executable, "-m", serve.__name__, "--host", host, "--port", str(port), *more]
     return subprocess.Popen(
         cmd,
         env=environ,
@@ -198,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     try:
         settings = Settings(upstream_url=args.upstream, data_dir=data_dir, require_keys=require_keys)
-    except ValidationError as exc:
-        raise CLIError(f"bad setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    except SettingsError as exc:
+        raise CLIError(f"bad setting: {exc}") from None
     _check_port(args.host, proxy_port, "proxy")
     _check_port(args.host, dashboard_port, "dashboard")
     if not args.no_gateway:

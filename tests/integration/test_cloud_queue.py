@@ -224,24 +224,6 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
     dash._current["app"].state.pool.close()
 
 
-def test_proxy_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tmp_path):
-    from nexus.secrets_manager import SecretsManagerStore
-    from nexus_proxy.app import create_app
-
-    sqs, _, queue, _ = aws
-    monkeypatch.setenv("NEXUS_QUEUE_URL", queue)
-    monkeypatch.setenv("NEXUS_RECORD_BUCKET", "records")
-    monkeypatch.setenv("NEXUS_SECRETS_PREFIX", "nexus-staging/")
-    monkeypatch.setenv("NEXUS_DATA_DIR", str(tmp_path))
-    app = create_app()
-    assert isinstance(app.forwarder.sink, SqsSink)
-    assert isinstance(app.forwarder.auth.store, SecretsManagerStore)
-    app.forwarder.sink.put(_record(7, "s-proxy"))
-    (msg,) = sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"]
-    assert msg["Attributes"]["MessageGroupId"] == "s-proxy"
-    assert not (tmp_path / "spool").exists()  # nothing written locally
-
-
 def _db_secret(database_url: str) -> str:
     """An RDS-style secret (what the CDK stack's generated secret holds) for the test database."""
     parts = psycopg.conninfo.conninfo_to_dict(database_url)

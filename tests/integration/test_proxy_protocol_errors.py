@@ -142,3 +142,15 @@ def test_proxy_authorization_and_key_like_query_parameters_are_not_stored(stack,
     assert (
         "beta=true" in full["query"] and "model=x" in full["query"] and "api_key=[redacted" in full["query"]
     )
+
+
+def test_a_websocket_upgrade_request_is_answered_as_plain_http(stack, upstream):
+    # The proxy has no websockets: the request is served like any other, never left hanging.
+    with _connect(stack) as s:
+        s.settimeout(5)
+        s.sendall(
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        head = s.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200 "), head

@@ -98,38 +98,50 @@ def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore
     return ProxyApp(forwarder)
 
 
+class _PowertoolsFormatter(logging.Formatter):
+    """Powertools' JSON formatter, imported when the first line is written: importing it imports all
+    of Powertools (15-20 ms), which a new sandbox would otherwise pay before its first answer, and
+    the proxy usually writes no line at all."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+        self._inner: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._inner is None:
+            from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+            self._inner = LambdaPowertoolsFormatter(service=self.service)
+        return self._inner.format(record)
+
+
 def _json_logging(service: str) -> None:
     """On Lambda: JSON log lines (Powertools' format) for the root logger, so CloudWatch can query
     them; record ids travel in each line's fields."""
-    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-
     handler = logging.StreamHandler()
-    handler.setFormatter(LambdaPowertoolsFormatter(service=service))
+    handler.setFormatter(_PowertoolsFormatter(service))
     logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
 
 
 def create_app() -> ProxyApp:
-    """uvicorn factory (``--factory nexus_proxy.app:create_app``): settings from the environment.
+    """The ASGI app factory ``nexus_proxy.serve`` gives uvicorn: settings from the environment.
 
     In AWS (``NEXUS_QUEUE_URL`` set) records go to SQS/S3 and access data comes from Secrets Manager
-    (``NEXUS_SECRETS_PREFIX``); locally, the spool and the secrets file in the data directory."""
+    (``NEXUS_SECRETS_PREFIX``), through ``nexus.aws_calls`` rather than botocore (cold start);
+    locally, the spool and the secrets file in the data directory."""
     settings = Settings.from_env()
     if os.environ.get(env.LAMBDA_FUNCTION_NAME):
         _json_logging("nexus-proxy")
     sink = store = None
     if os.environ.get(env.QUEUE_URL):
-        from nexus.aws import client
+        from nexus.aws_calls import S3Client, SqsClient
         from nexus.sqs_queue import SqsSink
 
-        sink = SqsSink(
-            client("sqs"),
-            os.environ[env.QUEUE_URL],
-            client("s3"),
-            os.environ[env.RECORD_BUCKET],
-        )
+        sink = SqsSink(SqsClient(), os.environ[env.QUEUE_URL], S3Client(), os.environ[env.RECORD_BUCKET])
     if os.environ.get(env.SECRETS_PREFIX) is not None:
-        from nexus.aws import client
+        from nexus.aws_calls import SecretsManagerClient
         from nexus.secrets_manager import SecretsManagerStore
 
-        store = SecretsManagerStore(client("secretsmanager"), os.environ[env.SECRETS_PREFIX])
+        store = SecretsManagerStore(SecretsManagerClient(), os.environ[env.SECRETS_PREFIX])
     return build(settings, sink=sink, store=store)

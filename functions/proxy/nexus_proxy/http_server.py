@@ -6,7 +6,7 @@ needs and uvicorn leaves out.
 - A request's head has a deadline (``NEXUS_HEADER_TIMEOUT_S``, 10 s): uvicorn arms no timer for a
   new connection or a half-sent head, so a client could hold a connection open forever.
 
-Selected with ``uvicorn --http nexus_proxy.http_server:ProxyHttpProtocol``. The body's deadline is
+Selected by ``nexus_proxy.serve`` (uvicorn's ``http`` setting). The body's deadline is
 the forwarder's (it knows which request to record).
 """
 
@@ -42,6 +42,10 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             self.send_400_response(f"malformed HTTP request: {exc}")
         except httptools.HttpParserUpgrade:
             self._unsupported_upgrade_warning()  # no websockets here; the request goes on as HTTP
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's own also recommends installing a websockets library: not what the proxy wants.
+        self.logger.warning("upgrade request: served as plain HTTP (the proxy has no websockets)")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
