@@ -4,15 +4,15 @@ is the only writer of team OAuth credentials in the stage. Proxies read the cred
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from nexus import env
 from nexus.alert_events import LogOnly, Notifier
 from nexus.aws import client
-from nexus.oauth import DEFAULT_CLIENT_ID, DEFAULT_TOKEN_URL, Refresher
+from nexus.oauth import Refresher
 from nexus.secrets_manager import SecretsManagerStore
+
+from nexus_credentials.settings import RefresherSettings
 
 logger = Logger(service="nexus-credentials")
 _state: dict[str, Refresher] = {}
@@ -25,12 +25,10 @@ def notifier() -> Notifier:
 
 def _refresher() -> Refresher:
     if "refresher" not in _state:
-        store = SecretsManagerStore(client("secretsmanager"), os.environ[env.SECRETS_PREFIX])
+        settings = RefresherSettings()  # secrets_prefix comes from the environment
+        store = SecretsManagerStore(client("secretsmanager"), settings.secrets_prefix)
         _state["refresher"] = Refresher(
-            store,
-            notifier(),
-            token_url=os.environ.get(env.OAUTH_TOKEN_URL) or DEFAULT_TOKEN_URL,
-            client_id=os.environ.get(env.OAUTH_CLIENT_ID) or DEFAULT_CLIENT_ID,
+            store, notifier(), token_url=settings.oauth_token_url, client_id=settings.oauth_client_id
         )
     return _state["refresher"]
 

@@ -6,9 +6,7 @@ A bare ASGI callable rather than a framework: this is the hot path, and the prox
 from __future__ import annotations
 
 import logging
-import os
 
-from nexus import env
 from nexus.access import Authenticator
 from nexus.config import Settings
 from nexus.secret_store import LocalSecretStore, SecretStore
@@ -131,17 +129,17 @@ def create_app() -> ProxyApp:
     (``NEXUS_SECRETS_PREFIX``), through ``nexus.aws_calls`` rather than botocore (cold start);
     locally, the spool and the secrets file in the data directory."""
     settings = Settings.from_env()
-    if os.environ.get(env.LAMBDA_FUNCTION_NAME):
+    if settings.lambda_function:
         _json_logging("nexus-proxy")
     sink = store = None
-    if os.environ.get(env.QUEUE_URL):
+    if settings.queue_url and settings.record_bucket:
         from nexus.aws_calls import S3Client, SqsClient
         from nexus.sqs_queue import SqsSink
 
-        sink = SqsSink(SqsClient(), os.environ[env.QUEUE_URL], S3Client(), os.environ[env.RECORD_BUCKET])
-    if os.environ.get(env.SECRETS_PREFIX) is not None:
+        sink = SqsSink(SqsClient(), settings.queue_url, S3Client(), settings.record_bucket)
+    if settings.secrets_prefix:
         from nexus.aws_calls import SecretsManagerClient
         from nexus.secrets_manager import SecretsManagerStore
 
-        store = SecretsManagerStore(SecretsManagerClient(), os.environ[env.SECRETS_PREFIX])
+        store = SecretsManagerStore(SecretsManagerClient(), settings.secrets_prefix)
     return build(settings, sink=sink, store=store)

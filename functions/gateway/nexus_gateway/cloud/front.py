@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
@@ -19,6 +18,7 @@ from nexus import env
 
 from nexus_gateway.cloud import asgi
 from nexus_gateway.cloud.lambda_stream import BadStream, PreludeReader, url_event
+from nexus_gateway.cloud.settings import CloudSettings
 from nexus_gateway.errors import GatewayError
 
 log = logging.getLogger("nexus.gateway.front")
@@ -196,20 +196,19 @@ def _count_unreachable() -> None:
         metric.add_dimension("service", metrics.GATEWAY_SERVICE)
 
 
-def create_from_env() -> Front:
-    function = os.environ.get(env.GATEWAY_ROUTER_FUNCTION)
-    url = os.environ.get(env.GATEWAY_ROUTER_URL)
-    if function:
-        return Front(LambdaTransport(function))
-    if url:
-        return Front(HttpTransport(url))
+def create(settings: CloudSettings) -> Front:
+    if settings.router_function:
+        return Front(LambdaTransport(settings.router_function))
+    if settings.router_url:
+        return Front(HttpTransport(settings.router_url))
     raise SystemExit(f"front: set {env.GATEWAY_ROUTER_FUNCTION} (AWS) or {env.GATEWAY_ROUTER_URL}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nexus_gateway.cloud.serving import serve
+    from nexus_gateway.cloud.serving import load, serve
 
-    serve(create_from_env(), "front", argv)
+    settings = load("front")
+    serve(create(settings), "front", settings, argv)
 
 
 if __name__ == "__main__":

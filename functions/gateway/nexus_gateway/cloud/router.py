@@ -14,7 +14,6 @@ shape: ``python -m nexus_gateway.cloud.router --port N`` with ``NEXUS_GATEWAY_WO
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -22,6 +21,7 @@ from nexus import env
 
 from nexus_gateway.cloud import asgi, routing
 from nexus_gateway.cloud.discovery import Workers
+from nexus_gateway.cloud.settings import CloudSettings
 from nexus_gateway.errors import GatewayError
 
 log = logging.getLogger("nexus.gateway.router")
@@ -138,18 +138,17 @@ async def _chunks(response: aiohttp.ClientResponse, address: str, sse: bool) -> 
         response.close()
 
 
-def create_from_env() -> Router:
-    spec = os.environ.get(env.GATEWAY_WORKERS)
-    if not spec:
+def create(settings: CloudSettings) -> Router:
+    if not settings.workers:
         raise SystemExit(f"router: set {env.GATEWAY_WORKERS} (the workers' DNS name, or host:port,...)")
-    port = int(os.environ.get(env.GATEWAY_WORKER_PORT) or env.DEFAULT_GATEWAY_WORKER_PORT)
-    return Router(Workers(spec, port))
+    return Router(Workers(settings.workers, settings.worker_port))
 
 
 def main(argv: list[str] | None = None) -> None:
-    from nexus_gateway.cloud.serving import serve
+    from nexus_gateway.cloud.serving import load, serve
 
-    serve(create_from_env(), "router", argv)
+    settings = load("router")
+    serve(create(settings), "router", settings, argv)
 
 
 if __name__ == "__main__":

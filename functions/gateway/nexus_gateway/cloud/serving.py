@@ -5,16 +5,23 @@ local cloud shape."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+from nexus_gateway.cloud.settings import CloudSettings, CloudSettingsError
 
-def serve(app: Any, what: str, argv: list[str] | None = None) -> None:
-    import os
 
+def load(what: str) -> CloudSettings:
+    try:
+        return CloudSettings.from_env()
+    except CloudSettingsError as exc:
+        sys.exit(f"{what}: {exc}")
+
+
+def serve(app: Any, what: str, settings: CloudSettings, argv: list[str] | None = None) -> None:
     import uvicorn
-    from nexus import env
 
-    if os.environ.get(env.LAMBDA_FUNCTION_NAME):
+    if settings.on_lambda:
         from nexus.logs import json_logging
 
         json_logging(f"nexus-gateway-{what}")
@@ -36,5 +43,5 @@ def serve(app: Any, what: str, argv: list[str] | None = None) -> None:
         date_header=False,
         timeout_keep_alive=75,
         log_level=args.log_level,
-        log_config=None if os.environ.get(env.LAMBDA_FUNCTION_NAME) else uvicorn.config.LOGGING_CONFIG,
+        log_config=None if settings.on_lambda else uvicorn.config.LOGGING_CONFIG,
     )

@@ -46,6 +46,12 @@ class Settings:
     access_refresh_s: float = 1.0
     # Behind a Lambda function URL: drop the headers AWS adds (nexus.headers.PLATFORM_HEADERS).
     strip_platform_headers: bool = False
+    # In AWS: records go to this SQS queue (large ones to the bucket), keys and teams come from
+    # Secrets Manager under this prefix, and log lines are JSON (set by Lambda itself).
+    queue_url: str | None = None
+    record_bucket: str | None = None
+    secrets_prefix: str | None = None
+    lambda_function: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.upstream_url, str) or not self.upstream_url.startswith(
@@ -55,6 +61,8 @@ class Settings:
                 f"upstream_url: must start with http:// or https://, got {self.upstream_url!r}"
             )
         self.upstream_url = self.upstream_url.rstrip("/")
+        if self.queue_url and not self.record_bucket:
+            raise SettingsError("record_bucket: must be set with queue_url (large records go there)")
         self.data_dir = Path(self.data_dir)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -125,6 +133,7 @@ def _float(raw: str) -> float:
 # How a variable's text becomes a field's value, by the field's declared type.
 PARSERS: dict[str, Callable[[str], object]] = {
     "str": str.strip,
+    "str | None": str.strip,
     "Path": Path,
     "bool": _bool,
     "int": _int,
@@ -143,4 +152,8 @@ ENV_FIELDS = {
     env.HEADER_TIMEOUT_S: "header_timeout_s",
     env.BODY_TIMEOUT_S: "body_timeout_s",
     env.STRIP_PLATFORM_HEADERS: "strip_platform_headers",
+    env.QUEUE_URL: "queue_url",
+    env.RECORD_BUCKET: "record_bucket",
+    env.SECRETS_PREFIX: "secrets_prefix",
+    env.LAMBDA_FUNCTION_NAME: "lambda_function",
 }
