@@ -11,7 +11,7 @@ import time
 import anthropic
 import pytest
 
-from tests.integration.http import CLAUDE_HEADERS, post
+from tests.integration.http import CLAUDE_HEADERS, post, request
 from tests.support.fake_upstream import Usage
 from tests.support.stack import Stack, running_stack
 
@@ -111,6 +111,19 @@ def test_over_the_cap_the_proxy_refuses_until_the_cap_is_raised(teams, upstream)
     listed = {(r["kind"], r["name"], r["period"]): r for r in budgets(teams)}
     row = listed[("team", "capped", "monthly")]
     assert row["spend_usd"] == pytest.approx(0.6, abs=0.01) and row["state"] == "over" and row["refused"]
+
+    # The dashboard shows the same: spend against the cap, over and refused.
+    status, doc = teams.api("/api/budgets")
+    assert status == 200, doc
+    (monthly,) = [b for b in doc["budgets"] if b["subject"] == "team:capped"]
+    assert monthly["period"] == "monthly" and monthly["cap_usd"] == CAP
+    assert monthly["spend_usd"] == pytest.approx(0.6, abs=0.01) and monthly["share"] > 1
+    assert monthly["state"] == "over" and monthly["refused"] is True
+    assert monthly["resets_at"].endswith("T00:00:00Z") and monthly["resets_at"][8:10] == "01"
+    page = request(
+        teams.dashboard_url, "GET", "/budgets", headers={"authorization": f"Bearer {teams.dashboard_key}"}
+    )
+    assert page.status == 200 and b'id="budget-team-capped-monthly"' in page.body and b"refused" in page.body
 
     # Raising the cap lets the team through within the proxy's refresh interval.
     out = teams.nexus("budgets", "set", "--team", "capped", "--monthly-usd", "5")

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from nexus.access import AccessStore, UnknownKey
 
 from nexus_dashboard import (
+    budgets,
     charts,
     conversation_view,
     keys,
@@ -206,6 +207,11 @@ def revoke_key_page(access: Access, key_id: str) -> Response:
     except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     return RedirectResponse(f"/keys#key-{key_id}", 303)
+
+
+@router.get("/budgets")
+def budgets_page(request: Request, conn: Conn, access: Access) -> HTMLResponse:
+    return page(request, "budgets.html", "/budgets", d=budgets.budgets_data(access.store, conn))
 
 
 @router.get("/api-reference")
