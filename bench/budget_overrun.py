@@ -1,7 +1,8 @@
 """How long a team keeps spending after it crosses its budget (ADR 0017), on `nexus dev`.
 
 A client of a capped team sends requests back to back (one at a time, ``--interval-ms`` apart), each
-costing the same (the fake upstream's usage). Per round the cap is set a little above the spend so far;
+costing the same (the fake upstream's usage). Per round the cap is set above the spend so far by a
+random number of requests (so the crossing falls anywhere in the proxy's refresh interval);
 the request that crosses it is recorded as its response ends. The overrun window is the time from
 that response to the first answer the proxy refuses (429): the spool consumer's poll, ingest, the
 evaluation and the state write, then the proxy's next look at the state (``NEXUS_ACCESS_REFRESH_S``,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -32,10 +34,12 @@ BODY = json.dumps(
 
 
 def round_once(
-    stack: Stack, headers: dict[str, str], spent: float, interval_s: float
+    stack: Stack, headers: dict[str, str], spent: float, interval_s: float, before: int
 ) -> tuple[float, int, float]:
-    """One crossing: (overrun seconds, requests forwarded after the crossing one, spend after)."""
-    cap = spent + 2.5 * COST_USD  # the third request crosses it
+    """One crossing after ``before`` + 2 requests: (overrun seconds, requests forwarded after the
+    crossing one, spend after). ``before`` varies per round, so the crossing falls anywhere in the
+    proxy's refresh interval (its checks follow the request that saw the raised cap)."""
+    cap = spent + (before + 2.5) * COST_USD
     out = stack.nexus("budgets", "set", "--team", "bench", "--monthly-usd", f"{cap:.6f}")
     assert out.returncode == 0, out.stderr
     deadline = time.monotonic() + 10
@@ -81,8 +85,10 @@ def main() -> None:
         try:
             windows, extra = [], []
             spent = 0.0
+            rng = random.Random(17)
             for i in range(rounds):
-                window, after, spent = round_once(stack, headers, spent, args.interval_ms / 1000)
+                before = rng.randrange(25)
+                window, after, spent = round_once(stack, headers, spent, args.interval_ms / 1000, before)
                 windows.append(window)
                 extra.append(after)
                 ms = window * 1000
