@@ -75,7 +75,7 @@ def test_states_at_the_thresholds():
 
 
 def test_the_state_document_lists_only_overruns_and_is_stable():
-    spend = Spend(month={("team", "ops"): 50.004}, day={})
+    spend = Spend(month={("team", "ops"): 50.00004}, day={})
     doc = state_document(evaluate(_budgets(), spend, NOW))
     assert json.loads(doc) == {
         "format": 1,
@@ -92,8 +92,9 @@ def test_the_state_document_lists_only_overruns_and_is_stable():
             }
         ],
     }
-    # Spend moving under the cap (or by less than a cent) and time passing change nothing: no write.
-    more = Spend(month={("team", "ops"): 50.001, ("team", "web"): 30.0}, day={})
+    # Spend moving under a cap (or by less than a hundredth of a cent) and time passing change
+    # nothing: no write.
+    more = Spend(month={("team", "ops"): 50.00001, ("team", "web"): 30.0}, day={})
     assert state_document(evaluate(_budgets(), more, NOW - timedelta(hours=5))) == doc
     (o,) = parse_state(doc)
     assert "team 'ops' has spent $50.00 of its monthly budget of $50.00" in o.message()

@@ -141,6 +141,11 @@ def period_id(period: Period, now: datetime) -> str:
     return start.strftime("%Y-%m") if period == "monthly" else start.strftime("%Y-%m-%d")
 
 
+def usd(value: float) -> str:
+    """Dollars for messages: to the cent, or two significant digits below ten cents ($0.0042)."""
+    return f"${value:,.2f}" if value == 0 or abs(value) >= 0.1 else f"${value:.2g}"
+
+
 def iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -216,7 +221,7 @@ def evaluate(budgets: Budgets, spend: Spend, now: datetime) -> list[BudgetStatus
 def state_document(statuses: list[BudgetStatus]) -> str:
     """``nexus/budget-state``: every subject over a cap, with the numbers its refusal names. Nothing
     that changes while no cap is crossed (no evaluation time), so it is rewritten only on a change;
-    spend is rounded to the cent for the same reason."""
+    spend is rounded to a hundredth of a cent for the same reason."""
     over = [
         {
             "subject": s.subject,
@@ -224,7 +229,7 @@ def state_document(statuses: list[BudgetStatus]) -> str:
             "name": s.name,
             "period": s.period,
             "period_id": s.period_id,
-            "spend_usd": round(s.spend_usd, 2),
+            "spend_usd": round(s.spend_usd, 4),
             "cap_usd": s.cap_usd,
             "resets_at": iso(s.resets_at),
         }
@@ -249,8 +254,8 @@ class Overrun:
         who = f"team {self.name!r}" if self.kind == "team" else f"Nexus key {self.name}"
         which = "monthly" if self.period == "monthly" else "daily"
         return (
-            f"Nexus budget exceeded: {who} has spent ${self.spend_usd:,.2f} of its {which} budget of "
-            f"${self.cap_usd:,.2f}; requests are refused until it resets at {iso(self.resets_at)} "
+            f"Nexus budget exceeded: {who} has spent {usd(self.spend_usd)} of its {which} budget of "
+            f"{usd(self.cap_usd)}; requests are refused until it resets at {iso(self.resets_at)} "
             "(or the cap is raised: nexus budgets set)"
         )
 
@@ -287,11 +292,11 @@ def alert_for(status: BudgetStatus, now: datetime) -> AlertEvent | None:
     who = f"team {status.name}" if status.kind == "team" else f"Nexus key {status.name}"
     share = f"{status.share:.0%}"
     message = (
-        f"{who} reached its {status.period} budget: ${status.spend_usd:,.2f} of ${status.cap_usd:,.2f} "
+        f"{who} reached its {status.period} budget: {usd(status.spend_usd)} of {usd(status.cap_usd)} "
         f"({share}); the proxy refuses its requests until {iso(status.resets_at)}"
         if exceeded
-        else f"{who} has used {share} of its {status.period} budget: ${status.spend_usd:,.2f} of "
-        f"${status.cap_usd:,.2f} (warning at {status.warn_at:.0%}); resets {iso(status.resets_at)}"
+        else f"{who} has used {share} of its {status.period} budget: {usd(status.spend_usd)} of "
+        f"{usd(status.cap_usd)} (warning at {status.warn_at:.0%}); resets {iso(status.resets_at)}"
     )
     return AlertEvent(
         kind=BUDGET_EXCEEDED if exceeded else BUDGET_WARNING,
