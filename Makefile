@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 # The CDK CLI and a supported Node (for jsii) come from package.json, not from the machine.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup dev test lint format bench bench-proxy bench-tracking bench-dashboard bench-gateway bench-gateway-relay bench-cold-start synth
+.PHONY: setup dev test lint format bench bench-proxy bench-tracking bench-dashboard bench-gateway bench-gateway-relay bench-cold-start bench-budgets synth
 
 # Create or refresh .venv and node_modules from the lock files; nothing else. Bytecode is compiled at
 # install: every process the suite starts (stacks, CLIs, uvicorn children) imports without compiling.
@@ -56,6 +56,9 @@ bench-gateway-relay: setup
 
 bench-cold-start: setup
 	$(VENV)/bin/python bench/cold_start.py $(ARGS)
+
+bench-budgets: setup
+	$(VENV)/bin/python bench/budget_overrun.py $(ARGS)
 
 # Synthesize both stages with the real CDK CLI (cdk-nag runs as part of synth).
 synth: setup

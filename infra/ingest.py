@@ -2,12 +2,15 @@
 
 In the VPC (it talks to the database). Batches from the FIFO queue with partial-batch failure
 reporting: a poison record is retried, then dead-lettered, while the rest of its batch is stored.
+After each stored batch it evaluates budgets (ADR 0017): it reads the caps and writes the proxy's
+budget state in Secrets Manager, through the VPC's interface endpoint.
 """
 
 from __future__ import annotations
 
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
+from nexus import env
 
 from infra.context import StackContext
 from infra.functions import database_function
@@ -16,7 +19,7 @@ from infra.functions import database_function
 class Ingest(Construct):
     def __init__(self, scope: Construct, construct_id: str, ctx: StackContext) -> None:
         super().__init__(scope, construct_id)
-        stage, queue = ctx.stage, ctx.queue
+        stage, queue, secrets = ctx.stage, ctx.queue, ctx.secrets
         self.function = database_function(
             self,
             "Function",
@@ -28,8 +31,10 @@ class Ingest(Construct):
             memory_mb=stage.ingest_memory_mb,
             timeout_s=stage.ingest_timeout_s,
             description="Nexus ingest: queue to PostgreSQL, with conversation tracking",
+            environment={env.SECRETS_PREFIX: secrets.prefix},
         )
         queue.grant_records(self.function, "s3:GetObject")
+        secrets.grant_budget_evaluation(self.function)
         self.function.add_event_source(
             sources.SqsEventSource(
                 queue.queue,

@@ -1,6 +1,9 @@
 """Secrets Manager: the dashboard key and the access documents (Nexus key hashes, team modes) under one
 per-stage prefix, read by the same ``SecretStore`` names the local stack uses (``nexus.access``).
 
+Budgets (ADR 0017): the caps (``nexus/budgets``, maintained by ``nexus budgets --stage``) and the
+state the proxy acts on (``nexus/budget-state``, written by ingest's evaluator).
+
 Team upstream API keys (``<prefix>nexus/team/<team>/anthropic-api-key``) are created by
 ``nexus teams set-api-key --stage <stage>`` when a team switches to team-key mode; the grants below
 cover them.
@@ -14,6 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
+from nexus.budgets import BUDGET_STATE_SECRET, BUDGETS_SECRET
 from nexus.oauth import REQUESTS_SECRET
 from nexus.secrets_manager import stage_prefix
 
@@ -50,7 +54,23 @@ class AccessSecrets(Construct):
             "Teams whose OAuth token the upstream refused: the refresher renews them early",
             removal,
         )
-        self.all = [self.dashboard_key, self.keys, self.teams, self.refresh_requests]
+        self.budgets = self._document(
+            "Budgets", BUDGETS_SECRET, "Monthly and daily USD caps per team and per Nexus key", removal
+        )
+        self.budget_state = self._document(
+            "BudgetState",
+            BUDGET_STATE_SECRET,
+            "Teams and keys over a budget cap (written by ingest, read by the proxy)",
+            removal,
+        )
+        self.all = [
+            self.dashboard_key,
+            self.keys,
+            self.teams,
+            self.refresh_requests,
+            self.budgets,
+            self.budget_state,
+        ]
         for secret in self.all:
             nag.acknowledge(
                 secret,
@@ -118,9 +138,20 @@ class AccessSecrets(Construct):
         self.refresh_requests.grant_read(fn)
         self.refresh_requests.grant_write(fn)
 
+    def grant_budget_evaluation(self, grantee: iam.IGrantable) -> None:
+        """Ingest's budget evaluator: read the caps, read and write the state document (nothing else)."""
+        self.budgets.grant_read(grantee)
+        self.budget_state.grant_read(grantee)
+        self.budget_state.grant_write(grantee)
+
+    def grant_budget_view(self, grantee: iam.IGrantable) -> None:
+        """The dashboard's budgets page: the caps and the state document, read only."""
+        self.budgets.grant_read(grantee)
+        self.budget_state.grant_read(grantee)
+
     def grant_read_access(self, fn: lambda_.Function) -> None:
-        """Keys, teams and team API keys: what the proxy needs to authorise a request."""
-        for s in (self.keys, self.teams):
+        """Keys, teams, team API keys and the budget state: what the proxy needs to admit a request."""
+        for s in (self.keys, self.teams, self.budget_state):
             s.grant_read(fn)
         team_keys = self._arn_pattern("nexus/team/")
         fn.grant_principal.add_to_principal_policy(

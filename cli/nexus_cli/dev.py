@@ -225,6 +225,9 @@ def _serve(
     dashboard_port: int,
     gateway_port: int,
 ) -> int:
+    from nexus.alert_events import LogOnly
+    from nexus.db.budgets import BudgetEvaluator
+
     from nexus_cli.spool_consumer import SpoolConsumer
 
     data_dir = settings.data_dir
@@ -281,7 +284,9 @@ def _serve(
     # supervisor (idle) and the ingest thread.
     priority.lower(os.getpid())
     stack.stop_consumer = threading.Event()
-    consumer = SpoolConsumer(settings.spool_dir, db_url)
+    # Budgets: evaluated after each ingest batch and every 30 s; the proxy reads the state document.
+    budgets = BudgetEvaluator(local_store(data_dir), LogOnly(), refresh_s=0)
+    consumer = SpoolConsumer(settings.spool_dir, db_url, budgets=budgets)
     stack.consumer_thread = threading.Thread(
         target=consumer.run, args=(stack.stop_consumer,), name="ingest", daemon=True
     )

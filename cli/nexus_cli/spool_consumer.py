@@ -2,6 +2,10 @@
 
 Records leave the spool only after the transaction that wrote them committed. While the database is
 away the consumer retries with backoff; the spool keeps growing on disk meanwhile and nothing is lost.
+
+With a budget evaluator, budgets are evaluated after every batch that stored something, and every
+``evaluate_every_s`` while idle (a new month, a changed cap), as the ingest Lambda does after its
+batches (ADR 0017).
 """
 
 from __future__ import annotations
@@ -9,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 
 import psycopg
+from nexus.db.budgets import BudgetEvaluator
 from nexus.db.records import KnownHashes
 from nexus.spool import SpoolReader
 from nexus_ingest.pipeline import DatabaseUnavailable, ingest_batch
@@ -20,8 +26,19 @@ log = logging.getLogger("nexus.ingest")
 
 
 class SpoolConsumer:
-    def __init__(self, spool_dir: Path, conninfo: str, batch_size: int = 100, idle_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        spool_dir: Path,
+        conninfo: str,
+        batch_size: int = 100,
+        idle_s: float = 0.05,
+        budgets: BudgetEvaluator | None = None,
+        evaluate_every_s: float = 30.0,
+    ) -> None:
         self.reader = SpoolReader(spool_dir)
+        self.budgets = budgets
+        self.evaluate_every_s = evaluate_every_s
+        self._evaluated = -float("inf")
         self.conninfo = conninfo
         self.batch_size = batch_size
         self.idle_s = idle_s
@@ -64,7 +81,23 @@ class SpoolConsumer:
             self.dead += 1
         self.reader.ack(items)
         self.written += result.written
+        if result.written:
+            self.evaluate()
         return len(items)
+
+    def evaluate(self) -> None:
+        """Evaluate budgets now. A failure is logged, never raised: ingest goes on, and the next
+        batch or tick evaluates again."""
+        if self.budgets is None:
+            return
+        self._evaluated = time.monotonic()
+        try:
+            self.budgets.run(self._connection())
+        except psycopg.OperationalError as exc:
+            self._drop_connection()
+            log.warning("budgets not evaluated (database unavailable: %s)", exc)
+        except Exception:
+            log.exception("budgets not evaluated")
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -86,6 +119,8 @@ class SpoolConsumer:
                     continue
                 if stop.is_set():
                     return  # stop only once the spool is drained or the database is away
+                if time.monotonic() - self._evaluated >= self.evaluate_every_s:
+                    self.evaluate()
                 stop.wait(self.idle_s)
             except DatabaseUnavailable as exc:
                 if not outage_logged:

@@ -17,6 +17,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
+from nexus.env import SECRETS_PREFIX
 
 from infra.config import load_stage
 from infra.migrations import migrations_hash
@@ -428,3 +429,48 @@ def test_cdk_cli(stage: str, tmp_path: Path) -> None:
     assert not (site / "claude_agent_sdk").exists() and not (site / "mcp").exists()
     size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
     assert size < 200 * 2**20, f"the dependency layer is {size / 2**20:.0f} MB (Lambda's limit: 250 MB)"
+
+
+def _secret_names(template: Template) -> dict[str, str]:
+    return {k: v["Properties"]["Name"] for k, v in resources(template, "AWS::SecretsManager::Secret").items()}
+
+
+def _granted(template: Template, fn: dict, action: str) -> set[str]:
+    """The stage-relative names of the stack's secrets that ``fn``'s role may ``action``."""
+    names = _secret_names(template)
+    out = set()
+    for s in statements(template, fn):
+        if action not in actions_of([s]):
+            continue
+        for r in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+            if isinstance(r, dict) and r.get("Ref") in names:
+                out.add(names[r["Ref"]].split("/", 1)[1])
+    return out
+
+
+def test_budget_documents_are_granted_least_privilege(template: Template) -> None:
+    """Ingest reads the caps and writes the state; the proxy reads only the state; the dashboard reads
+    both and writes neither (ADR 0017)."""
+    assert {"nexus/budgets", "nexus/budget-state"} <= {
+        n.split("/", 1)[1] for n in _secret_names(template).values()
+    }
+    ingest = function(template, "nexus_ingest.handler.handle")[1]
+    assert ingest["Properties"]["Environment"]["Variables"][SECRETS_PREFIX]
+    assert _granted(template, ingest, "secretsmanager:GetSecretValue") == {
+        "nexus/budgets",
+        "nexus/budget-state",
+    }
+    assert _granted(template, ingest, "secretsmanager:PutSecretValue") == {"nexus/budget-state"}
+    proxy = function(template, "run.sh")[1]
+    read = _granted(template, proxy, "secretsmanager:GetSecretValue")
+    assert "nexus/budget-state" in read and "nexus/budgets" not in read
+    assert not {"nexus/budgets", "nexus/budget-state"} & _granted(
+        template, proxy, "secretsmanager:PutSecretValue"
+    )
+    dashboard = function(template, "nexus_dashboard.handler.handle")[1]
+    assert {"nexus/budgets", "nexus/budget-state"} <= _granted(
+        template, dashboard, "secretsmanager:GetSecretValue"
+    )
+    assert not {"nexus/budgets", "nexus/budget-state"} & _granted(
+        template, dashboard, "secretsmanager:PutSecretValue"
+    )

@@ -4,6 +4,7 @@ records) -> a real SQS event -> the ingest Lambda handler -> the real Postgres."
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import boto3
@@ -345,3 +346,48 @@ def test_operators_manage_a_deployed_stage_with_the_cli(aws, capsys, tmp_path):
     assert main(["keys", "revoke", listed["id"], "--stage", "staging", *local]) == 0
     with pytest.raises(AuthError, match="revoked"):
         auth.authorize({"x-nexus-key": key, "x-api-key": "sk-ant-own"})
+
+
+def test_budgets_on_aws_ingest_writes_the_state_the_proxy_reads(aws, handler, monkeypatch, capsys, tmp_path):
+    """A cap set with `nexus budgets --stage`; the ingest Lambda stores a batch that crosses it and
+    writes the state document to Secrets Manager; a proxy reading that stage refuses the team."""
+    from nexus.budgets import BUDGET_STATE_SECRET
+    from nexus_cli.main import main
+    from nexus_proxy.budget_gate import BudgetGate
+
+    sqs, s3, queue, _ = aws
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    for name in ("keys", "teams", "budgets", "budget-state"):  # what the CDK stack creates, empty
+        sm.create_secret(Name=f"staging/nexus/{name}", SecretString="{}")
+    local = ["--data-dir", str(tmp_path)]
+    assert main(["keys", "create", "--stage", "staging", "--team", "web", "--user", "ada", *local]) == 0
+    assert (
+        main(["budgets", "set", "--stage", "staging", "--team", "web", "--monthly-usd", "0.001", *local]) == 0
+    )
+    capsys.readouterr()
+
+    monkeypatch.setenv("NEXUS_SECRETS_PREFIX", "staging/")
+    sink = SqsSink(sqs, queue, s3, "records")
+    for i in range(3):
+        rec = _record(i, "s-budget")
+        rec.received_at = time.time()
+        rec.team = "web"
+        sink.put(rec)
+    event, _ = _event(sqs, queue)
+    assert handler.handle(event, CTX) == {"batchItemFailures": []}
+    capsys.readouterr()  # the handler's log lines
+
+    store = SecretsManagerStore(sm, "staging/")
+    (over,) = json.loads(store.get(BUDGET_STATE_SECRET) or "{}")["over"]
+    assert (over["subject"], over["period"], over["cap_usd"]) == ("team:web", "monthly", 0.001)
+    refusal = BudgetGate(store, refresh_s=0).refusal("/v1/messages", "web", None)
+    assert refusal is not None and "team 'web' has spent $0.00" in refusal.message()
+    assert "of its monthly budget of $0.001;" in refusal.message()
+
+    assert main(["budgets", "list", "--stage", "staging", "--json", *local]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["refused"] is True and row["spend_usd"] is None, "no database from a laptop: caps only"
+    assert (
+        main(["budgets", "set", "--stage", "staging", "--team", "web", "--monthly-usd", "100", *local]) == 0
+    )
+    assert BudgetGate(store, refresh_s=0).refusal("/v1/messages", "web", None) is None

@@ -1,9 +1,9 @@
 """The JSON API: every page's data under ``/api/``, described by the OpenAPI document.
 
 Routes are thin: read models live in ``overview``, ``queries``, ``conversation_view``, ``usage``,
-``ratelimits`` and ``keys``; the pages (``pages.py``) call the same functions. Each route's return
-annotation is its response shape (``schemas``): FastAPI documents it, validates the read model's dict
-against it and serialises through it.
+``ratelimits``, ``keys`` and ``budgets``; the pages (``pages.py``) call the same functions. Each
+route's return annotation is its response shape (``schemas``): FastAPI documents it, validates the
+read model's dict against it and serialises through it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from nexus.access import UnknownKey
 
-from nexus_dashboard import credentials, keys, overview, queries, ratelimits, schemas, usage
+from nexus_dashboard import budgets, credentials, keys, overview, queries, ratelimits, schemas, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
@@ -183,6 +183,11 @@ def revoke_key(access: Access, key_id: str) -> schemas.RevokedKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     assert rec.revoked_at is not None  # revoke_key sets it
     return {"id": rec.id, "revoked_at": rec.revoked_at}
+
+
+@router.get("/budgets", summary="Caps per team and key against this UTC month's and day's spend")
+def list_budgets(conn: Conn, access: Access) -> schemas.BudgetList:
+    return budgets.budgets_data(access.store, conn)
 
 
 @router.get("/session", summary="Who is asking; a browser session's CSRF token for state changes")

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from nexus.access import AccessStore, UnknownKey
 
 from nexus_dashboard import (
+    budgets,
     charts,
     conversation_view,
     credentials,
@@ -229,6 +230,11 @@ async def store_oauth_page(request: Request, access: Access) -> HTMLResponse:
         # The team is kept for the retry; the credential is not echoed back into the page.
         return _credentials_page(request, access, 400, error=str(exc), form={"team": fields.get("team")})
     return _credentials_page(request, access, 201, stored=stored)
+
+
+@router.get("/budgets")
+def budgets_page(request: Request, conn: Conn, access: Access) -> HTMLResponse:
+    return page(request, "budgets.html", "/budgets", d=budgets.budgets_data(access.store, conn))
 
 
 @router.get("/api-reference")

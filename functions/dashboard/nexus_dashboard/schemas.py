@@ -350,6 +350,34 @@ class RateLimits(TypedDict):
     warn_at: float
 
 
+# --- budgets ---------------------------------------------------------------------------------------
+
+
+class Budget(TypedDict):
+    """One cap of a team or key against its spend in the current UTC month or day."""
+
+    subject: Annotated[str, Field(description="team:NAME or key:KEY_ID")]
+    kind: Literal["team", "key"]
+    name: str
+    team: Annotated[str | None, Field(description="the team itself, or the key's team")]
+    period: Literal["monthly", "daily"]
+    period_id: Annotated[str, Field(description="the UTC month (2026-05) or day (2026-05-14)")]
+    spend_usd: float
+    cap_usd: float
+    share: Annotated[float, Field(description="spend / cap")]
+    warn_at: Annotated[float, Field(description="share of the cap at which a warning is raised")]
+    state: Annotated[Literal["ok", "warning", "over"], Field(description="from the spend read now")]
+    refused: Annotated[
+        bool, Field(description="the proxies refuse this subject (the evaluator's last state document)")
+    ]
+    resets_at: datetime
+
+
+class BudgetList(TypedDict):
+    budgets: Annotated[list[Budget], Field(description="teams, then keys, by name; monthly before daily")]
+    evaluated_at: datetime
+
+
 # --- keys and session ------------------------------------------------------------------------------
 
 

@@ -4,12 +4,17 @@ Poison messages are reported as failures, so SQS retries them and, past the redr
 them to the dead-letter queue while the rest of the batch is stored. With the database away, the
 whole batch is reported failed and comes back later: nothing is lost.
 
+After a batch that stored something, budgets are evaluated (``nexus.db.budgets``): spend of the capped
+teams and keys from the database, the proxy's state document in Secrets Manager when it changes, and
+alert events for crossed thresholds (ADR 0017). A failure there is logged and never fails the batch.
+
 Observability: Powertools Logger (JSON, the Lambda request id as correlation id, record ids in the
 log lines), Tracer, and the metrics of ``nexus.metrics`` as EMF, one document per dimension set.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -17,7 +22,9 @@ import boto3
 import psycopg
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-from nexus import metrics
+from nexus import env, metrics
+from nexus.alert_events import LogOnly
+from nexus.db.budgets import BudgetEvaluator
 from nexus.db.connect import DatabaseSettings, connect
 from nexus.db.records import KnownHashes
 from nexus.record import RecordDecodeError
@@ -43,6 +50,39 @@ def _connection() -> psycopg.Connection:
         settings = _state.setdefault("settings", DatabaseSettings())
         conn = _state["conn"] = connect(settings, application_name="nexus-ingest")
     return conn
+
+
+# Budget caps and the state document change rarely: their versions are checked at most this often.
+BUDGETS_REFRESH_S = 30.0
+
+
+def _budgets() -> BudgetEvaluator | None:
+    """The evaluator, once per execution environment; None where no secrets prefix is configured."""
+    if "budgets" not in _state:
+        prefix = os.environ.get(env.SECRETS_PREFIX)
+        if prefix is None:
+            _state["budgets"] = None
+        else:
+            from nexus.aws import client
+            from nexus.secrets_manager import SecretsManagerStore
+
+            store = SecretsManagerStore(client("secretsmanager"), prefix)
+            _state["budgets"] = BudgetEvaluator(store, LogOnly(), refresh_s=BUDGETS_REFRESH_S)
+    evaluator: BudgetEvaluator | None = _state["budgets"]
+    return evaluator
+
+
+def evaluate_budgets() -> None:
+    evaluator = _budgets()
+    if evaluator is None:
+        return
+    try:
+        evaluator.run(_connection())
+    except psycopg.OperationalError as exc:
+        _state.pop("conn", None)
+        logger.warning("budgets not evaluated: database unavailable", extra={"error": str(exc)})
+    except Exception:
+        logger.exception("budgets not evaluated")
 
 
 def emit_metrics(rows: list[dict[str, Any]], poison: int) -> None:
@@ -87,6 +127,8 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             logger.error("record not stored", extra={"record_id": records[i].id, "reason": reason})
             failures.append(ids[i])
         stored = result.stored
+        if stored:
+            evaluate_budgets()
         logger.info(
             "batch stored",
             extra={

@@ -32,6 +32,7 @@ from nexus.sink import RecordSink
 from yarl import URL
 
 from nexus_proxy.asgi import Receive, Scope, Send
+from nexus_proxy.budget_gate import BudgetGate
 from nexus_proxy.responses import send_error
 
 log = logging.getLogger("nexus.proxy")
@@ -116,11 +117,14 @@ class Forwarder:
         read_timeout_s: float = 600.0,
         strip_platform_headers: bool = False,
         body_timeout_s: float = 15.0,
+        budgets: BudgetGate | None = None,
     ) -> None:
         self.upstream = upstream
         self.strip_platform_headers = strip_platform_headers
         self.sink = sink
         self.auth = auth
+        # Budget state lives next to the access documents and is checked as often (ADR 0017).
+        self.budgets = budgets or BudgetGate(auth.store, auth.refresh_s)
         self.max_body = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
@@ -270,6 +274,10 @@ class Forwarder:
             orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return await self._reject(send, ex, 400, f"request body is not valid JSON: {exc}")
+        # Over a budget: refused here, recorded (with its body) like the other refusals, never sent.
+        over = self.budgets.refusal(scope["path"], principal.team, principal.key_id)
+        if over is not None:
+            return await self._reject(send, ex, 429, over.message())
 
         await self._stream(scope, receive, send, self._upstream_headers(headers, grant), ex)
 
