@@ -37,7 +37,7 @@ class Dashboard(Construct):
         )
         secrets.dashboard_key.grant_read(self.function)
         secrets.grant_key_management(self.function)
-        secrets.grant_budget_view(self.function)
+        secrets.grant_budget_management(self.function)
         cors = (
             lambda_.FunctionUrlCorsOptions(
                 allowed_origins=list(stage.allowed_origins),

@@ -144,10 +144,12 @@ class AccessSecrets(Construct):
         self.budget_state.grant_read(grantee)
         self.budget_state.grant_write(grantee)
 
-    def grant_budget_view(self, grantee: iam.IGrantable) -> None:
-        """The dashboard's budgets page: the caps and the state document, read only."""
-        self.budgets.grant_read(grantee)
-        self.budget_state.grant_read(grantee)
+    def grant_budget_management(self, grantee: iam.IGrantable) -> None:
+        """The dashboard's budgets page: read both documents; set and clear caps (which also lifts a
+        refusal a raised cap no longer justifies, in the state document)."""
+        for s in (self.budgets, self.budget_state):
+            s.grant_read(grantee)
+            s.grant_write(grantee)
 
     def grant_read_access(self, fn: lambda_.Function) -> None:
         """Keys, teams, team API keys and the budget state: what the proxy needs to admit a request."""

@@ -173,3 +173,42 @@ def test_budgets_cli_round_trip(teams):
     assert not [r for r in budgets(teams) if r["name"] == key_id]
     again = teams.nexus("budgets", "clear", "--key", key_id)
     assert again.returncode == 2 and "has no budget" in again.stderr
+
+
+def test_the_dashboard_sets_and_clears_caps_as_the_cli_does(teams):
+    auth = {"authorization": f"Bearer {teams.dashboard_key}", "content-type": "application/json"}
+    made = post(
+        teams.dashboard_url, "/api/budgets", {"kind": "team", "name": "free", "monthly_usd": 100}, auth
+    )
+    assert made.status == 201, made.body
+    assert made.json() == {
+        "kind": "team",
+        "name": "free",
+        "monthly_usd": 100,
+        "daily_usd": None,
+        "warn_at": 0.8,
+        "team": None,
+    }
+    assert ("team", "free", "monthly") in {(r["kind"], r["name"], r["period"]) for r in budgets(teams)}
+    nobody = post(
+        teams.dashboard_url, "/api/budgets", {"kind": "team", "name": "nobody", "monthly_usd": 5}, auth
+    )
+    assert nobody.status == 404 and "no team 'nobody'" in nobody.json()["error"]["message"]
+    for bad, says in [
+        ({"monthly_usd": 5, "daily_usd": 6}, "larger than the monthly cap"),
+        ({"monthly_usd": 5, "kind": "team"}, "kind"),
+    ]:
+        r = post(teams.dashboard_url, "/api/budgets/team/free", bad, auth)
+        assert r.status == 400 and says in r.json()["error"]["message"], r.body
+    form = {"authorization": auth["authorization"], "content-type": "application/x-www-form-urlencoded"}
+    r = request(teams.dashboard_url, "POST", "/budgets", b"kind=team&name=free&monthly_usd=abc", form)
+    assert r.status == 400 and b"monthly_usd must be a number" in r.body
+    r = request(
+        teams.dashboard_url, "POST", "/budgets", b"kind=team&name=free&monthly_usd=70&warn_at=0.5", form
+    )
+    assert r.status == 303
+    assert {(r["name"], r["cap_usd"]) for r in budgets(teams) if r["period"] == "monthly"} >= {("free", 70)}
+    cleared = post(teams.dashboard_url, "/api/budgets/team/free/clear", b"", auth)
+    assert cleared.status == 200
+    assert "free" not in {r["name"] for r in budgets(teams)}
+    assert post(teams.dashboard_url, "/api/budgets/team/free/clear", b"", auth).status == 404

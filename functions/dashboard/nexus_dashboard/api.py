@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from nexus.access import UnknownKey
+from nexus.budgets import BudgetInputError
 
 from nexus_dashboard import budgets, credentials, keys, overview, queries, ratelimits, schemas, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
@@ -188,6 +189,29 @@ def revoke_key(access: Access, key_id: str) -> schemas.RevokedKey:
 @router.get("/budgets", summary="Caps per team and key against this UTC month's and day's spend")
 def list_budgets(conn: Conn, access: Access) -> schemas.BudgetList:
     return budgets.budgets_data(access.store, conn)
+
+
+@router.post(
+    "/budgets/{kind}/{name}",
+    status_code=201,
+    summary="Set a team's or a key's cap (kind: team or key; raising a cap lifts a refusal)",
+)
+def set_budget(access: Access, kind: str, name: str, body: budgets.NewCap) -> schemas.BudgetCap:
+    try:
+        return budgets.set_cap(access.store, {"kind": kind, "name": name, **body.model_dump()})
+    except budgets.NoSuchSubject as exc:
+        raise HTTPException(404, str(exc)) from None
+    except BudgetInputError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+@router.post("/budgets/{kind}/{name}/clear", summary="Remove a team's or a key's cap (its refusal too)")
+def clear_budget(access: Access, kind: str, name: str) -> dict[str, str]:
+    try:
+        budgets.clear_cap(access.store, kind, name)
+    except BudgetInputError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return {"cleared": f"{kind}:{name}"}
 
 
 @router.get("/session", summary="Who is asking; a browser session's CSRF token for state changes")

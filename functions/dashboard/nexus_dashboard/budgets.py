@@ -6,13 +6,79 @@ the proxies, which follow the evaluator's state document."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
-from nexus.budgets import BudgetStore, evaluate
+from nexus.access import AccessStore
+from nexus.budgets import BudgetInputError, BudgetStore, evaluate
 from nexus.db.budgets import spend
 from nexus.secret_store import SecretStore
+from pydantic import BaseModel, ConfigDict, Field
 
-from nexus_dashboard.schemas import Budget, BudgetList
+from nexus_dashboard.keys import KeyInputError, one_line
+from nexus_dashboard.schemas import Budget, BudgetCap, BudgetList
+
+Dollars = Field(gt=0, le=1e9)
+
+
+class NewCap(BaseModel):
+    """The JSON body that sets a team's or a key's cap (as `nexus budgets set` does)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"monthly_usd": 500, "daily_usd": 50}]},
+    )
+    monthly_usd: float = Dollars
+    daily_usd: float | None = Field(None, gt=0, le=1e9)
+    warn_at: float | None = Field(None, gt=0, lt=1, description="share of a cap that warns (0.8)")
+
+
+class NoSuchSubject(BudgetInputError):
+    """The team or key a cap names does not exist."""
+
+
+def set_cap(store: SecretStore, fields: dict[str, Any]) -> BudgetCap:
+    """Validate and store a cap from the API's body or the page's form. BudgetInputError says why not."""
+    try:
+        name = one_line(fields.get("name"), "name")
+    except KeyInputError as exc:
+        raise NoSuchSubject(str(exc)) from None
+    kind = fields.get("kind")
+    if kind not in ("team", "key"):
+        raise NoSuchSubject(f"no budget subject of kind {kind!r}: team or key")
+
+    def amount(field: str, required: bool = False) -> float | None:
+        raw = fields.get(field)
+        if raw is None or raw == "":
+            if required:
+                raise BudgetInputError(f"{field} is required")
+            return None
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise BudgetInputError(f"{field} must be a number, got {raw!r}") from None
+
+    access = AccessStore(store)
+    known = access.teams() if kind == "team" else access.keys()
+    if name not in known:
+        raise NoSuchSubject(f"no {kind} {name!r} (see: nexus {kind}s list)")
+    monthly = amount("monthly_usd", required=True)
+    assert monthly is not None
+    cap = BudgetStore(store).set_cap(kind, name, monthly, amount("daily_usd"), amount("warn_at"))
+    return {
+        "kind": kind,
+        "name": name,
+        "monthly_usd": cap.monthly_usd,
+        "daily_usd": cap.daily_usd,
+        "warn_at": cap.warn_at,
+        "team": cap.team,
+    }
+
+
+def clear_cap(store: SecretStore, kind: str, name: str) -> None:
+    if kind not in ("team", "key"):
+        raise NoSuchSubject(f"no budget subject of kind {kind!r}: team or key")
+    BudgetStore(store).clear(kind, name)  # type: ignore[arg-type]  # checked just above
 
 
 def budgets_data(store: SecretStore, conn: psycopg.Connection) -> BudgetList:

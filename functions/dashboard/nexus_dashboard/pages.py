@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from nexus.access import AccessStore, UnknownKey
+from nexus.budgets import BudgetInputError
 
 from nexus_dashboard import (
     budgets,
@@ -232,9 +233,36 @@ async def store_oauth_page(request: Request, access: Access) -> HTMLResponse:
     return _credentials_page(request, access, 201, stored=stored)
 
 
+def _budgets_page(
+    request: Request, conn: psycopg.Connection, access: AccessStore, status: int = 200, **ctx: Any
+) -> HTMLResponse:
+    ctx.setdefault("form", {})
+    d = budgets.budgets_data(access.store, conn)
+    return page(request, "budgets.html", "/budgets", status, d=d, **ctx)
+
+
 @router.get("/budgets")
 def budgets_page(request: Request, conn: Conn, access: Access) -> HTMLResponse:
-    return page(request, "budgets.html", "/budgets", d=budgets.budgets_data(access.store, conn))
+    return _budgets_page(request, conn, access)
+
+
+@router.post("/budgets")
+async def set_budget_page(request: Request, conn: Conn, access: Access) -> Response:
+    fields = await form_fields(request)
+    try:
+        cap = budgets.set_cap(access.store, fields)
+    except BudgetInputError as exc:
+        return _budgets_page(request, conn, access, 400, error=str(exc), form=fields)
+    return RedirectResponse(f"/budgets#budget-{cap['kind']}-{cap['name']}-monthly", 303)
+
+
+@router.post("/budgets/{kind}/{name}/clear")
+def clear_budget_page(access: Access, kind: str, name: str) -> Response:
+    try:
+        budgets.clear_cap(access.store, kind, name)
+    except BudgetInputError as exc:
+        raise HTTPException(404, str(exc)) from None
+    return RedirectResponse("/budgets", 303)
 
 
 @router.get("/api-reference")

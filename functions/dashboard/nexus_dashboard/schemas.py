@@ -373,6 +373,17 @@ class Budget(TypedDict):
     resets_at: datetime
 
 
+class BudgetCap(TypedDict):
+    """A cap as stored."""
+
+    kind: Literal["team", "key"]
+    name: str
+    monthly_usd: float
+    daily_usd: float | None
+    warn_at: float
+    team: Annotated[str | None, Field(description="a key's team (alerts go there)")]
+
+
 class BudgetList(TypedDict):
     budgets: Annotated[list[Budget], Field(description="teams, then keys, by name; monthly before daily")]
     evaluated_at: datetime
