@@ -14,6 +14,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
         self.status = 200
+        self.failing: dict[str, int] = {}  # path -> the status it answers instead
         self._lock = threading.Lock()
         receiver = self
 
@@ -22,7 +23,7 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with receiver._lock:
                     receiver.posts.append({"path": self.path, "json": json.loads(body or b"null")})
-                    status = receiver.status
+                    status = receiver.failing.get(self.path, receiver.status)
                 answer = b"ok" if status == 200 else b"internal_error"
                 self.send_response(status)
                 self.send_header("content-type", "text/plain")
@@ -51,6 +52,7 @@ class WebhookReceiver:
         with self._lock:
             self.posts.clear()
             self.status = 200
+            self.failing.clear()
 
     def received(self, path: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
