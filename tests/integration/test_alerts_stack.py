@@ -172,6 +172,8 @@ def test_the_dashboard_shows_the_log_and_channels_without_webhooks(alert_stack, 
     html = page.body.decode()
     assert page.status == 200 and "of the 5-hour rate limit" in html, html
     assert "sha256:" in html and "/hook/" not in html and str(receiver.server.server_address[1]) not in html
+    assert request(alert_stack.dashboard_url, "GET", "/alerts").status == 303  # to the login page
+    assert request(alert_stack.dashboard_url, "GET", "/api/alerts").status == 401
 
 
 def test_cli_show_test_and_log(alert_stack, receiver):

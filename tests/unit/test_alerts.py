@@ -143,3 +143,15 @@ def test_team_settings_round_trip_and_the_webhook_is_its_own_secret(tmp_path):
     with pytest.raises(ValueError, match="unknown kind"):
         settings.update("web", off=("nope",))
     assert not settings.remove_slack_webhook("web").slack and settings.slack_webhook("web") is None
+
+
+def test_the_slack_client_never_logs_the_webhook_even_at_debug(caplog):
+    import logging
+
+    from nexus.alerts.channels import SlackChannel
+
+    event = AlertEvent(kind=RATE_LIMIT, level="info", team="web", subject="s", message="m", dedup_key="k")
+    with caplog.at_level(logging.DEBUG):
+        error = SlackChannel(timeout_s=1).send("http://127.0.0.1:9/services/T/B/SECRETPART", event)
+    assert error is not None and "SECRETPART" not in error
+    assert "SECRETPART" not in caplog.text

@@ -21,6 +21,10 @@ from nexus.alert_events import AlertEvent
 from nexus.alerts import message
 
 log = logging.getLogger("nexus.alerts")
+# slack_sdk logs the request URL (the webhook, a secret) at debug level: its client gets a logger of
+# its own that never emits below warning, whatever the process's log level.
+_SLACK_SDK_LOG = logging.getLogger("nexus.alerts.slack_sdk")
+_SLACK_SDK_LOG.setLevel(logging.WARNING)
 FORMAT_VERSION = 1
 
 
@@ -82,7 +86,7 @@ class SlackChannel:
         from slack_sdk.webhook import WebhookClient
 
         try:
-            client = WebhookClient(url, timeout=self.timeout_s, retry_handlers=[])
+            client = WebhookClient(url, timeout=self.timeout_s, retry_handlers=[], logger=_SLACK_SDK_LOG)
             response = client.send(**message.slack(event, self.stage))
         except Exception as exc:  # unreachable, TLS, timeout: one attempt, recorded
             return _safe(exc, url)
