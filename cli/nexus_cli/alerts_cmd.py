@@ -139,12 +139,12 @@ def _set(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     conf = settings.team(args.team)
     if "email" in changes:
-        _sync_email(args, conf)
+        _sync_email(args, settings)
     _print_team(args.team, conf)
     return 0
 
 
-def _sync_email(args: argparse.Namespace, conf: TeamAlerts) -> None:
+def _sync_email(args: argparse.Namespace, settings: AlertSettings) -> None:
     topic = _topic_arn(args, required=False)
     if topic is None:
         print(
@@ -155,11 +155,10 @@ def _sync_email(args: argparse.Namespace, conf: TeamAlerts) -> None:
         return
     from nexus_cli import alert_topic
 
-    added, removed = alert_topic.sync_email(_sns(), topic, args.team, conf.email)
-    for addr in added:
-        print(f"email: subscribed {addr}; AWS sends it a confirmation link first", file=sys.stderr)
-    for addr in removed:
-        print(f"email: unsubscribed {addr}", file=sys.stderr)
+    config = settings.config()
+    wanted = alert_topic.email_targets({t: c.email for t, c in config.teams.items()})
+    for addr, what in alert_topic.sync_email(_sns(), topic, wanted).items():
+        print(f"email: {addr}: {what}", file=sys.stderr)
 
 
 def _row(team: str, conf: TeamAlerts) -> dict[str, Any]:

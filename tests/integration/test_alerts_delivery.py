@@ -237,3 +237,31 @@ def test_ingest_lambda_publishes_to_the_topic_and_the_notifier_lambda_posts_to_s
     slack.status = 500
     errors = handle_records([{"Sns": {"Message": envelope["Message"]}}], config, SlackChannel())
     assert errors == ["slack: HTTP 500: internal_error"]
+
+
+def test_email_subscriptions_follow_the_teams_lists_under_moto(aws):
+    from nexus_cli import alert_topic
+
+    sns, _, topic, _ = aws
+    # The stack's own operators subscription (no team filter) is not the CLI's to change.
+    sns.subscribe(
+        TopicArn=topic,
+        Protocol="email",
+        Endpoint="ops@example.com",
+        Attributes={"FilterPolicy": json.dumps({"audience": ["operators"]})},
+    )
+
+    def sync(teams: dict[str, tuple[str, ...]]) -> dict[str, str]:
+        return alert_topic.sync_email(sns, topic, alert_topic.email_targets(teams))
+
+    done = sync({"web": ("a@example.com", "b@example.com"), "mobile": ("a@example.com",)})
+    assert set(done) == {"a@example.com", "b@example.com"} and all("subscribed" in v for v in done.values())
+    assert sync({"web": ("b@example.com",), "mobile": ("a@example.com",)}) == {
+        "a@example.com": "now gets the alerts of mobile"
+    }
+    assert sync({"web": (), "mobile": ("a@example.com",)}) == {"b@example.com": "unsubscribed"}
+    assert {a: teams for a, (_, teams) in alert_topic.email_subscriptions(sns, topic).items()} == {
+        "a@example.com": ["mobile"]
+    }
+    endpoints = [s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]]
+    assert "ops@example.com" in endpoints
