@@ -11,11 +11,11 @@ import uuid
 import pytest
 
 from tests.integration.http import CLAUDE_HEADERS, post, request
-from tests.support.fake_upstream import error_reply, text_reply
+from tests.support.fake_upstream import Usage, error_reply, text_reply
 from tests.support.stack import Stack, running_stack
 from tests.support.webhook import WebhookReceiver
 
-TEAMS = ("web", "mobile", "batch", "broken")
+TEAMS = ("web", "mobile", "batch", "broken", "spend")
 RESET = "1800000000"
 
 
@@ -43,6 +43,8 @@ def alert_stack(pg_server, fake_upstream, tmp_path_factory, receiver, keys):
                 "alerts", "set", team, "--slack-webhook-stdin", *extra, input=receiver.url(f"/hook/{team}")
             )
             assert done.returncode == 0, done.stderr
+        capped = s.nexus("budgets", "set", "--team", "spend", "--monthly-usd", "0.001")
+        assert capped.returncode == 0, capped.stderr
 
     with running_stack(
         pg_server, fake_upstream, tmp_path_factory.mktemp("alerts"), before_start=configure
@@ -147,6 +149,15 @@ def test_a_failing_webhook_is_logged_in_the_row_and_ingest_goes_on(alert_stack, 
     upstream.enqueue(text_reply("still recorded"))
     assert _send(alert_stack, keys["broken"], upstream, session).status == 200
     assert len(alert_stack.wait_count(2, session_id=session)) == 2
+
+
+def test_budgets_raise_their_alerts_through_the_same_notifier(alert_stack, upstream, receiver, keys):
+    upstream.enqueue(text_reply("costly", usage=Usage(input_tokens=1000)))  # $0.00318 > the $0.001 cap
+    assert _send(alert_stack, keys["spend"], upstream).status == 200
+    (post_,) = receiver.wait(1, "/hook/spend")
+    assert post_["json"]["text"].startswith("[Nexus] critical: budget exceeded (team spend)")
+    (row,) = _wait_alerts(alert_stack, "spend", lambda r: len(r) == 1 and r[0]["delivered"])
+    assert (row["kind"], row["delivered"]) == ("budget_exceeded", ["slack"])
 
 
 def test_the_dashboard_shows_the_log_and_channels_without_webhooks(alert_stack, upstream, receiver, keys):

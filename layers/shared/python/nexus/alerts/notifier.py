@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,6 +74,9 @@ class AlertNotifier:
         self.config = config
         self._connect = connect
         self._conn: psycopg.Connection | None = None
+        # Sources call from several threads (nexus dev: ingest and the OAuth refresher): one at a time
+        # on the one connection.
+        self.lock = threading.RLock()
         self.slack = slack
         self.topic = topic
 
@@ -83,12 +87,17 @@ class AlertNotifier:
         return self._conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-        self._conn = None
+        with self.lock:
+            if self._conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    self._conn.close()
+            self._conn = None
 
     def notify(self, event: AlertEvent) -> bool:
+        with self.lock:
+            return self._notify(event)
+
+    def _notify(self, event: AlertEvent) -> bool:
         try:
             conf = self.config.get().for_team(event.team)
             if not conf.wants(event.kind):

@@ -25,7 +25,8 @@ def after_batch(notifier: AlertNotifier, rows: list[dict[str, Any]]) -> int:
         events = rules.rate_limit_events(rows, conf)
         window = rules.error_rate_window(rows, conf)
         if window is not None:
-            counts = log_table.error_counts(notifier.connection(), window)
+            with notifier.lock:
+                counts = log_table.error_counts(notifier.connection(), window)
             for team, (requests, failures) in counts.items():
                 event = rules.error_rate_event(team, requests, failures, conf(team), window.until)
                 if event is not None:
