@@ -459,6 +459,7 @@ def test_budget_documents_are_granted_least_privilege(template: Template) -> Non
     assert _granted(template, ingest, "secretsmanager:GetSecretValue") == {
         "nexus/budgets",
         "nexus/budget-state",
+        "nexus/alerts",  # the alerts document (ADR 0018), read only
     }
     assert _granted(template, ingest, "secretsmanager:PutSecretValue") == {"nexus/budget-state"}
     proxy = function(template, "run.sh")[1]
