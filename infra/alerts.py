@@ -2,7 +2,8 @@
 
 The ingest function is in a VPC without a route to the internet: it de-duplicates and logs each
 alert in PostgreSQL, then publishes it to the topic through the VPC's SNS endpoint (whose policy
-allows publishing to this topic only). Subscribed to the topic:
+allows publishing to this topic only). The OAuth refresher, outside the VPC and without a database,
+publishes its credential failures straight to the topic. Subscribed to the topic:
 - the notifier function, outside the VPC, for team alerts: it reads the team's webhook secret and
   posts to Slack, one attempt (async retries 0); its errors raise an alarm on the operators' topic;
 - email addresses, each with a filter policy on its team (``nexus alerts set --email --stage``), and
@@ -35,6 +36,7 @@ class Alerts(Construct):
         *,
         ingest: lambda_.Function,
         dashboard: lambda_.Function,
+        credentials: lambda_.Function,
         alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -72,6 +74,10 @@ class Alerts(Construct):
         )
         secrets.grant_alerts_read(ingest)
         secrets.grant_alerts_read(dashboard)  # the alerts page's channel status: no webhooks
+        # The OAuth refresher (outside the VPC, no database) publishes credential failures directly.
+        credentials.add_environment(env.ALERTS_TOPIC_ARN, self.topic.topic_arn)
+        self._grant_publish(credentials, key)
+        secrets.grant_alerts_read(credentials)
 
         self.notifier = python_function(
             self,
@@ -113,3 +119,11 @@ class Alerts(Construct):
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
         self.failures.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+
+    def _grant_publish(self, fn: lambda_.Function, key: kms.IKey) -> None:
+        """What topic.grant_publish grants, without its kms:GenerateDataKey* wildcard: publishing to an
+        encrypted topic needs a data key and the key's decrypt."""
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=[self.topic.topic_arn]))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn])
+        )

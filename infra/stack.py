@@ -77,6 +77,7 @@ class NexusStack(cdk.Stack):
             ctx,
             ingest=self.ingest.function,
             dashboard=self.dashboard.function,
+            credentials=self.credentials.function,
             alarm_topic=self.observability.topic,
         )
 

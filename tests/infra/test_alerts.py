@@ -104,3 +104,10 @@ def test_operators_alerts_go_to_the_alarm_email_and_the_topic_is_an_output(templ
         }
     ]
     assert templates["prod"].find_outputs("AlertsTopic")
+
+
+def test_the_oauth_refresher_publishes_credential_failures_to_the_topic(template: Template) -> None:
+    logical, _ = _alerts_topic(template)
+    _, fn = function(template, "nexus_credentials.handler.handle")
+    assert fn["Properties"]["Environment"]["Variables"]["NEXUS_ALERTS_TOPIC_ARN"] == {"Ref": logical}
+    assert _resources_of(statements(template, fn), "sns:Publish") == [json.dumps({"Ref": logical})]

@@ -265,3 +265,27 @@ def test_email_subscriptions_follow_the_teams_lists_under_moto(aws):
     }
     endpoints = [s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]]
     assert "ops@example.com" in endpoints
+
+
+def test_the_oauth_refreshers_notifier_publishes_once_to_the_topic(aws, monkeypatch):
+    from nexus_credentials import handler
+    from nexus_credentials.settings import RefresherSettings
+
+    _, sqs, topic, inbox = aws
+    monkeypatch.setenv("NEXUS_SECRETS_PREFIX", "staging/")
+    monkeypatch.setenv("NEXUS_ALERTS_TOPIC_ARN", topic)
+    monkeypatch.setenv("NEXUS_STAGE", "staging")
+    secrets = SecretsManagerStore(boto3.client("secretsmanager", region_name=REGION), "staging/")
+    notifier = handler.notifier(RefresherSettings(), secrets)
+    event = replace(EVENT, kind=CREDENTIAL_FAILED, level="critical", dedup_key="oauth:web:invalid_grant")
+    assert notifier.notify(event) is True
+    assert notifier.notify(event) is False  # the same failure inside its window
+    (envelope,) = _inbox(sqs, inbox)
+    assert envelope["Subject"] == "[Nexus staging] critical: credential failed (team web)"
+    assert envelope["MessageAttributes"]["kind"]["Value"] == CREDENTIAL_FAILED
+    AlertSettings(secrets).update("web", off=(CREDENTIAL_FAILED,))
+    fresh = handler.notifier(RefresherSettings(), secrets)
+    assert fresh.notify(replace(event, dedup_key="oauth:web:other")) is False
+    assert _inbox(sqs, inbox) == []
+    monkeypatch.delenv("NEXUS_ALERTS_TOPIC_ARN")
+    assert type(handler.notifier(RefresherSettings(), secrets)).__name__ == "LogOnly"

@@ -139,3 +139,38 @@ def direct_notifier(
         slack=SlackChannel(),
         topic=topic_channel(topic_arn),
     )
+
+
+class TopicNotifier:
+    """``Notifier`` for sources outside the VPC, without a database (the OAuth refresher in AWS): the
+    stage topic only, from which the notifier function posts to Slack and email subscribers read.
+    Not in the alerts log (no database here); de-duplicated in memory per process, which suits a
+    single-instance source that also raises each failure once itself."""
+
+    def __init__(self, config: ConfigCache, topic: TopicChannel) -> None:
+        self.config = config
+        self.topic = topic
+        self._sent: dict[str, float] = {}  # dedup key -> monotonic time sent
+        self.lock = threading.Lock()
+
+    def notify(self, event: AlertEvent) -> bool:
+        import time
+
+        with self.lock:
+            try:
+                if not self.config.get().for_team(event.team).wants(event.kind):
+                    return False
+                now = time.monotonic()
+                sent = self._sent.get(event.dedup_key)
+                if sent is not None and now - sent < event.window_s:
+                    return False
+                error = self.topic.publish(event)
+                if error is not None:
+                    log.warning("alert %s for %s not published: %s", event.kind, event.subject, error)
+                    return False
+                self._sent[event.dedup_key] = now
+                log.warning("alert %s (%s) for %s: %s", event.kind, event.level, event.subject, event.message)
+                return True
+            except Exception:
+                log.exception("alert %s for %s not raised", event.kind, event.subject)
+                return False
