@@ -1,7 +1,8 @@
 """The VPC for the database, the functions that talk to it, and the gateway's workers.
 
 The functions' subnets (``app``) and the database's (``db``) have no route out: the functions reach
-Secrets Manager through an interface endpoint and S3 (large records) through a free gateway endpoint;
+Secrets Manager and SNS (alerts) through interface endpoints and S3 (large records) through a free
+gateway endpoint;
 SQS delivers to the ingest function without the function calling SQS. The proxy is not in the VPC.
 
 The gateway's worker tasks are the one thing that needs the internet (the proxy's public URL, ECR,
@@ -93,6 +94,15 @@ class Network(Construct):
         self.secrets_endpoint = self.vpc.add_interface_endpoint(
             "SecretsManager",
             service=ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+            subnets=self.app_subnets,
+            security_groups=[self.endpoint_sg],
+            open=False,
+        )
+        # Alerts (ADR 0018): ingest publishes new alerts to the stage's topic; the Alerts construct
+        # narrows this endpoint's policy to that one topic.
+        self.sns_endpoint = self.vpc.add_interface_endpoint(
+            "Sns",
+            service=ec2.InterfaceVpcEndpointAwsService.SNS,
             subnets=self.app_subnets,
             security_groups=[self.endpoint_sg],
             open=False,

@@ -4,9 +4,12 @@ per-stage prefix, read by the same ``SecretStore`` names the local stack uses (`
 Budgets (ADR 0017): the caps (``nexus/budgets``, maintained by ``nexus budgets --stage``) and the
 state the proxy acts on (``nexus/budget-state``, written by ingest's evaluator).
 
-Team upstream API keys (``<prefix>nexus/team/<team>/anthropic-api-key``) are created by
-``nexus teams set-api-key --stage <stage>`` when a team switches to team-key mode; the grants below
-cover them.
+Alerts (ADR 0018): the alerts document (``nexus/alerts``, maintained by ``nexus alerts --stage``).
+
+Per-team secrets are created at run time: upstream API keys (``<prefix>nexus/team/<team>/anthropic-api-key``)
+by ``nexus teams set-api-key --stage <stage>``, OAuth credentials (``.../oauth``) by
+``nexus teams set-oauth``, Slack webhooks (``.../slack-webhook``) by ``nexus alerts set``. Each grant
+below covers one kind for the functions that need it, and no other.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
+from nexus.alerts.config import ALERTS_SECRET
 from nexus.budgets import BUDGET_STATE_SECRET, BUDGETS_SECRET
 from nexus.oauth import REQUESTS_SECRET
 from nexus.secrets_manager import stage_prefix
@@ -63,6 +67,9 @@ class AccessSecrets(Construct):
             "Teams and keys over a budget cap (written by ingest, read by the proxy)",
             removal,
         )
+        self.alerts = self._document(
+            "Alerts", ALERTS_SECRET, "Per-team alert channels and thresholds (webhooks: own secrets)", removal
+        )
         self.all = [
             self.dashboard_key,
             self.keys,
@@ -70,6 +77,7 @@ class AccessSecrets(Construct):
             self.refresh_requests,
             self.budgets,
             self.budget_state,
+            self.alerts,
         ]
         for secret in self.all:
             nag.acknowledge(
@@ -155,17 +163,36 @@ class AccessSecrets(Construct):
         """Keys, teams, team API keys and the budget state: what the proxy needs to admit a request."""
         for s in (self.keys, self.teams, self.budget_state):
             s.grant_read(fn)
-        team_keys = self._arn_pattern("nexus/team/")
+        for kind, how in (
+            ("anthropic-api-key", "nexus teams set-api-key"),
+            ("oauth", "nexus teams set-oauth"),
+        ):
+            self._grant_team_secrets(
+                fn,
+                kind,
+                f"Team upstream credentials are created per team at run time ({how}); read-only access "
+                "is limited to this stage's secrets of that kind.",
+            )
+
+    def grant_alerts_read(self, fn: lambda_.Function, webhooks: bool = False) -> None:
+        """The alerts document; with ``webhooks``, the teams' Slack webhook secrets too (the notifier)."""
+        self.alerts.grant_read(fn)
+        if webhooks:
+            self._grant_team_secrets(
+                fn,
+                "slack-webhook",
+                "Team Slack webhooks are created per team at run time (nexus alerts set); read-only "
+                "access is limited to this stage's webhook secrets.",
+            )
+
+    def _grant_team_secrets(self, fn: lambda_.Function, kind: str, reason: str) -> None:
+        """Read ``<prefix>nexus/team/*/<kind>``: one kind of per-team secret, created at run time."""
+        pattern = self._arn_pattern(f"nexus/team/*/{kind}")
         fn.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-                resources=[team_keys],
+                resources=[pattern],
             )
         )
         assert fn.role is not None
-        nag.acknowledge(
-            fn.role,
-            f"IAM5[Resource::{nag.flatten(self, team_keys)}]",
-            "Team API keys are created per team at run time (nexus teams set-api-key); read-only access "
-            "is limited to this stage's team-key secrets.",
-        )
+        nag.acknowledge(fn.role, f"IAM5[Resource::{nag.flatten(self, pattern)}]", reason)

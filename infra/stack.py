@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
+from infra.alerts import Alerts
 from infra.config import StageConfig
 from infra.context import StackContext
 from infra.credentials import Credentials
@@ -70,6 +71,16 @@ class NexusStack(cdk.Stack):
             ),
         )
 
+        self.alerts = Alerts(
+            self,
+            "Alerts",
+            ctx,
+            ingest=self.ingest.function,
+            dashboard=self.dashboard.function,
+            credentials=self.credentials.function,
+            alarm_topic=self.observability.topic,
+        )
+
         cdk.CfnOutput(
             self, "ProxyUrl", value=self.proxy.url.url, description="ANTHROPIC_BASE_URL for Claude Code"
         )
@@ -87,6 +98,12 @@ class NexusStack(cdk.Stack):
         cdk.CfnOutput(self, "DatabaseSecret", value=database.secret.secret_name)
         cdk.CfnOutput(self, "DeadLetterQueueUrl", value=queue.dead_letters.queue_url)
         cdk.CfnOutput(self, "AlarmTopic", value=self.observability.topic.topic_arn)
+        cdk.CfnOutput(
+            self,
+            "AlertsTopic",
+            value=self.alerts.topic.topic_arn,
+            description="Team and operator alerts (nexus alerts); email subscribers filter on team",
+        )
 
 
 def create_stack(app: cdk.App, stage: StageConfig) -> NexusStack:

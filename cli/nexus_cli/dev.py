@@ -225,7 +225,7 @@ def _serve(
     dashboard_port: int,
     gateway_port: int,
 ) -> int:
-    from nexus.alert_events import LogOnly
+    from nexus.alerts.notifier import direct_notifier
     from nexus.db.budgets import BudgetEvaluator
 
     from nexus_cli.spool_consumer import SpoolConsumer
@@ -284,22 +284,24 @@ def _serve(
     # supervisor (idle) and the ingest thread.
     priority.lower(os.getpid())
     stack.stop_consumer = threading.Event()
+    # Alerts (ADR 0018): one notifier for every source (ingest's rate-limit and error-rate checks,
+    # budgets, the OAuth refresher), delivering from here: Slack, and the stage's SNS topic when
+    # NEXUS_ALERTS_TOPIC_ARN names one.
+    notifier = direct_notifier(local_store(data_dir), db_url, os.environ.get(env.ALERTS_TOPIC_ARN))
     # Budgets: evaluated after each ingest batch and every 30 s; the proxy reads the state document.
-    budgets = BudgetEvaluator(local_store(data_dir), LogOnly(), refresh_s=0)
-    consumer = SpoolConsumer(settings.spool_dir, db_url, budgets=budgets)
+    budgets = BudgetEvaluator(local_store(data_dir), notifier, refresh_s=0)
+    consumer = SpoolConsumer(settings.spool_dir, db_url, budgets=budgets, notifier=notifier)
     stack.consumer_thread = threading.Thread(
         target=consumer.run, args=(stack.stop_consumer,), name="ingest", daemon=True
     )
     stack.consumer_thread.start()
-    from nexus.alert_events import LogOnly
-
     from nexus_cli import oauth_refresher
 
     stack.refresher_thread = threading.Thread(
         target=oauth_refresher.run,
         args=(
             local_store(data_dir),
-            LogOnly(),
+            notifier,
             args.settings.oauth_token_url,
             args.settings.oauth_client_id,
             stack.stop_consumer,

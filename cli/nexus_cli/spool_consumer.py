@@ -5,7 +5,8 @@ away the consumer retries with backoff; the spool keeps growing on disk meanwhil
 
 With a budget evaluator, budgets are evaluated after every batch that stored something, and every
 ``evaluate_every_s`` while idle (a new month, a changed cap), as the ingest Lambda does after its
-batches (ADR 0017).
+batches (ADR 0017). With a notifier, the batch is also checked for alerts (rate limits, error rates:
+``nexus.alerts.sources``, ADR 0018); a failure there never holds ingest up.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 import psycopg
+from nexus.alerts import sources
+from nexus.alerts.notifier import AlertNotifier
 from nexus.db.budgets import BudgetEvaluator
 from nexus.db.records import KnownHashes
 from nexus.spool import SpoolReader
@@ -34,8 +37,10 @@ class SpoolConsumer:
         idle_s: float = 0.05,
         budgets: BudgetEvaluator | None = None,
         evaluate_every_s: float = 30.0,
+        notifier: AlertNotifier | None = None,
     ) -> None:
         self.reader = SpoolReader(spool_dir)
+        self.notifier = notifier
         self.budgets = budgets
         self.evaluate_every_s = evaluate_every_s
         self._evaluated = -float("inf")
@@ -83,6 +88,8 @@ class SpoolConsumer:
         self.written += result.written
         if result.written:
             self.evaluate()
+        if self.notifier is not None and result.stored:
+            sources.after_batch(self.notifier, result.stored)
         return len(items)
 
     def evaluate(self) -> None:
@@ -104,6 +111,8 @@ class SpoolConsumer:
             self._loop(stop)
         finally:
             self._drop_connection()
+            if self.notifier is not None:
+                self.notifier.close()
 
     def _loop(self, stop: threading.Event) -> None:
         backoff = 0.5

@@ -16,7 +16,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Template
+from aws_cdk.assertions import Match, Template
 from nexus.env import SECRETS_PREFIX
 
 from infra.config import load_stage
@@ -304,7 +304,7 @@ ALARMS = {
 
 
 def test_alarms_publish_to_an_encrypted_topic(template: Template) -> None:
-    topic_logical, topic = only(template, "AWS::SNS::Topic")
+    topic_logical, topic = only(template, "AWS::SNS::Topic", DisplayName=Match.string_like_regexp("alarms$"))
     assert "KmsMasterKeyId" in topic["Properties"]
     every = resources(template, "AWS::CloudWatch::Alarm").values()
     # The others are the worker service's scaling alarms: their actions are scaling policies.
@@ -314,7 +314,7 @@ def test_alarms_publish_to_an_encrypted_topic(template: Template) -> None:
         if a not in alarms:
             assert {action["Ref"] for action in a["Properties"]["AlarmActions"]} <= set(policies)
     names = {a["Properties"]["AlarmName"].split("-", 2)[2] for a in alarms}
-    assert names == ALARMS
+    assert names == ALARMS | {"alert-delivery"}
     for a in alarms:
         assert a["Properties"]["AlarmActions"] == [{"Ref": topic_logical}]
     only(template, "AWS::CloudWatch::Dashboard")
@@ -465,6 +465,7 @@ def test_budget_documents_are_granted_least_privilege(template: Template) -> Non
     assert _granted(template, ingest, "secretsmanager:GetSecretValue") == {
         "nexus/budgets",
         "nexus/budget-state",
+        "nexus/alerts",  # the alerts document (ADR 0018), read only
     }
     assert _granted(template, ingest, "secretsmanager:PutSecretValue") == {"nexus/budget-state"}
     proxy = function(template, "run.sh")[1]

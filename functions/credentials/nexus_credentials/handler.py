@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 from nexus.alert_events import LogOnly, Notifier
 from nexus.aws import client
 from nexus.oauth import Refresher
+from nexus.secret_store import SecretStore
 from nexus.secrets_manager import SecretsManagerStore
 
 from nexus_credentials.settings import RefresherSettings
@@ -18,9 +19,17 @@ logger = Logger(service="nexus-credentials")
 _state: dict[str, Refresher] = {}
 
 
-def notifier() -> Notifier:
-    """Where credential failures go (the stage's alert delivery, once configured)."""
-    return LogOnly()
+def notifier(settings: RefresherSettings, store: SecretStore) -> Notifier:
+    """Where credential failures go: the stage's alerts topic (ADR 0018; this function has no database,
+    so they are not in the alerts log), or the log alone where no topic is configured."""
+    if not settings.alerts_topic_arn:
+        return LogOnly()
+    from nexus.alerts.channels import TopicChannel
+    from nexus.alerts.config import ConfigCache
+    from nexus.alerts.notifier import TopicNotifier
+
+    topic = TopicChannel(client("sns"), settings.alerts_topic_arn, settings.stage)
+    return TopicNotifier(ConfigCache(store, refresh_s=30.0), topic)
 
 
 def _refresher() -> Refresher:
@@ -28,7 +37,10 @@ def _refresher() -> Refresher:
         settings = RefresherSettings()  # secrets_prefix comes from the environment
         store = SecretsManagerStore(client("secretsmanager"), settings.secrets_prefix)
         _state["refresher"] = Refresher(
-            store, notifier(), token_url=settings.oauth_token_url, client_id=settings.oauth_client_id
+            store,
+            notifier(settings, store),
+            token_url=settings.oauth_token_url,
+            client_id=settings.oauth_client_id,
         )
     return _state["refresher"]
 

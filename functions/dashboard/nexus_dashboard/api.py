@@ -1,9 +1,9 @@
 """The JSON API: every page's data under ``/api/``, described by the OpenAPI document.
 
 Routes are thin: read models live in ``overview``, ``queries``, ``conversation_view``, ``usage``,
-``ratelimits``, ``keys`` and ``budgets``; the pages (``pages.py``) call the same functions. Each
-route's return annotation is its response shape (``schemas``): FastAPI documents it, validates the
-read model's dict against it and serialises through it.
+``ratelimits``, ``keys``, ``budgets`` and ``alerts``; the pages (``pages.py``) call the same functions.
+Each route's return annotation is its response shape (``schemas``): FastAPI documents it, validates
+the read model's dict against it and serialises through it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from nexus.access import UnknownKey
 from nexus.budgets import BudgetInputError
 
-from nexus_dashboard import budgets, credentials, keys, overview, queries, ratelimits, schemas, usage
+from nexus_dashboard import alerts, budgets, credentials, keys, overview, queries, ratelimits, schemas, usage
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
@@ -139,6 +139,17 @@ def get_usage_csv(
 @router.get("/ratelimits", summary="Per upstream account: latest rate-limit readings and history")
 def get_ratelimits(conn: Conn, f: ListFilters) -> schemas.RateLimits:
     return ratelimits.ratelimits(conn, f)
+
+
+@router.get("/alerts", summary="The alerts log, newest first, and each team's alert channels")
+def list_alerts(
+    request: Request,
+    conn: Conn,
+    team: Annotated[Name | None, Query(description="only this team's alerts")] = None,
+    kind: Annotated[Name | None, Query(description="only alerts of this kind")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> schemas.Alerts:
+    return alerts.alerts_data(conn, request.app.state.secret_store, team, kind, limit)
 
 
 @router.get("/keys", summary="Nexus keys with their usage in the period")

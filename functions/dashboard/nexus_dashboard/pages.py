@@ -15,6 +15,7 @@ from nexus.access import AccessStore, UnknownKey
 from nexus.budgets import BudgetInputError
 
 from nexus_dashboard import (
+    alerts,
     budgets,
     charts,
     conversation_view,
@@ -29,7 +30,7 @@ from nexus_dashboard import (
 )
 from nexus_dashboard.auth import form_fields
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
-from nexus_dashboard.filters import BranchName, Filters, ListFilters
+from nexus_dashboard.filters import BranchName, Filters, ListFilters, Name
 from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
 router = APIRouter(include_in_schema=False)
@@ -172,6 +173,17 @@ def ratelimits_page(request: Request, conn: Conn, f: ListFilters) -> HTMLRespons
         rendered[a["account"]] = charts.lines(drawn, warn_at=d["warn_at"], title="utilisation")
         legends[a["account"]] = charts.legend(list(drawn))
     return page(request, "ratelimits.html", "/ratelimits", f=f, d=d, charts=rendered, legends=legends)
+
+
+@router.get("/alerts")
+def alerts_page(
+    request: Request,
+    conn: Conn,
+    team: Annotated[Name | None, Query()] = None,
+    kind: Annotated[Name | None, Query()] = None,
+) -> HTMLResponse:
+    d = alerts.alerts_data(conn, request.app.state.secret_store, team or None, kind or None, 200)
+    return page(request, "alerts.html", "/alerts", d=d, team=team or "", kind=kind or "")
 
 
 def _keys_page(

@@ -471,3 +471,47 @@ class BrowserSession(TypedDict):
 
 
 Session = Annotated[BearerSession | BrowserSession, Field(discriminator="auth")]
+
+
+# --- alerts ----------------------------------------------------------------------------------------
+
+
+class AlertRow(TypedDict):
+    """One alert of the log (``nexus.db.alerts``): raised once per crossing, with where it went."""
+
+    id: int
+    created_at: datetime
+    kind: Annotated[str, Field(description="rate_limit, error_rate, budget_warning, budget_exceeded, ...")]
+    level: Literal["info", "warning", "critical"]
+    team: Annotated[str | None, Field(description="null: the stage's operators")]
+    subject: str
+    message: str
+    facts: JsonObject
+    dedup_key: str
+    window_s: Annotated[int, Field(description="the same dedup key inside this window is not re-sent")]
+    repeats: Annotated[int, Field(description="how often it came again inside its window")]
+    last_seen_at: datetime
+    delivered: Annotated[list[str], Field(description="channels that took it: slack, sns")]
+    errors: Annotated[dict[str, str], Field(description="channel -> why delivery failed")]
+    delivered_at: datetime | None
+
+
+class TeamChannels(TypedDict):
+    """A team's alert settings; the Slack webhook only as a fingerprint, never the URL."""
+
+    team: str
+    slack: bool
+    slack_fingerprint: str | None
+    slack_set_at: IsoTime | None
+    email: list[str]
+    rate_limit_threshold: float
+    error_rate_share: float
+    error_rate_min_requests: int
+    error_rate_window_s: int
+    off: list[str]
+
+
+class Alerts(TypedDict):
+    alerts: Annotated[list[AlertRow], Field(description="newest first")]
+    teams: Annotated[list[TeamChannels], Field(description="teams with alert settings, by name")]
+    kinds: Annotated[list[str], Field(description="kinds in the log (for filtering)")]

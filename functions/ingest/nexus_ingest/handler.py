@@ -6,7 +6,10 @@ whole batch is reported failed and comes back later: nothing is lost.
 
 After a batch that stored something, budgets are evaluated (``nexus.db.budgets``): spend of the capped
 teams and keys from the database, the proxy's state document in Secrets Manager when it changes, and
-alert events for crossed thresholds (ADR 0017). A failure there is logged and never fails the batch.
+alert events for crossed thresholds (ADR 0017). Then alerts are checked (``nexus.alerts.sources``:
+rate limits, error rates): a new alert, from either, is logged in PostgreSQL (de-duplicated there) and
+published to the stage's alerts topic through the VPC's SNS endpoint; the notifier function outside
+the VPC delivers it to Slack (ADR 0018). A failure there is logged and never fails the batch.
 
 Observability: Powertools Logger (JSON, the Lambda request id as correlation id, record ids in the
 log lines), Tracer, and the metrics of ``nexus.metrics`` as EMF, one document per dimension set.
@@ -24,6 +27,10 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from nexus import env, metrics
 from nexus.alert_events import LogOnly
+from nexus.alerts import sources
+from nexus.alerts.channels import TopicChannel
+from nexus.alerts.config import ConfigCache
+from nexus.alerts.notifier import AlertNotifier
 from nexus.db.budgets import BudgetEvaluator
 from nexus.db.connect import DatabaseSettings, connect
 from nexus.db.records import KnownHashes
@@ -52,6 +59,30 @@ def _connection() -> psycopg.Connection:
     return conn
 
 
+# The alerts document changes rarely: its version is checked at most this often (a Secrets Manager call).
+ALERTS_REFRESH_S = 30.0
+
+
+def _notifier() -> AlertNotifier | None:
+    """The relay notifier, once per execution environment; None without a topic or secrets prefix."""
+    if "notifier" not in _state:
+        prefix, topic = os.environ.get(env.SECRETS_PREFIX), os.environ.get(env.ALERTS_TOPIC_ARN)
+        if prefix is None or not topic:
+            _state["notifier"] = None
+        else:
+            from nexus.aws import client
+            from nexus.secrets_manager import SecretsManagerStore
+
+            settings = _state.setdefault("settings", DatabaseSettings())
+            _state["notifier"] = AlertNotifier(
+                ConfigCache(SecretsManagerStore(client("secretsmanager"), prefix), ALERTS_REFRESH_S),
+                lambda: connect(settings, application_name="nexus-alerts", autocommit=True),
+                topic=TopicChannel(client("sns"), topic, os.environ.get(env.STAGE)),
+            )
+    notifier: AlertNotifier | None = _state["notifier"]
+    return notifier
+
+
 # Budget caps and the state document change rarely: their versions are checked at most this often.
 BUDGETS_REFRESH_S = 30.0
 
@@ -67,7 +98,8 @@ def _budgets() -> BudgetEvaluator | None:
             from nexus.secrets_manager import SecretsManagerStore
 
             store = SecretsManagerStore(client("secretsmanager"), prefix)
-            _state["budgets"] = BudgetEvaluator(store, LogOnly(), refresh_s=BUDGETS_REFRESH_S)
+            notifier = _notifier() or LogOnly()
+            _state["budgets"] = BudgetEvaluator(store, notifier, refresh_s=BUDGETS_REFRESH_S)
     evaluator: BudgetEvaluator | None = _state["budgets"]
     return evaluator
 
@@ -129,6 +161,9 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         stored = result.stored
         if stored:
             evaluate_budgets()
+            notifier = _notifier()
+            if notifier is not None:
+                sources.after_batch(notifier, stored)
         logger.info(
             "batch stored",
             extra={

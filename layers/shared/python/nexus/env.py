@@ -24,6 +24,8 @@ BODY_TIMEOUT_S = "NEXUS_BODY_TIMEOUT_S"
 QUEUE_URL = "NEXUS_QUEUE_URL"  # AWS: records go to SQS (and S3 for large ones)
 RECORD_BUCKET = "NEXUS_RECORD_BUCKET"
 SECRETS_PREFIX = "NEXUS_SECRETS_PREFIX"  # AWS: keys and teams from Secrets Manager
+# Alerts (ADR 0018): the stage's SNS alerts topic (ingest publishes there; locally optional).
+ALERTS_TOPIC_ARN = "NEXUS_ALERTS_TOPIC_ARN"
 LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself
 
 # The dashboard.
