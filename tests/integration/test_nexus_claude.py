@@ -75,3 +75,38 @@ def test_a_key_the_stack_does_not_know_is_refused_readably(stack, tmp_path):
     out = _nexus_claude(stack, tmp_path, "nxk_0000000000_not-a-real-key", {})
     assert out.returncode == 2 and "not a Nexus key of the local stack" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_with_a_stage_the_proxy_url_comes_from_the_stacks_outputs(monkeypatch, tmp_path):
+    """`--stage S`: the URL is the deployed stack's ProxyUrl output (CloudFormation under moto), and
+    the key is checked against that stage's Secrets Manager."""
+    import argparse
+
+    import boto3
+    from moto import mock_aws
+    from nexus.access import AccessStore
+    from nexus.secrets_manager import SecretsManagerStore, stage_prefix
+    from nexus_cli import claude_cmd
+    from nexus_cli.settings import CliSettings
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"ProxyUrl": {"Value": "https://abc.lambda-url.eu-west-1.on.aws/"}},
+    }
+    with mock_aws():
+        boto3.client("cloudformation").create_stack(
+            StackName="Nexus-staging", TemplateBody=json.dumps(template)
+        )
+        store = SecretsManagerStore(boto3.client("secretsmanager"), stage_prefix("staging"))
+        access = AccessStore(store)
+        key, _ = access.create_key("web", "ada")
+        access.set_team("web", "team-key")
+        args = argparse.Namespace(
+            settings=CliSettings(), key=key, proxy_url=None, stage="staging", data_dir=tmp_path, args=[]
+        )
+        env = claude_cmd.environment(args, {"PATH": "/usr/bin"})
+    assert env["ANTHROPIC_BASE_URL"] == "https://abc.lambda-url.eu-west-1.on.aws"
+    assert env["ANTHROPIC_API_KEY"] == key
