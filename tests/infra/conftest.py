@@ -3,13 +3,7 @@ modules' tests all read these templates."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-# jsii's runtime prints a banner about the Node version on every start; the suite's output is for
-# test results (CI's Node is whatever the machine has: README's requirement is Node, any LTS).
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 import aws_cdk as cdk
 import pytest
