@@ -177,9 +177,7 @@ def test_budgets_cli_round_trip(teams):
 
 def test_the_dashboard_sets_and_clears_caps_as_the_cli_does(teams):
     auth = {"authorization": f"Bearer {teams.dashboard_key}", "content-type": "application/json"}
-    made = post(
-        teams.dashboard_url, "/api/budgets", {"kind": "team", "name": "free", "monthly_usd": 100}, auth
-    )
+    made = post(teams.dashboard_url, "/api/budgets/team/free", {"monthly_usd": 100}, auth)
     assert made.status == 201, made.body
     assert made.json() == {
         "kind": "team",
@@ -190,9 +188,7 @@ def test_the_dashboard_sets_and_clears_caps_as_the_cli_does(teams):
         "team": None,
     }
     assert ("team", "free", "monthly") in {(r["kind"], r["name"], r["period"]) for r in budgets(teams)}
-    nobody = post(
-        teams.dashboard_url, "/api/budgets", {"kind": "team", "name": "nobody", "monthly_usd": 5}, auth
-    )
+    nobody = post(teams.dashboard_url, "/api/budgets/team/nobody", {"monthly_usd": 5}, auth)
     assert nobody.status == 404 and "no team 'nobody'" in nobody.json()["error"]["message"]
     for bad, says in [
         ({"monthly_usd": 5, "daily_usd": 6}, "larger than the monthly cap"),

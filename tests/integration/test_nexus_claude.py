@@ -56,8 +56,8 @@ def test_a_team_key_members_key_goes_as_the_api_key(stack, upstream, tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1])["is_error"] is False
     assert upstream.messages_requests()[-1].header("x-api-key") == "sk-ant-api03-team-tk"
-    [row] = stack.wait_count(1, team="tk")
-    assert row["user"] == "ada" and row["status"] == 200
+    rows = stack.wait_count(1, team="tk")
+    assert rows and all(r["user"] == "ada" and r["status"] == 200 for r in rows)
 
 
 def test_a_pass_through_members_own_key_goes_upstream_with_the_nexus_key_beside_it(stack, upstream, tmp_path):
@@ -67,8 +67,8 @@ def test_a_pass_through_members_own_key_goes_upstream_with_the_nexus_key_beside_
     assert out.returncode == 0, out.stderr
     seen = upstream.messages_requests()[-1]
     assert seen.header("x-api-key") == "sk-ant-api03-my-own" and seen.header("x-nexus-key") is None
-    [row] = stack.wait_count(1, team="pt")
-    assert row["user"] == "ada"
+    rows = stack.wait_count(1, team="pt")  # Claude Code may make more than one request
+    assert rows and all(r["user"] == "ada" for r in rows)
 
 
 def test_a_key_the_stack_does_not_know_is_refused_readably(stack, tmp_path):
