@@ -190,8 +190,12 @@ def test_the_dashboard_sets_and_clears_caps_as_the_cli_does(teams):
     assert ("team", "free", "monthly") in {(r["kind"], r["name"], r["period"]) for r in budgets(teams)}
     nobody = post(teams.dashboard_url, "/api/budgets/team/nobody", {"monthly_usd": 5}, auth)
     assert nobody.status == 404 and "no team 'nobody'" in nobody.json()["error"]["message"]
+    contradiction = post(
+        teams.dashboard_url, "/api/budgets/team/free", {"monthly_usd": 5, "daily_usd": 6}, auth
+    )
+    assert contradiction.status == 409
+    assert "larger than the monthly cap" in contradiction.json()["error"]["message"]
     for bad, says in [
-        ({"monthly_usd": 5, "daily_usd": 6}, "larger than the monthly cap"),
         ({"monthly_usd": 5, "kind": "team"}, "kind"),
     ]:
         r = post(teams.dashboard_url, "/api/budgets/team/free", bad, auth)

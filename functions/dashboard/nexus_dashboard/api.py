@@ -206,12 +206,20 @@ def list_budgets(conn: Conn, access: Access) -> schemas.BudgetList:
     "/budgets/{kind}/{name}",
     status_code=201,
     summary="Set a team's or a key's cap (kind: team or key; raising a cap lifts a refusal)",
+    responses={
+        409: {
+            "description": "The cap contradicts itself: a daily cap above the monthly one.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    },
 )
 def set_budget(access: Access, kind: str, name: str, body: budgets.NewCap) -> schemas.BudgetCap:
     try:
         return budgets.set_cap(access.store, {"kind": kind, "name": name, **body.model_dump()})
     except budgets.NoSuchSubject as exc:
         raise HTTPException(404, str(exc)) from None
+    except budgets.Contradiction as exc:
+        raise HTTPException(409, str(exc)) from None
     except BudgetInputError as exc:
         raise HTTPException(400, str(exc)) from None
 

@@ -37,6 +37,10 @@ class NoSuchSubject(BudgetInputError):
     """The team or key a cap names does not exist."""
 
 
+class Contradiction(BudgetInputError):
+    """Each amount is valid alone, not together: a daily cap above the monthly one."""
+
+
 def set_cap(store: SecretStore, fields: dict[str, Any]) -> BudgetCap:
     """Validate and store a cap from the API's body or the page's form. BudgetInputError says why not."""
     try:
@@ -64,6 +68,9 @@ def set_cap(store: SecretStore, fields: dict[str, Any]) -> BudgetCap:
         raise NoSuchSubject(f"no {kind} {name!r} (see: nexus {kind}s list)")
     monthly = amount("monthly_usd", required=True)
     assert monthly is not None
+    daily = amount("daily_usd")
+    if daily is not None and daily > monthly:
+        raise Contradiction(f"the daily cap (${daily:g}) is larger than the monthly cap (${monthly:g})")
     cap = BudgetStore(store).set_cap(kind, name, monthly, amount("daily_usd"), amount("warn_at"))
     return {
         "kind": kind,
