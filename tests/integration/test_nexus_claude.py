@@ -68,7 +68,7 @@ def test_a_pass_through_members_own_key_goes_upstream_with_the_nexus_key_beside_
     seen = upstream.messages_requests()[-1]
     assert seen.header("x-api-key") == "sk-ant-api03-my-own" and seen.header("x-nexus-key") is None
     rows = stack.wait_count(1, team="pt")  # Claude Code may make more than one request
-    assert rows and all(r["user"] == "ada" for r in rows)
+    assert rows and all(r["user"] == "ada" and r["team"] == "pt" for r in rows)  # filtered by team
 
 
 def test_a_key_the_stack_does_not_know_is_refused_readably(stack, tmp_path):

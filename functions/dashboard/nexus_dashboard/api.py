@@ -75,8 +75,10 @@ def list_requests(
     since: Annotated[
         Timestamp | None, Query(description="only requests received at or after this time")
     ] = None,
+    team: Annotated[Name | None, Query()] = None,
+    user: Annotated[Name | None, Query()] = None,
 ) -> schemas.RequestList:
-    return {"requests": queries.list_requests(conn, limit, session_id, since)}
+    return {"requests": queries.list_requests(conn, limit, session_id, since, team, user)}
 
 
 @router.get("/requests/{request_id}", summary="One request: metadata, usage, timings, headers, bodies")

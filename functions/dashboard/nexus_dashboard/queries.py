@@ -39,9 +39,21 @@ def where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
 
 
 def list_requests(
-    conn: psycopg.Connection, limit: int, session_id: str | None, since: datetime | None
+    conn: psycopg.Connection,
+    limit: int,
+    session_id: str | None,
+    since: datetime | None,
+    team: str | None = None,
+    user: str | None = None,
 ) -> list[RequestSummary]:
-    cond, args = where([("session_id = %s", session_id), ("received_at >= %s", since)])
+    cond, args = where(
+        [
+            ("session_id = %s", session_id),
+            ("received_at >= %s", since),
+            ("team = %s", team),
+            ("user_id = %s", user),
+        ]
+    )
     sql = f"SELECT {LIST_FIELDS} FROM requests{cond} ORDER BY received_at DESC, id DESC LIMIT %s"
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(sql, [*args, limit]).fetchall()
