@@ -14,8 +14,16 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from nexus.access import UnknownKey
 
-from nexus_dashboard import credentials, keys, overview, queries, ratelimits, schemas, usage
-from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
+from nexus_dashboard import analysis, credentials, keys, overview, queries, ratelimits, schemas, usage
+from nexus_dashboard.deps import (
+    Access,
+    Conn,
+    Launch,
+    conversation_id_or_404,
+    conversation_or_404,
+    request_id_or_404,
+    request_or_404,
+)
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
 router = APIRouter(prefix="/api")
@@ -64,6 +72,31 @@ def get_timeline(
             for e in queries.timeline(conn, conv)
         ],
     }
+
+
+@router.get(
+    "/conversations/{conversation_id}/analysis",
+    summary="The conversation's AI analysis: the newest run's status and the newest finished analysis",
+)
+def get_analysis(conn: Conn, conversation_id: str) -> schemas.AnalysisStatus:
+    return analysis.status(conn, conversation_id_or_404(conn, conversation_id))
+
+
+@router.post(
+    "/conversations/{conversation_id}/analysis",
+    status_code=202,
+    summary="Analyse the conversation (joins a run in flight; an unchanged conversation is not re-analysed)",
+)
+def post_analysis(conn: Conn, launcher: Launch, conversation_id: str) -> schemas.AnalysisStatus:
+    found = analysis.request(conn, launcher, conversation_id_or_404(conn, conversation_id), "manual")
+    if found is None:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    return found
+
+
+@router.get("/analysis/tips", summary="The most frequent tips of the period's analyses, by team or all")
+def get_top_tips(conn: Conn, f: ListFilters) -> schemas.TeamTips:
+    return analysis.top_tips(conn, f.team, f.since)
 
 
 @router.get("/requests", summary="Recorded requests, newest first")

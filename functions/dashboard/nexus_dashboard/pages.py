@@ -14,6 +14,7 @@ from markupsafe import Markup
 from nexus.access import AccessStore, UnknownKey
 
 from nexus_dashboard import (
+    analysis,
     charts,
     conversation_view,
     credentials,
@@ -26,7 +27,14 @@ from nexus_dashboard import (
     usage,
 )
 from nexus_dashboard.auth import form_fields
-from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
+from nexus_dashboard.deps import (
+    Access,
+    Conn,
+    Launch,
+    conversation_id_or_404,
+    conversation_or_404,
+    request_or_404,
+)
 from nexus_dashboard.filters import BranchName, Filters, ListFilters
 from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
@@ -98,7 +106,15 @@ def conversation_page(
         timeline=timeline,
         time_bar=time_bar,
         svg=partial(conversation_view.tree_svg, lane_count=c["lane_count"]),
+        a=analysis.status(conn, c["id"]),
     )
+
+
+@router.post("/conversations/{conversation_id}/analysis")
+def analyse_page(conn: Conn, launcher: Launch, conversation_id: str) -> Response:
+    cid = conversation_id_or_404(conn, conversation_id)
+    analysis.request(conn, launcher, cid, "manual")
+    return RedirectResponse(f"/conversations/{cid}#analysis", 303)
 
 
 def _timeline(conn: psycopg.Connection, c: schemas.Conversation) -> list[dict[str, Any]]:

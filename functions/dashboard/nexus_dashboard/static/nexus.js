@@ -87,3 +87,16 @@ for (const sel of document.querySelectorAll("select[data-autosubmit]")) {
 for (const form of document.querySelectorAll("form[data-confirm]")) {
   form.addEventListener("submit", (e) => { if (!confirm(form.dataset.confirm)) e.preventDefault(); });
 }
+
+// An analysis in flight: ask for its status every 2 s (while the tab is visible) and reload once done.
+for (const panel of document.querySelectorAll("section.analysis[data-src]")) {
+  if (!["queued", "running"].includes(panel.dataset.status)) continue;
+  const check = async () => {
+    if (document.hidden) return;
+    try {
+      const resp = await fetch(panel.dataset.src, { credentials: "same-origin" });
+      if (resp.ok && !["queued", "running"].includes((await resp.json()).status)) location.reload();
+    } catch { /* try again at the next tick */ }
+  };
+  setInterval(check, 2000);
+}

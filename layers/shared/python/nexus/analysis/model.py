@@ -92,7 +92,6 @@ def call(
             system=system,
             messages=messages,
             max_tokens=MAX_OUTPUT_TOKENS,
-            temperature=0,
         )
     except anthropic.RateLimitError as exc:
         raise ModelThrottled(str(exc)) from None

@@ -73,7 +73,12 @@ class Facts(_Strict):
     request_count: int  # the conversation's requests when it was loaded
 
 
+class StoredTip(Tip):
+    request_id: str | None  # the request #n is, for links (None if it is gone)
+
+
 class StoredAnalysis(ModelAnalysis):
+    tips: list[StoredTip] = Field(max_length=8)  # type: ignore[assignment]
     facts: Facts
 
 

@@ -20,7 +20,7 @@ from nexus.analysis.condense import DEFAULT_BUDGET
 from nexus.secret_store import SecretStore
 
 ANALYSIS_SECRET = "nexus/analysis"
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5"
 ANALYSIS_USER = "analysis"
 
 
