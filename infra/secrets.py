@@ -14,6 +14,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
+from nexus.analysis.settings import ANALYSIS_SECRET
 from nexus.oauth import REQUESTS_SECRET
 from nexus.secrets_manager import stage_prefix
 
@@ -50,7 +51,13 @@ class AccessSecrets(Construct):
             "Teams whose OAuth token the upstream refused: the refresher renews them early",
             removal,
         )
-        self.all = [self.dashboard_key, self.keys, self.teams, self.refresh_requests]
+        self.analysis = self._document(
+            "Analysis",
+            ANALYSIS_SECRET,
+            "AI analysis settings: the analysis identity's Nexus key, model, per-team automatic trigger",
+            removal,
+        )
+        self.all = [self.dashboard_key, self.keys, self.teams, self.refresh_requests, self.analysis]
         for secret in self.all:
             nag.acknowledge(
                 secret,

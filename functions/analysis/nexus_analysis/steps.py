@@ -118,6 +118,8 @@ def combine_item(state: State) -> State:
         "analysis_id": state["analysis_id"],
         "facts": state["facts"],
         "material": state["partials"],
+        "index": 0,
+        "count": 1,
         "attempt": 0,
         "usage": [],
     }
