@@ -293,6 +293,7 @@ ALARMS = {
     "gateway-workers-missing",
     "db-cpu",
     "db-storage",
+    "analysis-failed",
 }
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from nexus.access import UnknownKey
 
-from nexus_dashboard import analysis, credentials, keys, overview, queries, ratelimits, schemas, usage
+from nexus_dashboard import analysis, credentials, keys, live, overview, queries, ratelimits, schemas, usage
 from nexus_dashboard.deps import (
     Access,
     Conn,
@@ -97,6 +98,23 @@ def post_analysis(conn: Conn, launcher: Launch, conversation_id: str) -> schemas
 @router.get("/analysis/tips", summary="The most frequent tips of the period's analyses, by team or all")
 def get_top_tips(conn: Conn, f: ListFilters) -> schemas.TeamTips:
     return analysis.top_tips(conn, f.team, f.since)
+
+
+@router.get(
+    "/version",
+    summary="A tag that changes when the data behind the overview (or one conversation) changes",
+    description="Send the last ETag in If-None-Match: 304 while nothing changed. Pages poll it to "
+    "update themselves as requests arrive (cheap: index reads only).",
+    responses={304: {"description": "unchanged since the ETag sent"}},
+)
+def get_version(
+    request: Request, conn: Conn, conversation: Annotated[str | None, Query(max_length=100)] = None
+) -> Response:
+    tag = live.etag(conn, conversation_id_or_404(conn, conversation) if conversation else None)
+    headers = {"etag": tag}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    return Response(orjson.dumps({"version": tag}), media_type="application/json", headers=headers)
 
 
 @router.get("/requests", summary="Recorded requests, newest first")

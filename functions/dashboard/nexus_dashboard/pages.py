@@ -51,6 +51,7 @@ LIMITS: tuple[tuple[str, Literal["u5h", "u7d", "tokens", "requests"]], ...] = (
 
 def page(request: Request, name: str, nav: str | None = None, status: int = 200, **ctx: Any) -> HTMLResponse:
     session = getattr(request.state, "session", None)
+    ctx.setdefault("live", None)
     ctx.update(request=request, nav=nav, csrf=session.csrf if session else None)
     return templates.TemplateResponse(request, name, ctx, status_code=status)
 
@@ -78,6 +79,7 @@ def overview_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
         token_chart=token_chart,
         token_legend=token_legend,
         page_link=lambda n: "/?" + qs(f.query(page=n)),
+        live="/api/version",
     )
 
 
@@ -107,6 +109,7 @@ def conversation_page(
         time_bar=time_bar,
         svg=partial(conversation_view.tree_svg, lane_count=c["lane_count"]),
         a=analysis.status(conn, c["id"]),
+        live=f"/api/version?conversation={c['id']}",
     )
 
 
@@ -245,6 +248,18 @@ async def store_oauth_page(request: Request, access: Access) -> HTMLResponse:
         # The team is kept for the retry; the credential is not echoed back into the page.
         return _credentials_page(request, access, 400, error=str(exc), form={"team": fields.get("team")})
     return _credentials_page(request, access, 201, stored=stored)
+
+
+@router.get("/analysis")
+def analysis_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
+    return page(
+        request,
+        "analysis.html",
+        "/analysis",
+        f=f,
+        d=analysis.top_tips(conn, f.team, f.since),
+        choices=overview.choices(conn),
+    )
 
 
 @router.get("/api-reference")

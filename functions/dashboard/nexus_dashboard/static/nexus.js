@@ -100,3 +100,40 @@ for (const panel of document.querySelectorAll("section.analysis[data-src]")) {
   };
   setInterval(check, 2000);
 }
+
+// Live pages: poll the page's version tag with If-None-Match (a 304 costs one small query), and when
+// it moves, fetch the page again and swap its [data-live] regions. Paused while the tab is hidden.
+const live = document.querySelector("main[data-live-src]");
+if (live) {
+  const every = Number(live.dataset.liveEvery || 3000);
+  let tag = null;
+  let busy = false;
+  const poll = async () => {
+    if (busy || document.hidden) return;
+    busy = true;
+    try {
+      const resp = await fetch(live.dataset.liveSrc, {
+        credentials: "same-origin",
+        headers: tag ? { "If-None-Match": tag } : {},
+      });
+      if (resp.status === 200) {
+        const first = tag === null;
+        tag = resp.headers.get("etag");
+        if (!first) await refresh();
+      }
+    } catch { /* offline or restarting: the next tick tries again */ }
+    busy = false;
+  };
+  const refresh = async () => {
+    const html = await (await fetch(location.href, { credentials: "same-origin" })).text();
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    for (const region of document.querySelectorAll("[data-live][id]")) {
+      const fresh = doc.getElementById(region.id);
+      if (fresh) region.replaceWith(document.importNode(fresh, true));
+    }
+    live.dataset.refreshed = String(Number(live.dataset.refreshed || 0) + 1);
+  };
+  setInterval(poll, every);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+  poll();
+}

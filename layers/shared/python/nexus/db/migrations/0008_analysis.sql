@@ -45,3 +45,9 @@ CREATE TABLE analysis_chunks (
     text text NOT NULL,
     PRIMARY KEY (analysis_id, index)
 );
+
+-- Each conversation's newest finished analysis, for list filters (outcome, lowest score).
+CREATE VIEW conversation_analysis AS
+    SELECT DISTINCT ON (conversation_id) conversation_id, outcome,
+        least(task_success, prompt_clarity, efficiency) AS lowest_score, finished_at
+    FROM analyses WHERE status = 'done' ORDER BY conversation_id, finished_at DESC;
