@@ -188,3 +188,26 @@ def test_nexus_analyze_from_the_cli(analysis_stack: Stack, upstream) -> None:
     _, body = analysis_stack.api(f"/api/conversations/{cid}/analysis")
     assert body["status"] == "done" and body["trigger"] == "cli"
     assert analysis_stack.nexus("analyze", "00000000-0000-0000-0000-000000000000").returncode == 2
+
+
+@pytest.mark.cli
+def test_a_real_claude_code_session_is_analysed_end_to_end(analysis_stack: Stack, upstream, tmp_path) -> None:
+    """The real CLI (sub-agent with a tool call, /compact, a turn after it, a fork) through the stack,
+    then analysed: every branch is read, the tip quotes the session's first prompt."""
+    from tests.support.scenario import FIRST_PROMPT, run_scenario
+
+    scenario = run_scenario(analysis_stack, tmp_path)
+    status, _ = post(analysis_stack, f"/api/conversations/{scenario.id}/analysis")
+    assert status == 202
+    got = wait_analysis(analysis_stack, scenario.id, timeout=60)
+    assert got["status"] == "done", got
+    facts = got["analysis"]["facts"]
+    assert facts["request_count"] == len(scenario.conversation["requests"])
+    tip = got["analysis"]["tips"][0]
+    assert FIRST_PROMPT.startswith(tip["quote"]) and tip["request_id"] is not None
+    sent = [s.json() for s in upstream.messages_requests() if "You review Claude Code" in s.body.decode()][-1]
+    transcript = sent["messages"][0]["content"]
+    for header in ("=== branch main (main) ===", "=== sub-agent subtask_1", "(compact) ===", "(branch) ==="):
+        assert header in transcript, transcript[:3000]
+    assert "[#" in transcript and "user asked to /compact]" in transcript
+    assert "system-reminder" not in transcript
