@@ -38,7 +38,7 @@ def say(stack: Stack, messages: list[dict[str, Any]], text: str, session: str) -
 
 def version_polls(b: Browse) -> list[int]:
     statuses: list[int] = []
-    b.page.on("response", lambda r: statuses.append(r.status) if "/api/version" in r.url else None)
+    b.page.on("response", lambda r: statuses.append(r.status) if r.url.endswith("/version") else None)
     return statuses
 
 

@@ -116,6 +116,16 @@ def test_a_conversation_is_analysed_on_request_and_stored(analysis_stack: Stack,
     mine = [r for r in recorded if r["user"] == "analysis"]
     assert mine[0]["team"] == TEAM and mine[0]["cost_usd"] > 0
 
+    # the conversation list filters by the newest analysis: outcome, lowest score
+    def listed(query: str) -> set[str]:
+        status, body = stack.api(f"/api/conversations?{query}")
+        assert status == 200, body
+        return {c["id"] for c in body["conversations"]}
+
+    assert cid in listed("outcome=resolved") and cid not in listed("outcome=abandoned")
+    assert cid in listed("max_score=3") and cid not in listed("max_score=2")  # its lowest score is 3
+    assert cid in listed("outcome=&max_score=")  # a form's "any"
+
     # unchanged conversation, same prompt version: no new model call
     status, body = post(stack, f"/api/conversations/{cid}/analysis")
     assert status == 202

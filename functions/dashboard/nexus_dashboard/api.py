@@ -100,21 +100,37 @@ def get_top_tips(conn: Conn, f: ListFilters) -> schemas.TeamTips:
     return analysis.top_tips(conn, f.team, f.since)
 
 
-@router.get(
-    "/version",
-    summary="A tag that changes when the data behind the overview (or one conversation) changes",
-    description="Send the last ETag in If-None-Match: 304 while nothing changed. Pages poll it to "
-    "update themselves as requests arrive (cheap: index reads only).",
-    responses={304: {"description": "unchanged since the ETag sent"}},
-)
-def get_version(
-    request: Request, conn: Conn, conversation: Annotated[str | None, Query(max_length=100)] = None
-) -> Response:
-    tag = live.etag(conn, conversation_id_or_404(conn, conversation) if conversation else None)
+def _versioned(request: Request, tag: str) -> Response:
     headers = {"etag": tag}
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=304, headers=headers)
     return Response(orjson.dumps({"version": tag}), media_type="application/json", headers=headers)
+
+
+_POLL = (
+    "Send the last ETag in If-None-Match: 304 while nothing changed. Pages poll it to update themselves "
+    "as requests arrive (index reads only)."
+)
+
+
+@router.get(
+    "/version",
+    summary="A tag that changes when the data behind the overview changes",
+    description=_POLL,
+    responses={304: {"description": "unchanged since the ETag sent"}},
+)
+def get_version(request: Request, conn: Conn) -> Response:
+    return _versioned(request, live.etag(conn, None))
+
+
+@router.get(
+    "/conversations/{conversation_id}/version",
+    summary="A tag that changes when the conversation or its analysis changes",
+    description=_POLL,
+    responses={304: {"description": "unchanged since the ETag sent"}},
+)
+def get_conversation_version(request: Request, conn: Conn, conversation_id: str) -> Response:
+    return _versioned(request, live.etag(conn, conversation_id_or_404(conn, conversation_id)))
 
 
 @router.get("/requests", summary="Recorded requests, newest first")

@@ -144,9 +144,12 @@ def filters(
     model: Annotated[Name | None, Query()] = None,
     q: Annotated[SearchText | None, Query(description="full-text search of prompts and answers")] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
-    outcome: Annotated[Outcome | None, Query(description="the newest analysis's outcome")] = None,
+    outcome: Annotated[
+        Outcome | Literal[""] | None, Query(description="the newest analysis's outcome (blank: any)")
+    ] = None,
     max_score: Annotated[
-        int | None, Query(ge=1, le=5, description="the newest analysis has a score at most this")
+        Literal["", "1", "2", "3", "4", "5"] | None,
+        Query(description="the newest analysis has a score at most this, 1-5 (blank: any)"),
     ] = None,
 ) -> Filters:
     return Filters(
@@ -157,8 +160,8 @@ def filters(
         q=_blank_to_none(q),
         page=page,
         now=datetime.now(UTC),
-        outcome=outcome,
-        max_score=max_score,
+        outcome=outcome or None,  # a form's "any" sends it empty
+        max_score=int(max_score) if max_score else None,
     )
 
 

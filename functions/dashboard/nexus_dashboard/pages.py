@@ -109,7 +109,7 @@ def conversation_page(
         time_bar=time_bar,
         svg=partial(conversation_view.tree_svg, lane_count=c["lane_count"]),
         a=analysis.status(conn, c["id"]),
-        live=f"/api/version?conversation={c['id']}",
+        live=f"/api/conversations/{c['id']}/version",
     )
 
 
