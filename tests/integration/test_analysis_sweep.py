@@ -53,3 +53,23 @@ def test_idle_conversations_of_opted_in_teams_are_queued_within_the_daily_cap(da
         next_day = (datetime.fromisoformat(later) + timedelta(days=1)).astimezone(UTC)
         again = steps.sweep(ctx, {"now": next_day.isoformat()})["queued"]
         assert [q["conversation_id"] for q in again] == [c for c in web if c not in first]
+
+
+def test_a_run_stuck_in_flight_does_not_block_its_conversation(database_url) -> None:
+    from nexus.analysis import store
+
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cid = record_conversation(conn, ["anything"])
+        first = store.enqueue(conn, cid, "manual")
+        assert first is not None and first.created
+        joined = store.enqueue(conn, cid, "manual")
+        assert joined is not None and (joined.id, joined.created) == (first.id, False)  # in flight: joined
+        conn.execute("UPDATE analyses SET status = 'running', created_at = now() - interval '2 hours'")
+        fresh = store.enqueue(conn, cid, "manual")
+        assert fresh is not None and fresh.created and fresh.id != first.id
+        status, reason = conn.execute(
+            "SELECT status, reason FROM analyses WHERE id = %s", (first.id,)
+        ).fetchone()
+        assert status == "failed" and reason.startswith("abandoned: no result within 35 minutes")
+        assert store.requeue_running(conn) == 0  # the fresh one is queued, not running

@@ -78,6 +78,12 @@ def serve(ctx: Context, stop: threading.Event, poll_s: float = 1.0, sweep_s: flo
     """``nexus dev``'s analysis runner: runs what the dashboard or the CLI queued, and every
     ``sweep_s`` queues idle conversations of opted-in teams (their daily caps apply)."""
     next_sweep = 0.0
+    try:
+        with ctx.connection() as conn:
+            if n := store.requeue_running(conn):
+                log.info("requeued %d analyses a previous run left unfinished", n)
+    except Exception:
+        log.exception("could not requeue unfinished analyses")
     while not stop.is_set():
         try:
             if time.monotonic() >= next_sweep:

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from nexus.analysis.condense import Segment
+from nexus.analysis.pipeline import EXECUTION_TIMEOUT_S
 from nexus.analysis.schema import StoredAnalysis
 from nexus.analysis.settings import AutoPolicy
 from nexus.db.records import request_body
@@ -32,12 +33,26 @@ class Queued:
     created: bool  # False: joined a run already queued or running
 
 
+ABANDONED_AFTER_S = EXECUTION_TIMEOUT_S + 300
+
+
 def enqueue(conn: psycopg.Connection, conversation_id: str, trigger: str) -> Queued | None:
-    """Queue a run for the conversation (None if there is no such conversation)."""
+    """Queue a run for the conversation (None if there is no such conversation). A run in flight for
+    longer than any execution may last (its runner died, or its execution timed out) is marked failed
+    first, so it cannot block the conversation for ever."""
     with conn.transaction():
         row = conn.execute("SELECT team FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
         if row is None:
             return None
+        conn.execute(
+            "UPDATE analyses SET status = 'failed', finished_at = now(), reason = %s"
+            " WHERE conversation_id = %s AND status IN ('queued', 'running') AND created_at < now() - make_interval(secs => %s)",
+            (
+                f"abandoned: no result within {ABANDONED_AFTER_S // 60} minutes",
+                conversation_id,
+                ABANDONED_AFTER_S,
+            ),
+        )
         new_id = str(uuid.uuid4())
         inserted = conn.execute(
             "INSERT INTO analyses (id, conversation_id, team, trigger, status)"
@@ -54,6 +69,15 @@ def enqueue(conn: psycopg.Connection, conversation_id: str, trigger: str) -> Que
     if existing is None:  # finished in between: queue again
         return enqueue(conn, conversation_id, trigger)
     return Queued(existing[0], conversation_id, False)
+
+
+def requeue_running(conn: psycopg.Connection) -> int:
+    """The local runner's start: runs left ``running`` by a previous process go back to the queue."""
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE analyses SET status = 'queued', started_at = NULL WHERE status = 'running'"
+        )
+    return cur.rowcount
 
 
 def claim_queued(conn: psycopg.Connection, limit: int = 1) -> list[tuple[str, str]]:
