@@ -46,7 +46,8 @@ def enqueue(conn: psycopg.Connection, conversation_id: str, trigger: str) -> Que
             return None
         conn.execute(
             "UPDATE analyses SET status = 'failed', finished_at = now(), reason = %s"
-            " WHERE conversation_id = %s AND status IN ('queued', 'running') AND created_at < now() - make_interval(secs => %s)",
+            " WHERE conversation_id = %s AND status IN ('queued', 'running')"
+            " AND created_at < now() - make_interval(secs => %s)",
             (
                 f"abandoned: no result within {ABANDONED_AFTER_S // 60} minutes",
                 conversation_id,
