@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 # The CDK CLI and a supported Node (for jsii) come from package.json, not from the machine.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup dev test lint format bench bench-proxy bench-tracking bench-dashboard bench-gateway bench-gateway-relay bench-cold-start bench-budgets synth
+.PHONY: setup dev test lint format bench bench-proxy bench-analysis bench-tracking bench-dashboard bench-gateway bench-gateway-relay bench-cold-start bench-budgets synth
 
 # Create or refresh .venv and node_modules from the lock files; nothing else. Bytecode is compiled at
 # install: every process the suite starts (stacks, CLIs, uvicorn children) imports without compiling.
@@ -41,6 +41,9 @@ bench: bench-proxy
 
 bench-proxy: setup
 	$(VENV)/bin/python bench/proxy_overhead.py $(ARGS)
+
+bench-analysis: setup
+	$(VENV)/bin/python bench/analysis.py $(ARGS)
 
 bench-tracking: setup
 	$(VENV)/bin/python bench/tracking.py $(ARGS)

@@ -14,6 +14,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 from nexus import metrics as m
 
@@ -29,6 +30,7 @@ class Watched:
     ingest: lambda_.Function
     dashboard: lambda_.Function
     gateway: Gateway
+    analysis: sfn.StateMachine
 
 
 class Observability(Construct):
@@ -178,6 +180,22 @@ class Observability(Construct):
                 evaluation_periods=1,
             ),
             **self._gateway_alarms(w.gateway),
+            "analysis-failed": self._alarm(
+                "analysis-failed",
+                cw.MathExpression(
+                    expression="FILL(failed, 0) + FILL(timedout, 0) + FILL(aborted, 0)",
+                    using_metrics={
+                        "failed": w.analysis.metric_failed(period=self.period),
+                        "timedout": w.analysis.metric_timed_out(period=self.period),
+                        "aborted": w.analysis.metric_aborted(period=self.period),
+                    },
+                    label="analysis executions failed",
+                    period=self.period,
+                ),
+                1,
+                "AI analysis runs failed (each run's reason: GET /api/conversations/{id}/analysis)",
+                evaluation_periods=1,
+            ),
             "db-cpu": self._alarm(
                 "db-cpu",
                 self.database.instance.metric_cpu_utilization(period=self.period),

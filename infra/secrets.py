@@ -21,6 +21,7 @@ from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 from nexus.access import DASHBOARD_KEY_SECRET, KEYS_SECRET, TEAMS_SECRET
 from nexus.alerts.config import ALERTS_SECRET
+from nexus.analysis.settings import ANALYSIS_SECRET
 from nexus.budgets import BUDGET_STATE_SECRET, BUDGETS_SECRET
 from nexus.oauth import REQUESTS_SECRET
 from nexus.secrets_manager import stage_prefix
@@ -70,6 +71,12 @@ class AccessSecrets(Construct):
         self.alerts = self._document(
             "Alerts", ALERTS_SECRET, "Per-team alert channels and thresholds (webhooks: own secrets)", removal
         )
+        self.analysis = self._document(
+            "Analysis",
+            ANALYSIS_SECRET,
+            "AI analysis settings: the analysis identity's Nexus key, model, per-team automatic trigger",
+            removal,
+        )
         self.all = [
             self.dashboard_key,
             self.keys,
@@ -78,6 +85,7 @@ class AccessSecrets(Construct):
             self.budgets,
             self.budget_state,
             self.alerts,
+            self.analysis,
         ]
         for secret in self.all:
             nag.acknowledge(

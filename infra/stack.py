@@ -9,6 +9,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
 from infra.alerts import Alerts
+from infra.analysis import Analysis
 from infra.config import StageConfig
 from infra.context import StackContext
 from infra.credentials import Credentials
@@ -55,8 +56,16 @@ class NexusStack(cdk.Stack):
         self.dashboard = Dashboard(self, "Dashboard", ctx)
         self.gateway = Gateway(self, "Gateway", ctx, proxy_url=self.proxy.url.url)
         self.credentials = Credentials(self, "Credentials", ctx)
+        self.analysis = Analysis(self, "Analysis", ctx, proxy_url=self.proxy.url.url)
+        self.analysis.grant_start(self.dashboard.function)
         # New code never meets an old schema: consumers of the database wait for the migrations.
-        for consumer in (self.ingest.function, self.dashboard.function, self.gateway.service):
+        for consumer in (
+            self.ingest.function,
+            self.dashboard.function,
+            self.gateway.service,
+            self.analysis.data,
+            self.analysis.sweep,
+        ):
             consumer.node.add_dependency(migrations.resource)
 
         self.observability = Observability(
@@ -68,6 +77,7 @@ class NexusStack(cdk.Stack):
                 ingest=self.ingest.function,
                 dashboard=self.dashboard.function,
                 gateway=self.gateway,
+                analysis=self.analysis.state_machine,
             ),
         )
 

@@ -167,6 +167,8 @@ class Stack:
     gateway: subprocess.Popen[bytes] | None = None
     consumer_thread: threading.Thread | None = None
     refresher_thread: threading.Thread | None = None
+    analysis_thread: threading.Thread | None = None
+    stop_analysis: threading.Event | None = None
     stop_consumer: threading.Event | None = None
     pg: EmbeddedPostgres | None = None
 
@@ -310,6 +312,21 @@ def _serve(
         daemon=True,
     )
     stack.refresher_thread.start()
+    from nexus_analysis import runner
+
+    # The analysis pipeline's steps in-process: runs queued from the dashboard or the CLI, and the
+    # idle sweep of opted-in teams. Its model calls go through the proxy like any client's.
+    stack.stop_analysis = threading.Event()
+    stack.analysis_thread = threading.Thread(
+        target=runner.serve,
+        args=(
+            runner.local_context(db_url, local_store(data_dir), f"http://{host}:{proxy_port}", notifier),
+            stack.stop_analysis,
+        ),
+        name="analysis",
+        daemon=True,
+    )
+    stack.analysis_thread.start()
     _wait_healthy(f"http://{host}:{proxy_port}/health", stack.proxy, "proxy")
     _wait_healthy(f"http://{host}:{dashboard_port}/health", stack.dashboard, "dashboard")
     if stack.gateway is not None:
@@ -412,6 +429,9 @@ def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
 
 def _shutdown(stack: Stack) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the drain short
+    if stack.analysis_thread is not None and stack.stop_analysis is not None:
+        stack.stop_analysis.set()  # its model calls go through the proxy too
+        stack.analysis_thread.join(15)
     _terminate(stack.gateway, 25)  # its turns go through the proxy: it stops first
     _terminate(stack.proxy, 35)
     if stack.consumer_thread is not None and stack.stop_consumer is not None:

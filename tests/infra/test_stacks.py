@@ -300,6 +300,7 @@ ALARMS = {
     "gateway-workers-missing",
     "db-cpu",
     "db-storage",
+    "analysis-failed",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import uuid
 from collections import deque
@@ -268,6 +269,49 @@ def cli_rules(body: dict[str, Any], usage: Usage) -> Reply:
     return Reply(events=message_events(blocks, model, stop, usage))
 
 
+# --- analysis calls (Nexus's own pipeline) -------------------------------------------------------------
+
+ANALYSIS_MARKER = "You review Claude Code conversations for a team."
+_PROMPT_LINE = re.compile(r"^\[#(\d+) user\] (.+)$", re.M)
+
+
+def _analysis_input(body: dict[str, Any]) -> str:
+    first = body["messages"][0]["content"]
+    return first if isinstance(first, str) else "".join(_texts(first))
+
+
+def analysis_answer(material: str) -> dict[str, Any]:
+    """A valid analysis of a condensed transcript (or of partial analyses being combined)."""
+    tips = []
+    m = _PROMPT_LINE.search(material)
+    if m:
+        tips = [
+            {
+                "advice": "Say which test proves it works.",
+                "request": int(m.group(1)),
+                "quote": " ".join(m.group(2).split()[:4]),
+            }
+        ]
+    elif "Partial analyses:" in material:
+        for line in material.splitlines():
+            if line.startswith("Part ") and ": {" in line:
+                part = json.loads(line.split(": ", 1)[1])
+                tips = part["tips"][:1]
+                break
+    return {
+        "summary": f"The developer asked for work across {material.count(' user] ') or 'several'} prompts.",
+        "outcome": "resolved",
+        "scores": {
+            "task_success": {"value": 4, "reason": "the request was met"},
+            "prompt_clarity": {"value": 3, "reason": "the goal was clear, the checks were not"},
+            "efficiency": {"value": 4, "reason": "few failed tool calls"},
+        },
+        "tips": tips,
+        "went_well": ["tests were run"],
+        "sentiment": "positive",
+    }
+
+
 # --- the server --------------------------------------------------------------------------------------
 
 
@@ -288,6 +332,8 @@ class FakeAnthropic:
         # Credentials the upstream takes (x-api-key values or bearer tokens); None takes any. An
         # OAuth token (sk-ant-oat...) also needs the OAuth beta flag, as the real API requires.
         self.accepts: set[str] | None = None
+        self.analysis_invalid = 0  # analysis calls to answer with invalid output first (-1: all)
+        self.analysis_calls = 0
 
     @property
     def url(self) -> str:
@@ -300,6 +346,8 @@ class FakeAnthropic:
         self.rules = cli_rules
         self.usage = Usage()
         self.accepts = None
+        self.analysis_invalid = 0
+        self.analysis_calls = 0
 
     def enqueue(self, *replies: Reply) -> None:
         self.script.extend(replies)
@@ -383,7 +431,10 @@ class FakeAnthropic:
                         {"type": "error", "error": {"type": "invalid_request_error", "message": "bad json"}},
                         status=400,
                     )
-                reply = self.rules(body, self.usage) if body.get("stream") else self._non_stream(body)
+                if ANALYSIS_MARKER in json.dumps(body.get("system") or ""):
+                    reply = self._analysis(body)
+                else:
+                    reply = self.rules(body, self.usage) if body.get("stream") else self._non_stream(body)
         else:
             return web.json_response(
                 {
@@ -406,6 +457,36 @@ class FakeAnthropic:
         if token and token.startswith("sk-ant-oat") and "oauth-2025-04-20" not in betas:
             return "OAuth authentication is currently not supported."
         return None
+
+    def _analysis(self, body: dict[str, Any]) -> Reply:
+        """An analysis call (Nexus's analysis pipeline): a valid analysis quoting the transcript's
+        first prompt (or, combining, the parts' first tip), unless ``analysis_invalid`` says to
+        answer with prose first (that many times; -1: always). Usage follows the sizes sent."""
+        self.analysis_calls += 1
+        if self.analysis_invalid != 0:
+            self.analysis_invalid -= 1 if self.analysis_invalid > 0 else 0
+            text = "The conversation went well overall, I think."
+        else:
+            text = json.dumps(analysis_answer(_analysis_input(body)))
+        usage = {
+            "input_tokens": max(
+                1, len(json.dumps(body.get("system"))) // 4 + len(json.dumps(body["messages"])) // 4
+            ),
+            "output_tokens": max(1, len(text) // 4),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        msg = {
+            "id": "msg_fake_analysis",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model") or DEFAULT_MODEL,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        return Reply(headers={"content-type": "application/json"}, body=json.dumps(msg).encode())
 
     def _non_stream(self, body: dict[str, Any]) -> Reply:
         reply = self.rules(body, self.usage)

@@ -10,13 +10,34 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from nexus.access import UnknownKey
 from nexus.budgets import BudgetInputError
 
-from nexus_dashboard import alerts, budgets, credentials, keys, overview, queries, ratelimits, schemas, usage
-from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
+from nexus_dashboard import (
+    alerts,
+    analysis,
+    budgets,
+    credentials,
+    keys,
+    live,
+    overview,
+    queries,
+    ratelimits,
+    schemas,
+    usage,
+)
+from nexus_dashboard.deps import (
+    Access,
+    Conn,
+    Launch,
+    conversation_id_or_404,
+    conversation_or_404,
+    request_id_or_404,
+    request_or_404,
+)
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
 router = APIRouter(prefix="/api")
@@ -65,6 +86,64 @@ def get_timeline(
             for e in queries.timeline(conn, conv)
         ],
     }
+
+
+@router.get(
+    "/conversations/{conversation_id}/analysis",
+    summary="The conversation's AI analysis: the newest run's status and the newest finished analysis",
+)
+def get_analysis(conn: Conn, conversation_id: str) -> schemas.AnalysisStatus:
+    return analysis.status(conn, conversation_id_or_404(conn, conversation_id))
+
+
+@router.post(
+    "/conversations/{conversation_id}/analysis",
+    status_code=202,
+    summary="Analyse the conversation (joins a run in flight; an unchanged conversation is not re-analysed)",
+)
+def post_analysis(conn: Conn, launcher: Launch, conversation_id: str) -> schemas.AnalysisStatus:
+    found = analysis.request(conn, launcher, conversation_id_or_404(conn, conversation_id), "manual")
+    if found is None:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    return found
+
+
+@router.get("/analysis/tips", summary="The most frequent tips of the period's analyses, by team or all")
+def get_top_tips(conn: Conn, f: ListFilters) -> schemas.TeamTips:
+    return analysis.top_tips(conn, f.team, f.since)
+
+
+def _versioned(request: Request, tag: str) -> Response:
+    headers = {"etag": tag}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    return Response(orjson.dumps({"version": tag}), media_type="application/json", headers=headers)
+
+
+_POLL = (
+    "Send the last ETag in If-None-Match: 304 while nothing changed. Pages poll it to update themselves "
+    "as requests arrive (index reads only)."
+)
+
+
+@router.get(
+    "/version",
+    summary="A tag that changes when the data behind the overview changes",
+    description=_POLL,
+    responses={304: {"description": "unchanged since the ETag sent"}},
+)
+def get_version(request: Request, conn: Conn) -> Response:
+    return _versioned(request, live.etag(conn, None))
+
+
+@router.get(
+    "/conversations/{conversation_id}/version",
+    summary="A tag that changes when the conversation or its analysis changes",
+    description=_POLL,
+    responses={304: {"description": "unchanged since the ETag sent"}},
+)
+def get_conversation_version(request: Request, conn: Conn, conversation_id: str) -> Response:
+    return _versioned(request, live.etag(conn, conversation_id_or_404(conn, conversation_id)))
 
 
 @router.get("/requests", summary="Recorded requests, newest first")

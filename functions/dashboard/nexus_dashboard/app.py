@@ -16,6 +16,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nexus import env
+from nexus.analysis import launch
+from nexus.analysis.launch import Launcher
 from nexus.secret_store import SecretStore
 
 from nexus_dashboard import api, db, errors, openapi, pages, signin, throttle
@@ -31,6 +33,7 @@ def create_app(
     dashboard_key: str,
     secret_store: SecretStore | None = None,
     throttle_policy: throttle.Policy = throttle.DEFAULT,
+    launcher: Launcher | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +56,7 @@ def create_app(
     app.state.dashboard_key = dashboard_key
     app.state.secret_store = secret_store
     app.state.throttle = throttle_policy
+    app.state.launcher = launcher or launch.from_env()
 
     errors.install(app)
     app.add_middleware(SecurityHeaders)

@@ -24,7 +24,10 @@ class OAuthDocument(BaseModel):
     access_token: str = Token
     refresh_token: str = Token
     expires_at: float = Field(
-        gt=0, le=MAX_EXPIRES, description="epoch seconds (values above 1e11 are read as milliseconds)"
+        gt=0,
+        le=MAX_EXPIRES,
+        strict=True,  # a number: JSON true is not 1 second after the epoch
+        description="epoch seconds (values above 1e11 are read as milliseconds)",
     )
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import psycopg
 from fastapi import Depends, HTTPException, Request
 from nexus.access import AccessStore
+from nexus.analysis.launch import Launcher
 
 from nexus_dashboard import conversation_view, queries
 from nexus_dashboard.schemas import Conversation, RequestDetail
@@ -27,8 +28,14 @@ def _access(request: Request) -> AccessStore:
     return AccessStore(store)
 
 
+def _launcher(request: Request) -> Launcher:
+    launcher: Launcher = request.app.state.launcher
+    return launcher
+
+
 Conn = Annotated[psycopg.Connection, Depends(_conn)]
 Access = Annotated[AccessStore, Depends(_access)]
+Launch = Annotated[Launcher, Depends(_launcher)]
 
 
 def _uuid(value: str, what: str) -> str:
@@ -36,6 +43,14 @@ def _uuid(value: str, what: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise HTTPException(404, f"no {what} {value!r}") from None
+
+
+def conversation_id_or_404(conn: psycopg.Connection, conversation_id: str) -> str:
+    """The id, normalised, of a conversation that exists; 404 otherwise."""
+    cid = _uuid(conversation_id, "conversation")
+    if conn.execute("SELECT 1 FROM conversations WHERE id = %s", (cid,)).fetchone() is None:
+        raise HTTPException(404, f"no conversation {conversation_id!r}")
+    return cid
 
 
 def request_id_or_404(request_id: str) -> str:

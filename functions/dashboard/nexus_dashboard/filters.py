@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 Period = Literal["24h", "7d", "30d", "90d", "all"]
+Outcome = Literal["resolved", "partly", "not", "abandoned"]
 Bucket = Literal["day", "hour"]  # a chart's resolution
 PERIODS: dict[str, timedelta | None] = {
     "24h": timedelta(hours=24),
@@ -92,6 +93,8 @@ class Filters:
     q: str | None
     page: int
     now: datetime
+    outcome: Outcome | None = None  # conversations whose newest analysis says so
+    max_score: int | None = None  # ... whose newest analysis scored this or lower somewhere
 
     @property
     def since(self) -> datetime | None:
@@ -122,6 +125,8 @@ class Filters:
             "model": self.model,
             "q": self.q,
             "page": self.page if self.page > 1 else None,
+            "outcome": self.outcome,
+            "max_score": self.max_score,
         }
         base.update(changes)
         return {k: str(v) for k, v in base.items() if v not in (None, "")}
@@ -139,6 +144,13 @@ def filters(
     model: Annotated[Name | None, Query()] = None,
     q: Annotated[SearchText | None, Query(description="full-text search of prompts and answers")] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    outcome: Annotated[
+        Outcome | Literal[""] | None, Query(description="the newest analysis's outcome (blank: any)")
+    ] = None,
+    max_score: Annotated[
+        Literal["", "1", "2", "3", "4", "5"] | None,
+        Query(description="the newest analysis has a score at most this, 1-5 (blank: any)"),
+    ] = None,
 ) -> Filters:
     return Filters(
         period=period,
@@ -148,6 +160,8 @@ def filters(
         q=_blank_to_none(q),
         page=page,
         now=datetime.now(UTC),
+        outcome=outcome or None,  # a form's "any" sends it empty
+        max_score=int(max_score) if max_score else None,
     )
 
 

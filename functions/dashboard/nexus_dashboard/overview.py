@@ -51,13 +51,18 @@ def _conversation_where(f: Filters) -> tuple[str, list[Any]]:
                 " WHERE tsv @@ websearch_to_tsquery('english', %s))",
                 f.q,
             ),
+            ("id IN (SELECT conversation_id FROM conversation_analysis WHERE outcome = %s)", f.outcome),
+            (
+                "id IN (SELECT conversation_id FROM conversation_analysis WHERE lowest_score <= %s)",
+                f.max_score,
+            ),
         ]
     )
 
 
 def totals(conn: psycopg.Connection, f: Filters) -> Totals:
     w, args = usage_where(f)
-    cw, cargs = _conversation_where(replace(f, q=None))
+    cw, cargs = _conversation_where(replace(f, q=None, outcome=None, max_score=None))
     sql = (
         f"SELECT {USAGE_SUMS}, count(DISTINCT user_id) AS active_users,"
         " coalesce(sum(errors), 0)::bigint AS errors,"

@@ -16,6 +16,7 @@ from nexus.budgets import BudgetInputError
 
 from nexus_dashboard import (
     alerts,
+    analysis,
     budgets,
     charts,
     conversation_view,
@@ -29,7 +30,14 @@ from nexus_dashboard import (
     usage,
 )
 from nexus_dashboard.auth import form_fields
-from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
+from nexus_dashboard.deps import (
+    Access,
+    Conn,
+    Launch,
+    conversation_id_or_404,
+    conversation_or_404,
+    request_or_404,
+)
 from nexus_dashboard.filters import BranchName, Filters, ListFilters, Name
 from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
@@ -46,6 +54,7 @@ LIMITS: tuple[tuple[str, Literal["u5h", "u7d", "tokens", "requests"]], ...] = (
 
 def page(request: Request, name: str, nav: str | None = None, status: int = 200, **ctx: Any) -> HTMLResponse:
     session = getattr(request.state, "session", None)
+    ctx.setdefault("live", None)
     ctx.update(request=request, nav=nav, csrf=session.csrf if session else None)
     return templates.TemplateResponse(request, name, ctx, status_code=status)
 
@@ -73,6 +82,7 @@ def overview_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
         token_chart=token_chart,
         token_legend=token_legend,
         page_link=lambda n: "/?" + qs(f.query(page=n)),
+        live="/api/version",
     )
 
 
@@ -101,7 +111,16 @@ def conversation_page(
         timeline=timeline,
         time_bar=time_bar,
         svg=partial(conversation_view.tree_svg, lane_count=c["lane_count"]),
+        a=analysis.status(conn, c["id"]),
+        live=f"/api/conversations/{c['id']}/version",
     )
+
+
+@router.post("/conversations/{conversation_id}/analysis")
+def analyse_page(conn: Conn, launcher: Launch, conversation_id: str) -> Response:
+    cid = conversation_id_or_404(conn, conversation_id)
+    analysis.request(conn, launcher, cid, "manual")
+    return RedirectResponse(f"/conversations/{cid}#analysis", 303)
 
 
 def _timeline(conn: psycopg.Connection, c: schemas.Conversation) -> list[dict[str, Any]]:
@@ -275,6 +294,18 @@ def clear_budget_page(access: Access, kind: str, name: str) -> Response:
     except BudgetInputError as exc:
         raise HTTPException(404, str(exc)) from None
     return RedirectResponse("/budgets", 303)
+
+
+@router.get("/analysis")
+def analysis_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
+    return page(
+        request,
+        "analysis.html",
+        "/analysis",
+        f=f,
+        d=analysis.top_tips(conn, f.team, f.since),
+        choices=overview.choices(conn),
+    )
 
 
 @router.get("/api-reference")

@@ -515,3 +515,78 @@ class Alerts(TypedDict):
     alerts: Annotated[list[AlertRow], Field(description="newest first")]
     teams: Annotated[list[TeamChannels], Field(description="teams with alert settings, by name")]
     kinds: Annotated[list[str], Field(description="kinds in the log (for filtering)")]
+
+
+# --- analysis ----------------------------------------------------------------------------------------
+
+
+class AnalysisScore(TypedDict):
+    value: Annotated[int, Field(ge=1, le=5)]
+    reason: str
+
+
+class AnalysisScores(TypedDict):
+    task_success: AnalysisScore
+    prompt_clarity: AnalysisScore
+    efficiency: AnalysisScore
+
+
+class AnalysisTip(TypedDict):
+    advice: str
+    request: Annotated[int, Field(description="the request's number #n in the conversation")]
+    quote: str
+    request_id: str | None
+
+
+class AnalysisFacts(TypedDict):
+    """What the analysis was computed from."""
+
+    model: str
+    prompt_version: str
+    input_hash: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    calls: int
+    chunks: int
+    source_tokens: int
+    condensed_tokens: int
+    request_count: int
+
+
+class Analysis(TypedDict):
+    summary: str
+    outcome: Literal["resolved", "partly", "not", "abandoned"]
+    scores: AnalysisScores
+    tips: list[AnalysisTip]
+    went_well: list[str]
+    sentiment: Literal["positive", "neutral", "negative", "mixed"]
+    facts: AnalysisFacts
+
+
+class AnalysisStatus(TypedDict):
+    """The conversation's newest analysis run, and its newest finished analysis."""
+
+    status: Literal["none", "queued", "running", "done", "failed"]
+    run_id: str | None
+    trigger: str | None
+    reason: Annotated[str | None, Field(description="why the newest run failed")]
+    stale: Annotated[bool, Field(description="the conversation has requests the analysis did not see")]
+    analysed_at: datetime | None
+    analysis: Analysis | None
+
+
+class TipCount(TypedDict):
+    advice: str
+    count: int
+    conversation_id: str
+    request_id: str | None
+    quote: str
+
+
+class TeamTips(TypedDict):
+    """The most frequent tips in a period's analyses (by team, or all)."""
+
+    team: str | None
+    analyses: int
+    tips: list[TipCount]

@@ -87,3 +87,53 @@ for (const sel of document.querySelectorAll("select[data-autosubmit]")) {
 for (const form of document.querySelectorAll("form[data-confirm]")) {
   form.addEventListener("submit", (e) => { if (!confirm(form.dataset.confirm)) e.preventDefault(); });
 }
+
+// An analysis in flight: ask for its status every 2 s (while the tab is visible) and reload once done.
+for (const panel of document.querySelectorAll("section.analysis[data-src]")) {
+  if (!["queued", "running"].includes(panel.dataset.status)) continue;
+  const check = async () => {
+    if (document.hidden) return;
+    try {
+      const resp = await fetch(panel.dataset.src, { credentials: "same-origin" });
+      if (resp.ok && !["queued", "running"].includes((await resp.json()).status)) location.reload();
+    } catch { /* try again at the next tick */ }
+  };
+  setInterval(check, 2000);
+}
+
+// Live pages: poll the page's version tag with If-None-Match (a 304 costs one small query), and when
+// it moves, fetch the page again and swap its [data-live] regions. Paused while the tab is hidden.
+const live = document.querySelector("main[data-live-src]");
+if (live) {
+  const every = Number(live.dataset.liveEvery || 3000);
+  let tag = null;
+  let busy = false;
+  const poll = async () => {
+    if (busy || document.hidden) return;
+    busy = true;
+    try {
+      const resp = await fetch(live.dataset.liveSrc, {
+        credentials: "same-origin",
+        headers: tag ? { "If-None-Match": tag } : {},
+      });
+      if (resp.status === 200) {
+        const first = tag === null;
+        tag = resp.headers.get("etag");
+        if (!first) await refresh();
+      }
+    } catch { /* offline or restarting: the next tick tries again */ }
+    busy = false;
+  };
+  const refresh = async () => {
+    const html = await (await fetch(location.href, { credentials: "same-origin" })).text();
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    for (const region of document.querySelectorAll("[data-live][id]")) {
+      const fresh = doc.getElementById(region.id);
+      if (fresh) region.replaceWith(document.importNode(fresh, true));
+    }
+    live.dataset.refreshed = String(Number(live.dataset.refreshed || 0) + 1);
+  };
+  setInterval(poll, every);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+  poll();
+}
