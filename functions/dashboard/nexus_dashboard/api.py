@@ -15,7 +15,18 @@ from fastapi.responses import Response
 from nexus.access import UnknownKey
 from nexus.budgets import BudgetInputError
 
-from nexus_dashboard import alerts, budgets, credentials, keys, overview, queries, ratelimits, schemas, usage
+from nexus_dashboard import (
+    alerts,
+    budgets,
+    credentials,
+    keys,
+    overview,
+    prompts,
+    queries,
+    ratelimits,
+    schemas,
+    usage,
+)
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
 from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
 
@@ -150,6 +161,27 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> schemas.Alerts:
     return alerts.alerts_data(conn, request.app.state.secret_store, team, kind, limit)
+
+
+@router.get("/prompts", summary="The prompt library: current versions, use counts, the last sync")
+def list_prompts(
+    conn: Conn,
+    q: Annotated[str | None, Query(max_length=200, description="search name, description and text")] = None,
+    removed: Annotated[bool, Query(description="include prompts removed from the repository")] = False,
+) -> schemas.PromptLibrary:
+    return prompts.library_data(conn, q or None, removed)
+
+
+@router.get("/prompts/{name}", summary="One prompt: a version's template and arguments, history, use")
+def get_prompt(
+    conn: Conn,
+    name: Annotated[str, Path(max_length=64)],
+    version: Annotated[int | None, Query(ge=1, le=2_147_483_647, description="default: the current")] = None,
+) -> schemas.PromptDetail:
+    found = prompts.prompt_data(conn, name, version)
+    if found is None:
+        raise HTTPException(404, f"no prompt {name!r}" + (f" version {version}" if version else ""))
+    return found
 
 
 @router.get("/keys", summary="Nexus keys with their usage in the period")

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from nexus.access import AccessStore, UnknownKey
@@ -22,6 +22,7 @@ from nexus_dashboard import (
     credentials,
     keys,
     overview,
+    prompts,
     queries,
     ratelimits,
     render,
@@ -184,6 +185,31 @@ def alerts_page(
 ) -> HTMLResponse:
     d = alerts.alerts_data(conn, request.app.state.secret_store, team or None, kind or None, 200)
     return page(request, "alerts.html", "/alerts", d=d, team=team or "", kind=kind or "")
+
+
+@router.get("/prompts")
+def prompts_page(
+    request: Request,
+    conn: Conn,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    removed: bool = False,
+) -> HTMLResponse:
+    d = prompts.library_data(conn, q or None, removed)
+    mcp_url = str(request.base_url).rstrip("/") + "/mcp"
+    return page(request, "prompts.html", "/prompts", d=d, q=q or "", removed=removed, mcp_url=mcp_url)
+
+
+@router.get("/prompts/{name}")
+def prompt_page(
+    request: Request,
+    conn: Conn,
+    name: Annotated[str, Path(max_length=64)],
+    version: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+) -> HTMLResponse:
+    p = prompts.prompt_data(conn, name, version)
+    if p is None:
+        raise HTTPException(404, f"no prompt {name!r}" + (f" version {version}" if version else ""))
+    return page(request, "prompt.html", "/prompts", p=p)
 
 
 def _keys_page(
