@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -17,6 +18,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.integration.test_prompt_sync import Repo, review
+from tests.support.claude_cli import CLAUDE
 from tests.support.stack import running_stack
 
 EXPLAIN = """---
@@ -157,3 +159,52 @@ def test_the_dashboard_shows_the_library_its_versions_and_use(library):
     with urllib.request.urlopen(req, timeout=10) as r:
         html = r.read().decode()
     assert 'href="/prompts/explain"' in html and "claude mcp add --transport http nexus" in html
+
+
+def _claude(home, cwd, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    """The real Claude Code CLI, as tests/support/claude_cli.py runs it: a temporary HOME, no
+    non-essential traffic (there is no internet here)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "ANTHROPIC_API_KEY": "sk-ant-api03-cli-test-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+    return subprocess.run(
+        [str(CLAUDE), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.cli
+def test_claude_code_adds_the_server_and_sees_it_connected(library, tmp_path):
+    home, cwd = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    cwd.mkdir()
+    url = library.dashboard_url + "/mcp"
+    added = _claude(
+        home, cwd, "mcp", "add", "--transport", "http", "nexus", url, "--header",
+        f"Authorization: Bearer {library.member_key}",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    listed = _claude(home, cwd, "mcp", "list")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    line = next(x for x in listed.stdout.splitlines() if x.startswith("nexus"))
+    assert url in line and "Connected" in line, listed.stdout
+
+    # With a wrong key the CLI sees the server refuse it.
+    _claude(home, cwd, "mcp", "remove", "nexus")
+    _claude(
+        home,
+        cwd,
+        "mcp",
+        "add",
+        "--transport",
+        "http",
+        "nexus",
+        url,
+        "--header",
+        "Authorization: Bearer nxk_x_y",
+    )
+    refused = _claude(home, cwd, "mcp", "list")
+    line = next(x for x in refused.stdout.splitlines() if x.startswith("nexus"))
+    assert "Connected" not in line, refused.stdout
