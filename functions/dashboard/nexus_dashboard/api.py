@@ -28,7 +28,15 @@ from nexus_dashboard import (
     usage,
 )
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_id_or_404, request_or_404
-from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
+from nexus_dashboard.filters import (
+    BIGINT_MAX,
+    PAGE_SIZE,
+    BranchName,
+    ListFilters,
+    Name,
+    SearchText,
+    Timestamp,
+)
 
 router = APIRouter(prefix="/api")
 
@@ -166,7 +174,7 @@ def list_alerts(
 @router.get("/prompts", summary="The prompt library: current versions, use counts, the last sync")
 def list_prompts(
     conn: Conn,
-    q: Annotated[str | None, Query(max_length=200, description="search name, description and text")] = None,
+    q: Annotated[SearchText | None, Query(description="search name, description and text")] = None,
     removed: Annotated[bool, Query(description="include prompts removed from the repository")] = False,
 ) -> schemas.PromptLibrary:
     return prompts.library_data(conn, q or None, removed)
@@ -175,7 +183,7 @@ def list_prompts(
 @router.get("/prompts/{name}", summary="One prompt: a version's template and arguments, history, use")
 def get_prompt(
     conn: Conn,
-    name: Annotated[str, Path(max_length=64)],
+    name: Annotated[Name, Path()],
     version: Annotated[int | None, Query(ge=1, le=2_147_483_647, description="default: the current")] = None,
 ) -> schemas.PromptDetail:
     found = prompts.prompt_data(conn, name, version)

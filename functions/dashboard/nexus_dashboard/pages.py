@@ -31,7 +31,7 @@ from nexus_dashboard import (
 )
 from nexus_dashboard.auth import form_fields
 from nexus_dashboard.deps import Access, Conn, conversation_or_404, request_or_404
-from nexus_dashboard.filters import BranchName, Filters, ListFilters, Name
+from nexus_dashboard.filters import BranchName, Filters, ListFilters, Name, SearchText
 from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
 router = APIRouter(include_in_schema=False)
@@ -191,7 +191,7 @@ def alerts_page(
 def prompts_page(
     request: Request,
     conn: Conn,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[SearchText | None, Query()] = None,
     removed: bool = False,
 ) -> HTMLResponse:
     d = prompts.library_data(conn, q or None, removed)
@@ -203,7 +203,7 @@ def prompts_page(
 def prompt_page(
     request: Request,
     conn: Conn,
-    name: Annotated[str, Path(max_length=64)],
+    name: Annotated[Name, Path()],
     version: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
 ) -> HTMLResponse:
     p = prompts.prompt_data(conn, name, version)
