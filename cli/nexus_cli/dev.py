@@ -169,6 +169,7 @@ class Stack:
     refresher_thread: threading.Thread | None = None
     analysis_thread: threading.Thread | None = None
     stop_analysis: threading.Event | None = None
+    prompts_thread: threading.Thread | None = None
     stop_consumer: threading.Event | None = None
     pg: EmbeddedPostgres | None = None
 
@@ -327,6 +328,7 @@ def _serve(
         daemon=True,
     )
     stack.analysis_thread.start()
+    stack.prompts_thread = _start_prompt_sync(db_url, data_dir, stack.stop_consumer)
     _wait_healthy(f"http://{host}:{proxy_port}/health", stack.proxy, "proxy")
     _wait_healthy(f"http://{host}:{dashboard_port}/health", stack.dashboard, "dashboard")
     if stack.gateway is not None:
@@ -354,6 +356,48 @@ def _serve(
                 return 1
     print("\nnexus dev: stopping (finishing in-flight requests, draining the spool)...", flush=True)
     return 0
+
+
+def _start_prompt_sync(db_url: str, data_dir: Path, stop: threading.Event) -> threading.Thread | None:
+    """The prompt library (ADR 0023): synced from NEXUS_PROMPTS_REPO (at NEXUS_PROMPTS_REF, under
+    NEXUS_PROMPTS_PATH) at start and every NEXUS_PROMPTS_SYNC_MINUTES (default 15), if it is set."""
+    from nexus.prompts import sync
+
+    source = sync.Source.from_env()
+    if source is None:
+        return None
+    try:
+        minutes = float(os.environ.get(sync.INTERVAL_MIN) or 15)
+    except ValueError:
+        raise CLIError(f"{sync.INTERVAL_MIN}: not a number of minutes") from None
+    plog = logging.getLogger("nexus.prompts")
+
+    def loop() -> None:
+        from nexus.prompts.source import SourceError
+
+        while True:
+            try:
+                r = sync.sync(db_url, source, data_dir / "prompts-cache")
+                plog.info(
+                    "prompt library synced from %s at %s: %d added, %d changed, %d removed, %d unchanged%s",
+                    source.repo,
+                    r.commit[:12],
+                    len(r.added),
+                    len(r.changed),
+                    len(r.removed),
+                    len(r.unchanged),
+                    "".join(f"; skipped {p}: {e}" for p, e in r.errors.items()),
+                )
+            except SourceError as exc:
+                plog.warning("prompt library not synced: %s", exc)
+            except Exception:
+                plog.exception("prompt library sync failed")
+            if stop.wait(max(minutes, 0.05) * 60):
+                return
+
+    thread = threading.Thread(target=loop, name="prompt-sync", daemon=True)
+    thread.start()
+    return thread
 
 
 def _lower_pg(pg: EmbeddedPostgres) -> None:
@@ -390,6 +434,7 @@ def _banner(
         "Nexus local stack is running. Ctrl-C stops it; data is kept in " + str(settings.data_dir),
         f"  proxy      {base}  ->  {settings.upstream_url}",
         f"  dashboard  http://{host}:{dashboard_port}  (JSON API: /api/requests)",
+        f"  prompts    http://{host}:{dashboard_port}/mcp  (MCP: claude mcp add --transport http nexus URL)",
         f"  gateway    {gateway}",
         f"  database   {db}",
         f"  keys       {keys}",
@@ -439,6 +484,8 @@ def _shutdown(stack: Stack) -> None:
         stack.consumer_thread.join(30)
     if stack.refresher_thread is not None:
         stack.refresher_thread.join(10)
+    if stack.prompts_thread is not None:
+        stack.prompts_thread.join(10)
     _terminate(stack.dashboard, 10)
     if stack.pg is not None:
         stack.pg.stop()

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nexus_cli import alerts_cmd, analysis_cmd, budgets_cmd, claude_cmd, db_cmd, dev, keys_cmd, tracking_cmd
+from nexus_cli import (
+    alerts_cmd,
+    analysis_cmd,
+    budgets_cmd,
+    claude_cmd,
+    db_cmd,
+    dev,
+    keys_cmd,
+    prompts_cmd,
+    tracking_cmd,
+)
 from nexus_cli import settings as cli_settings
 from nexus_cli.common import CLIError
 from nexus_cli.settings import CliSettings
@@ -16,7 +26,18 @@ def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
         prog="nexus", description="Gateway and observability for Claude Code teams."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (dev, keys_cmd, alerts_cmd, budgets_cmd, db_cmd, tracking_cmd, claude_cmd, analysis_cmd):
+    commands = (
+        dev,
+        keys_cmd,
+        alerts_cmd,
+        budgets_cmd,
+        db_cmd,
+        tracking_cmd,
+        claude_cmd,
+        analysis_cmd,
+        prompts_cmd,
+    )
+    for command in commands:
         command.register(sub, settings)
     parser.set_defaults(settings=settings)
     return parser

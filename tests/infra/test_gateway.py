@@ -485,9 +485,10 @@ def test_the_image_installs_the_locked_dependencies_and_fetches_nothing_at_start
 
 
 def test_the_gateway_extra_is_the_only_way_the_sdk_is_installed() -> None:
-    """The layer's requirements leave out the Agent SDK (and its CLI binary); the image adds them."""
+    """The layer's requirements leave out the Agent SDK (and its CLI binary); the image adds them. The
+    mcp SDK is in the layer on its own account: the dashboard serves the prompt library with it."""
     reqs = requirements()
-    assert "claude-agent-sdk" not in reqs and "\nmcp==" not in reqs
+    assert "claude-agent-sdk" not in reqs and "\nmcp==" in reqs
 
 
 def test_the_front_and_router_load_without_the_sdk() -> None:

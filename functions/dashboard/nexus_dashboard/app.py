@@ -1,8 +1,10 @@
 """Dashboard ASGI app (FastAPI). Locally served by uvicorn; in AWS wrapped by Mangum.
 
 Pages (``pages.py``) and their JSON twins (``api.py``) sit behind one auth dependency; only the
-login form, the health check and static assets are open. Errors come back in the caller's shape:
-JSON under ``/api/``, an HTML page elsewhere (a missing session there sends the browser to log in).
+login form, the health check and static assets are open. ``/mcp`` (the prompt library over MCP,
+``mcp_prompts.py``) takes Nexus keys instead of the dashboard's key or session. Errors come back in
+the caller's shape: JSON under ``/api/``, an HTML page elsewhere (a missing session there sends the
+browser to log in).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from nexus.analysis import launch
 from nexus.analysis.launch import Launcher
 from nexus.secret_store import SecretStore
 
-from nexus_dashboard import api, db, errors, openapi, pages, signin, throttle
+from nexus_dashboard import api, db, errors, mcp_prompts, openapi, pages, signin, throttle
 from nexus_dashboard.auth import require_auth
 from nexus_dashboard.security import SecurityHeaders
 from nexus_dashboard.settings import DashboardSettings
@@ -34,7 +36,11 @@ def create_app(
     secret_store: SecretStore | None = None,
     throttle_policy: throttle.Policy = throttle.DEFAULT,
     launcher: Launcher | None = None,
+    require_keys: bool = True,
+    access_refresh_s: float = 1.0,
 ) -> FastAPI:
+    """``require_keys``: whether /mcp needs a Nexus key (False only for the local stack on localhost)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = db.Pool(conninfo, max_size=8)
@@ -65,6 +71,12 @@ def create_app(
     app.include_router(api.router, dependencies=auth)
     app.include_router(pages.router, dependencies=auth)
     app.include_router(signin.router)
+    # Its own auth (Nexus keys), no CSRF (no cookies are read there), every method the transport takes.
+    app.add_route(
+        mcp_prompts.PATH,
+        mcp_prompts.McpEndpoint(app, require_keys, access_refresh_s),  # type: ignore[arg-type]
+        include_in_schema=False,
+    )
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=auth)
     def openapi_json() -> dict[str, Any]:
@@ -106,4 +118,6 @@ def create_from_env() -> FastAPI:
         ]
         raise SystemExit(f"dashboard: set {' and '.join(missing)}")
     store = LocalSecretStore.in_data_dir(settings.data_dir)
-    return create_app(settings.database_url, settings.dashboard_key, store)
+    return create_app(
+        settings.database_url, settings.dashboard_key, store, require_keys=settings.require_keys
+    )

@@ -50,7 +50,8 @@ def _handler() -> Mangum:
         old = _current.get("app")
         if old is not None:
             old.state.pool.close()
-        app = create_app(db, key, _secret_store(settings.secrets_prefix))
+        # /mcp requires Nexus keys here; a key check reads Secrets Manager at most every 30 s.
+        app = create_app(db, key, _secret_store(settings.secrets_prefix), access_refresh_s=30)
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
         # the pool is opened once here instead and lives as long as the execution environment.
         app.state.pool = Pool(db, max_size=2)

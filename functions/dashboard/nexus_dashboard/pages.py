@@ -8,7 +8,7 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from nexus.access import AccessStore, UnknownKey
@@ -23,6 +23,7 @@ from nexus_dashboard import (
     credentials,
     keys,
     overview,
+    prompts,
     queries,
     ratelimits,
     render,
@@ -38,7 +39,7 @@ from nexus_dashboard.deps import (
     conversation_or_404,
     request_or_404,
 )
-from nexus_dashboard.filters import BranchName, Filters, ListFilters, Name
+from nexus_dashboard.filters import BranchName, Filters, ListFilters, Name, SearchText
 from nexus_dashboard.templating import dur, qs, templates, tokens, usd
 
 router = APIRouter(include_in_schema=False)
@@ -203,6 +204,31 @@ def alerts_page(
 ) -> HTMLResponse:
     d = alerts.alerts_data(conn, request.app.state.secret_store, team or None, kind or None, 200)
     return page(request, "alerts.html", "/alerts", d=d, team=team or "", kind=kind or "")
+
+
+@router.get("/prompts")
+def prompts_page(
+    request: Request,
+    conn: Conn,
+    q: Annotated[SearchText | None, Query()] = None,
+    removed: bool = False,
+) -> HTMLResponse:
+    d = prompts.library_data(conn, q or None, removed)
+    mcp_url = str(request.base_url).rstrip("/") + "/mcp"
+    return page(request, "prompts.html", "/prompts", d=d, q=q or "", removed=removed, mcp_url=mcp_url)
+
+
+@router.get("/prompts/{name}")
+def prompt_page(
+    request: Request,
+    conn: Conn,
+    name: Annotated[Name, Path()],
+    version: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+) -> HTMLResponse:
+    p = prompts.prompt_data(conn, name, version)
+    if p is None:
+        raise HTTPException(404, f"no prompt {name!r}" + (f" version {version}" if version else ""))
+    return page(request, "prompt.html", "/prompts", p=p)
 
 
 def _keys_page(

@@ -590,3 +590,81 @@ class TeamTips(TypedDict):
     team: str | None
     analyses: int
     tips: list[TipCount]
+
+
+# --- prompt library (ADR 0023) -----------------------------------------------------------------------
+
+
+class PromptArgument(TypedDict):
+    name: str
+    description: str | None
+    required: bool
+
+
+class PromptSummary(TypedDict):
+    """A prompt in the library: its current version, and how often it was used through MCP."""
+
+    name: str
+    version: Annotated[int, Field(description="the current version (1 for a prompt never changed)")]
+    description: str | None
+    arguments: list[PromptArgument]
+    path: Annotated[str, Field(description="the template's file in the repository")]
+    commit: str
+    updated_at: Annotated[datetime, Field(description="when the current version was synced")]
+    removed_at: Annotated[datetime | None, Field(description="gone from the repository (history kept)")]
+    uses: Annotated[int, Field(description="prompts/get calls through MCP, all versions")]
+    last_used_at: datetime | None
+
+
+class PromptSync(TypedDict):
+    id: int
+    synced_at: datetime
+    repo: str
+    ref: str | None
+    path: str
+    commit: str
+    added: int
+    changed: int
+    removed: int
+    unchanged: int
+    errors: Annotated[dict[str, str], Field(description="file path -> why it was skipped")]
+
+
+class PromptLibrary(TypedDict):
+    prompts: Annotated[list[PromptSummary], Field(description="by name")]
+    last_sync: PromptSync | None
+
+
+class PromptVersion(TypedDict):
+    version: int
+    commit: str
+    path: str
+    created_at: datetime
+    uses: int
+
+
+class PromptUse(TypedDict):
+    used_at: datetime
+    version: int
+    key_id: str | None
+    team: str | None
+    user: str | None
+    source: Annotated[str, Field(description="mcp: a prompts/get call")]
+
+
+class PromptDetail(TypedDict):
+    """One version of a prompt (the current one unless asked), its history and its recent use."""
+
+    name: str
+    version: int
+    current_version: int
+    description: str | None
+    arguments: list[PromptArgument]
+    body: Annotated[str, Field(description="the template, {{argument}} placeholders unfilled")]
+    path: str
+    commit: str
+    created_at: datetime
+    removed_at: datetime | None
+    uses: Annotated[int, Field(description="uses of every version")]
+    versions: Annotated[list[PromptVersion], Field(description="newest first")]
+    recent_uses: Annotated[list[PromptUse], Field(description="newest first, at most 50")]

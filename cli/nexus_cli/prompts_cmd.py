@@ -1,0 +1,164 @@
+"""``nexus prompts``: the prompt library (ADR 0023): sync it from Git, list it, show one prompt.
+
+The library lives in the local stack's database (``DATABASE_URL``, or the embedded one under
+``--data-dir``). ``nexus dev`` also syncs on a timer when ``NEXUS_PROMPTS_REPO`` is set; a deployed
+stage syncs with its scheduled function (the stage config names the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from nexus_cli.common import CLIError, add_data_dir
+from nexus_cli.keys_cmd import _print, _table
+
+if TYPE_CHECKING:
+    from nexus_cli.settings import CliSettings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: CliSettings) -> None:
+    from nexus.prompts import sync
+
+    pr = sub.add_parser("prompts", help="the team's prompt library (Git -> PostgreSQL -> MCP)")
+    ps = pr.add_subparsers(dest="prompts_command", required=True, metavar="ACTION")
+
+    sy = ps.add_parser("sync", help="sync the library from a Git repository (idempotent)")
+    sy.add_argument(
+        "--repo",
+        default=os.environ.get(sync.REPO),
+        help=f"repository URL or local path [{sync.REPO}]; a private HTTPS one takes {sync.TOKEN}",
+    )
+    sy.add_argument(
+        "--ref", default=os.environ.get(sync.REF), help=f"branch, tag or commit [{sync.REF}, HEAD]"
+    )
+    sy.add_argument(
+        "--path", default=os.environ.get(sync.PATH, ""), help=f"folder of the prompts [{sync.PATH}, the root]"
+    )
+    sy.add_argument("--json", action="store_true")
+    add_data_dir(sy, settings.data_dir)
+    sy.set_defaults(func=_sync)
+
+    ls = ps.add_parser("list", help="the prompts in the library, with their version and use")
+    ls.add_argument("--search", help="only prompts whose name, description or text contains this")
+    ls.add_argument("--all", action="store_true", help="include removed prompts")
+    ls.add_argument("--json", action="store_true")
+    add_data_dir(ls, settings.data_dir)
+    ls.set_defaults(func=_list)
+
+    sh = ps.add_parser("show", help="one prompt: its template, arguments and versions")
+    sh.add_argument("name")
+    sh.add_argument("--version", type=int, help="this version (default: the current one)")
+    sh.add_argument("--json", action="store_true")
+    add_data_dir(sh, settings.data_dir)
+    sh.set_defaults(func=_show)
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[str]:
+    """The local stack's database (migrated), started if it is the embedded one and not running."""
+    from nexus.db.migrate import migrate
+
+    url = args.settings.database_url
+    server = None
+    if not url:
+        from nexus.db.embedded import start_embedded
+
+        if not (args.data_dir / "pg").exists():
+            raise CLIError(f"no database in {args.data_dir} (run nexus dev once, or set DATABASE_URL)")
+        server = start_embedded(args.data_dir / "pg")
+        url = server.get_uri()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from nexus.prompts.source import SourceError
+    from nexus.prompts.sync import Source, sync
+
+    if not args.repo:
+        raise CLIError("which repository? --repo URL (or NEXUS_PROMPTS_REPO)")
+    source = Source(args.repo, args.ref or None, args.path or "")
+    with _database(args) as url:
+        try:
+            result = sync(url, source, args.data_dir / "prompts-cache")
+        except SourceError as exc:
+            raise CLIError(str(exc)) from None
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 1 if result.errors else 0
+    print(
+        f"synced {source.repo} at {result.commit[:12]}: {len(result.added)} added, {len(result.changed)} "
+        f"changed, {len(result.removed)} removed, {len(result.unchanged)} unchanged"
+    )
+    for what, names in (("added", result.added), ("changed", result.changed), ("removed", result.removed)):
+        for name in names:
+            print(f"  {what:8} {name}")
+    for path, error in result.errors.items():
+        print(f"  skipped  {path}: {error}")
+    return 1 if result.errors else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import psycopg
+    from nexus.db import prompts as library
+
+    with _database(args) as url, psycopg.connect(url) as conn:
+        rows = library.library(conn, args.search, include_removed=args.all)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print(
+            "the library is empty: nexus prompts sync --repo URL" if not args.search else "no prompt matches"
+        )
+        return 0
+    table = _table("NAME", "VERSION", "ARGUMENTS", "USES", "DESCRIPTION")
+    for r in rows:
+        args_text = ", ".join(a["name"] + ("" if a.get("required", True) else "?") for a in r["arguments"])
+        name = r["name"] + (" (removed)" if r["removed_at"] else "")
+        table.add_row(name, str(r["version"]), args_text, str(r["uses"]), r["description"] or "")
+    _print(table)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import psycopg
+    from nexus.db import prompts as library
+
+    with _database(args) as url, psycopg.connect(url) as conn:
+        row = library.version(conn, args.name, args.version)
+        history = library.versions(conn, args.name) if row else []
+    if row is None:
+        what = f"version {args.version} of " if args.version else ""
+        raise CLIError(f"no {what}prompt {args.name!r} (nexus prompts list)")
+    if args.json:
+        print(json.dumps({**row, "versions": history}, indent=2, default=str))
+        return 0
+    _print_prompt(row, history)
+    return 0
+
+
+def _print_prompt(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    current = " (current)" if row["version"] == row["current_version"] else ""
+    removed = f", removed {row['removed_at']:%Y-%m-%d}" if row["removed_at"] else ""
+    print(f"{row['name']}  version {row['version']}{current}{removed}")
+    print(f"  from       {row['path']} at {row['commit'][:12]}")
+    if row["description"]:
+        print(f"  about      {row['description']}")
+    for a in row["arguments"]:
+        need = "required" if a.get("required", True) else "optional"
+        print(f"  argument   {a['name']} ({need}){': ' + a['description'] if a.get('description') else ''}")
+    listed = ", ".join(f"{v['version']} ({v['commit'][:8]}, {v['uses']} uses)" for v in history)
+    print(f"  versions   {listed}")
+    print()
+    print(row["body"])
