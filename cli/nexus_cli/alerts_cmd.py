@@ -19,7 +19,7 @@ from nexus import env
 from nexus.alert_events import AlertEvent
 from nexus.alerts.config import KINDS, AlertSettings, TeamAlerts
 
-from nexus_cli.common import CLIError, add_store_options, store_for
+from nexus_cli.common import CLIError, add_store_options, local_database, store_for
 from nexus_cli.keys_cmd import _print, _table
 
 if TYPE_CHECKING:
@@ -284,23 +284,12 @@ def _local_log(args: argparse.Namespace) -> list[dict[str, Any]]:
     import psycopg
     from nexus.db import alerts
 
-    url = args.settings.database_url
-    server = None
-    if not url:
-        from nexus.db.embedded import start_embedded
-
-        if not (args.data_dir / "pg").exists():
-            raise CLIError(f"no database in {args.data_dir} (set DATABASE_URL or --data-dir)")
-        server = start_embedded(args.data_dir / "pg")
-        url = server.get_uri()
-    try:
-        with psycopg.connect(url) as conn:
-            return alerts.recent(conn, args.team, args.kind, args.limit)
-    except psycopg.errors.UndefinedTable:
-        raise CLIError("the database has no alerts log yet (nexus db migrate)") from None
-    finally:
-        if server is not None:
-            server.cleanup()
+    with local_database(args) as url:
+        try:
+            with psycopg.connect(url) as conn:
+                return alerts.recent(conn, args.team, args.kind, args.limit)
+        except psycopg.errors.UndefinedTable:
+            raise CLIError("the database has no alerts log yet (nexus db migrate)") from None
 
 
 def _stage_log(args: argparse.Namespace) -> list[dict[str, Any]]:

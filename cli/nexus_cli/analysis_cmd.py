@@ -9,7 +9,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from nexus_cli.common import CLIError, add_data_dir, add_store_options, store_for
+from nexus_cli.common import CLIError, add_data_dir, add_store_options, local_database, store_for
 
 if TYPE_CHECKING:
     from nexus_cli.settings import CliSettings
@@ -106,16 +106,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
     from nexus_cli.common import local_store
 
-    url = args.settings.database_url
-    server = None
-    if not url:
-        from nexus.db.embedded import start_embedded
-
-        if not (args.data_dir / "pg").exists():
-            raise CLIError(f"no database in {args.data_dir} (set DATABASE_URL or --data-dir)")
-        server = start_embedded(args.data_dir / "pg")
-        url = server.get_uri()
-    try:
+    with local_database(args) as url:
         migrate(url)
         ctx = runner.local_context(url, local_store(args.data_dir), args.proxy_url)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -140,9 +131,6 @@ def _analyze(args: argparse.Namespace) -> int:
             reason = newest["reason"] if newest else "no analysis stored"
             raise CLIError(f"analysis failed: {reason}")
         print(json.dumps(done["analysis"] if done else None, indent=1, default=str))
-    finally:
-        if server is not None:
-            server.cleanup()
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,3 +57,23 @@ def store_for(args: argparse.Namespace) -> SecretStore:
     except (BotoCoreError, ClientError) as exc:
         raise CLIError(f"cannot reach Secrets Manager for stage {args.stage!r}: {exc}") from None
     return store
+
+
+@contextlib.contextmanager
+def local_database(args: argparse.Namespace, must_exist: bool = True) -> Iterator[str]:
+    """The local stack's database URL for one command: DATABASE_URL, else the embedded server in the
+    data directory, started for the command and stopped after it. ``must_exist``: refuse to create a
+    new cluster (every command but `nexus db migrate`)."""
+    url: str | None = args.settings.database_url
+    if url:
+        yield url
+        return
+    from nexus.db.embedded import start_embedded
+
+    if must_exist and not (args.data_dir / "pg").exists():
+        raise CLIError(f"no database in {args.data_dir} (set DATABASE_URL or --data-dir)")
+    server = start_embedded(args.data_dir / "pg")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()

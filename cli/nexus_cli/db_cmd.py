@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from nexus.db.migrate import migrate
 
-from nexus_cli.common import add_data_dir
+from nexus_cli.common import add_data_dir, local_database
 
 if TYPE_CHECKING:
     from nexus_cli.settings import CliSettings
@@ -22,17 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    url = args.settings.database_url
-    server = None
-    if not url:
-        from nexus.db.embedded import start_embedded
-
-        server = start_embedded(args.data_dir / "pg")
-        url = server.get_uri()
-    try:
+    with local_database(args, must_exist=False) as url:
         applied = migrate(url)
         print("applied: " + ", ".join(applied) if applied else "database is up to date")
-    finally:
-        if server is not None:
-            server.cleanup()
     return 0

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from nexus_cli.common import CLIError, add_data_dir
+from nexus_cli.common import CLIError, add_data_dir, local_database
 from nexus_cli.keys_cmd import _print, _table
 
 if TYPE_CHECKING:
@@ -63,21 +63,9 @@ def _database(args: argparse.Namespace) -> Iterator[str]:
     """The local stack's database (migrated), started if it is the embedded one and not running."""
     from nexus.db.migrate import migrate
 
-    url = args.settings.database_url
-    server = None
-    if not url:
-        from nexus.db.embedded import start_embedded
-
-        if not (args.data_dir / "pg").exists():
-            raise CLIError(f"no database in {args.data_dir} (run nexus dev once, or set DATABASE_URL)")
-        server = start_embedded(args.data_dir / "pg")
-        url = server.get_uri()
-    try:
+    with local_database(args) as url:
         migrate(url)
         yield url
-    finally:
-        if server is not None:
-            server.cleanup()
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from nexus_cli.common import CLIError, add_data_dir
+from nexus_cli.common import add_data_dir, local_database
 
 if TYPE_CHECKING:
     from nexus_cli.settings import CliSettings
@@ -82,21 +82,9 @@ def _rebuild(args: argparse.Namespace) -> int:
     from nexus.db.migrate import migrate
     from nexus.db.rebuild import rebuild
 
-    url = args.settings.database_url
-    server = None
-    if not url:
-        from nexus.db.embedded import start_embedded
-
-        if not (args.data_dir / "pg").exists():
-            raise CLIError(f"no database in {args.data_dir} (set DATABASE_URL or --data-dir)")
-        server = start_embedded(args.data_dir / "pg")
-        url = server.get_uri()
-    try:
+    with local_database(args) as url:
         migrate(url)
         with psycopg.connect(url) as conn, _Progress() as progress:
             n = rebuild(conn, args.team, args.since, progress)
         print(f"relinked {n} requests")
-    finally:
-        if server is not None:
-            server.cleanup()
     return 0
