@@ -96,32 +96,6 @@ def build(settings: Settings, sink: RecordSink | None = None, store: SecretStore
     return ProxyApp(forwarder)
 
 
-class _PowertoolsFormatter(logging.Formatter):
-    """Powertools' JSON formatter, imported when the first line is written: importing it imports all
-    of Powertools (15-20 ms), which a new sandbox would otherwise pay before its first answer, and
-    the proxy usually writes no line at all."""
-
-    def __init__(self, service: str) -> None:
-        super().__init__()
-        self.service = service
-        self._inner: logging.Formatter | None = None
-
-    def format(self, record: logging.LogRecord) -> str:
-        if self._inner is None:
-            from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-
-            self._inner = LambdaPowertoolsFormatter(service=self.service)
-        return self._inner.format(record)
-
-
-def _json_logging(service: str) -> None:
-    """On Lambda: JSON log lines (Powertools' format) for the root logger, so CloudWatch can query
-    them; record ids travel in each line's fields."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(_PowertoolsFormatter(service))
-    logging.basicConfig(handlers=[handler], level=logging.INFO, force=True)
-
-
 def create_app() -> ProxyApp:
     """The ASGI app factory ``nexus_proxy.serve`` gives uvicorn: settings from the environment.
 
@@ -130,7 +104,9 @@ def create_app() -> ProxyApp:
     locally, the spool and the secrets file in the data directory."""
     settings = Settings.from_env()
     if settings.lambda_function:
-        _json_logging("nexus-proxy")
+        from nexus.logs import json_logging
+
+        json_logging("nexus-proxy")
     sink = store = None
     if settings.queue_url and settings.record_bucket:
         from nexus.aws_calls import S3Client, SqsClient
