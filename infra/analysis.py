@@ -17,6 +17,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -66,6 +67,8 @@ class Analysis(Construct):
         )
         for fn in (self.data, self.model):
             secrets.analysis.grant_read(fn)
+        if ctx.stage.analysis_bedrock_region:
+            self._grant_bedrock(ctx.stage.analysis_bedrock_region)
 
         self.log_group = logs.LogGroup(
             self,
@@ -129,6 +132,36 @@ class Analysis(Construct):
             open=False,  # the functions' security groups are admitted one by one (network.py)
         )
 
+    def _grant_bedrock(self, region: str) -> None:
+        """Model calls to Bedrock instead of the proxy: Anthropic's models, invoked directly or through
+        an inference profile. A cross-region profile routes to the model in any of its regions, so the
+        foundation-model ARN cannot name one."""
+        self.model.add_environment(env.ANALYSIS_BEDROCK_REGION, region)
+        stack = cdk.Stack.of(self)
+        self.model.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["bedrock:InvokeModel"],
+                resources=[
+                    f"arn:{stack.partition}:bedrock:*::foundation-model/anthropic.*",
+                    f"arn:{stack.partition}:bedrock:*:{stack.account}:inference-profile/*anthropic.*",
+                ],
+            )
+        )
+        assert self.model.role is not None
+        nag.acknowledge(
+            self.model.role,
+            "IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/anthropic.*]",
+            "Bedrock: any Anthropic model, in any region a cross-region inference profile routes to; "
+            "the model is chosen in the analysis settings, not at deploy time.",
+        )
+        nag.acknowledge(
+            self.model.role,
+            f"IAM5[Resource::arn:<AWS::Partition>:bedrock:*:{nag.flatten(self, stack.account)}"
+            ":inference-profile/*anthropic.*]",
+            "Bedrock: the account's inference profiles of Anthropic models (cross-region or "
+            "application profiles), chosen in the analysis settings.",
+        )
+
     def grant_start(self, fn: lambda_.Function) -> None:
         """A function that queues runs (the dashboard): it starts executions and is told the ARN."""
         self.state_machine.grant_start_execution(fn)
@@ -185,7 +218,14 @@ class Analysis(Construct):
                 "usage.$": "$.validation.usage",
             },
         )
-        invalid = sfn.Fail(self, f"{prefix}: still invalid", error=p.INVALID, cause_path="$.validation.error")
+        # The cause carries the validation result whole: its error, and the usage of the invalid answers
+        # (recorded with the failure: those tokens were spent).
+        invalid = sfn.Fail(
+            self,
+            f"{prefix}: still invalid",
+            error=p.INVALID,
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.validation")),
+        )
         verdict = (
             sfn.Choice(self, f"{prefix}: valid?")
             .when(sfn.Condition.boolean_equals("$.validation.valid", True), done)

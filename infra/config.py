@@ -84,6 +84,12 @@ class StageConfig:
     deletion_protection: bool = False
     max_azs: int = 2
 
+    # AI analysis: None sends its model calls through the stage's Nexus proxy (recorded and costed
+    # under the analysis team). A region sends them to Amazon Bedrock there instead: the model
+    # function is granted bedrock:InvokeModel on Anthropic models, and the analysis settings' model
+    # must be a Bedrock model id or inference profile (us.anthropic.claude-sonnet-4-5-20250929-v1:0).
+    analysis_bedrock_region: str | None = None
+
     log_retention_days: int = 30
     alarm_email: str | None = None
     alarms: Alarms = field(default_factory=Alarms)

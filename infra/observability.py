@@ -368,7 +368,7 @@ class Observability(Construct):
                 width=8,
             ),
         )
-        self._gateway_widgets(d, w.gateway)
+        self._gateway_widgets(d, w.gateway, w.analysis)
         db = self.database.instance
         d.add_widgets(
             cw.GraphWidget(title="Database CPU %", left=[db.metric_cpu_utilization(period=p)], width=8),
@@ -383,7 +383,7 @@ class Observability(Construct):
         )
         return d
 
-    def _gateway_widgets(self, d: cw.Dashboard, g: Gateway) -> None:
+    def _gateway_widgets(self, d: cw.Dashboard, g: Gateway, analysis: sfn.StateMachine) -> None:
         p = self.period
         d.add_widgets(
             cw.GraphWidget(
@@ -429,6 +429,25 @@ class Observability(Construct):
                 left=[
                     g.service.metric_cpu_utilization(period=p),
                     g.service.metric_memory_utilization(period=p),
+                ],
+                width=8,
+            ),
+            # The AI analysis pipeline shares the row: one run per execution.
+            cw.GraphWidget(
+                title="AI analysis runs",
+                left=[
+                    analysis.metric_started(period=p),
+                    analysis.metric_succeeded(period=p),
+                    analysis.metric_failed(period=p),
+                    analysis.metric_timed_out(period=p),
+                ],
+                width=8,
+            ),
+            cw.GraphWidget(
+                title="AI analysis run time (ms)",
+                left=[
+                    analysis.metric_time(period=p, statistic="p50"),
+                    analysis.metric_time(period=p, statistic="p95"),
                 ],
                 width=8,
             ),

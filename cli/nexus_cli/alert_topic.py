@@ -6,22 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nexus_cli.common import CLIError
-
-
-def stack_output(stage: str, key: str) -> str | None:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        stacks = boto3.client("cloudformation").describe_stacks(StackName=f"Nexus-{stage}")["Stacks"]
-    except (BotoCoreError, ClientError) as exc:
-        raise CLIError(f"cannot read the stack of stage {stage!r}: {exc}") from None
-    for out in stacks[0].get("Outputs", []) if stacks else []:
-        if out.get("OutputKey") == key:
-            return str(out["OutputValue"])
-    return None
-
 
 def email_targets(teams: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
     """Address -> the teams that list it (an address is one subscription, whatever its teams)."""

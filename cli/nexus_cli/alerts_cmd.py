@@ -19,7 +19,7 @@ from nexus import env
 from nexus.alert_events import AlertEvent
 from nexus.alerts.config import KINDS, AlertSettings, TeamAlerts
 
-from nexus_cli.common import CLIError, add_store_options, local_database, store_for
+from nexus_cli.common import CLIError, add_store_options, local_database, stage_outputs, store_for
 from nexus_cli.keys_cmd import _print, _table
 
 if TYPE_CHECKING:
@@ -294,26 +294,13 @@ def _local_log(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _stage_log(args: argparse.Namespace) -> list[dict[str, Any]]:
     """A stage's database is in its VPC: the log comes through the dashboard's API."""
-    import urllib.error
-    import urllib.parse
-    import urllib.request
+    from nexus_cli.stage_api import StageAPI
 
-    from nexus.access import DASHBOARD_KEY_SECRET
-
-    from nexus_cli import alert_topic
-
-    url = alert_topic.stack_output(args.stage, "DashboardUrl")
-    key = store_for(args).get(DASHBOARD_KEY_SECRET)
-    if not url or not key:
-        raise CLIError(f"stage {args.stage!r}: no dashboard URL or key (is the stack deployed?)")
-    query = {k: v for k, v in (("team", args.team), ("kind", args.kind), ("limit", args.limit)) if v}
-    req = urllib.request.Request(f"{url.rstrip('/')}/api/alerts?{urllib.parse.urlencode(query)}")
-    req.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            rows: list[dict[str, Any]] = json.loads(r.read())["alerts"]
-    except (urllib.error.URLError, ValueError, KeyError) as exc:
-        raise CLIError(f"stage {args.stage!r}: the dashboard's /api/alerts failed: {exc}") from None
+    query = {"team": args.team, "kind": args.kind, "limit": args.limit}
+    body = StageAPI(args).ok("GET", "/api/alerts", query)
+    if not isinstance(body, dict) or not isinstance(body.get("alerts"), list):
+        raise CLIError(f"stage {args.stage!r}: /api/alerts answered without an alerts list")
+    rows: list[dict[str, Any]] = body["alerts"]
     return rows
 
 
@@ -329,9 +316,8 @@ def _sns() -> Any:
 def _topic_arn(args: argparse.Namespace, required: bool) -> str | None:
     if not args.stage:
         return os.environ.get(env.ALERTS_TOPIC_ARN) or None
-    from nexus_cli import alert_topic
 
-    arn = alert_topic.stack_output(args.stage, "AlertsTopic")
+    arn = stage_outputs(args.stage).get("AlertsTopic")
     if arn is None and required:
         raise CLIError(f"stage {args.stage!r} has no alerts topic (is the stack deployed?)")
     return arn

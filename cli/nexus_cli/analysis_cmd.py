@@ -1,6 +1,7 @@
-"""``nexus analyze CONVERSATION_ID`` (run the analysis pipeline on one conversation, in this
-process, through the local proxy) and ``nexus analysis setup|auto`` (the analysis identity and the
-per-team automatic trigger, in the analysis settings document)."""
+"""``nexus analyze CONVERSATION_ID`` (run the analysis pipeline on one conversation: locally in this
+process through the local proxy; with ``--stage`` on the stage's Step Functions pipeline, queued
+through its dashboard) and ``nexus analysis setup|auto`` (the analysis identity and the per-team
+automatic trigger, in the analysis settings document)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from nexus_cli.common import CLIError, add_data_dir, add_store_options, local_database, store_for
+from nexus_cli.common import CLIError, add_store_options, local_database, store_for
 
 if TYPE_CHECKING:
     from nexus_cli.settings import CliSettings
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings:
         help="the Nexus proxy the model calls go through [default: the local stack's]",
     )
     an.add_argument("--timeout", type=float, default=600, help="seconds to wait for a run in flight")
-    add_data_dir(an, settings.data_dir)
+    add_store_options(an, settings)
     an.set_defaults(func=_analyze)
 
     cfg = sub.add_parser("analysis", help="configure AI analysis of conversations")
@@ -99,6 +100,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    if args.stage:
+        return _analyze_on_stage(args)
     import psycopg
     from nexus.analysis import store
     from nexus.db.migrate import migrate
@@ -131,6 +134,35 @@ def _analyze(args: argparse.Namespace) -> int:
             reason = newest["reason"] if newest else "no analysis stored"
             raise CLIError(f"analysis failed: {reason}")
         print(json.dumps(done["analysis"] if done else None, indent=1, default=str))
+    return 0
+
+
+def _analyze_on_stage(args: argparse.Namespace) -> int:
+    """Queue the run through the stage's dashboard (which starts a Step Functions execution) and
+    follow it there: the stage's database is in its VPC."""
+    from urllib.parse import quote
+
+    from nexus_cli.stage_api import StageAPI, error_message
+
+    api = StageAPI(args)
+    path = f"/api/conversations/{quote(args.conversation_id, safe='')}/analysis"
+    status, body = api.call("POST", path)
+    if status == 404:
+        raise CLIError(f"no conversation {args.conversation_id} in stage {args.stage!r}")
+    if status >= 400:
+        raise CLIError(f"stage {args.stage!r}: the analysis was not queued: {status} {error_message(body)}")
+    deadline = time.monotonic() + args.timeout
+    while body.get("status") in ("queued", "running"):
+        if time.monotonic() > deadline:
+            raise CLIError(
+                f"analysis {body.get('run_id')} still {body['status']} after {args.timeout:.0f} s "
+                f"(it goes on in the stage; nexus analyze again, or see the conversation's page)"
+            )
+        time.sleep(1)
+        body = api.ok("GET", path)
+    if body.get("status") != "done":
+        raise CLIError(f"analysis failed: {body.get('reason') or body.get('status')}")
+    print(json.dumps(body["analysis"], indent=1, default=str))
     return 0
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from nexus.access import AccessStore, parse_key_id
 
-from nexus_cli.common import CLIError, add_store_options, store_for
+from nexus_cli.common import CLIError, add_store_options, stage_output, store_for
 
 if TYPE_CHECKING:
     from nexus_cli.settings import CliSettings
@@ -52,25 +52,11 @@ def claude_binary() -> str:
     return found
 
 
-def _stage_proxy_url(stage: str) -> str:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        stacks = boto3.client("cloudformation").describe_stacks(StackName=f"Nexus-{stage}")["Stacks"]
-    except (BotoCoreError, ClientError) as exc:
-        raise CLIError(f"cannot read stack Nexus-{stage}: {exc}") from None
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-    if "ProxyUrl" not in outputs:
-        raise CLIError(f"stack Nexus-{stage} has no ProxyUrl output")
-    return str(outputs["ProxyUrl"])
-
-
 def environment(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
     """Claude Code's environment: ``base`` plus the proxy's URL and the key, sent as its team needs."""
     settings = args.settings
     url = args.proxy_url or (
-        _stage_proxy_url(args.stage) if args.stage else f"http://127.0.0.1:{settings.proxy_port}"
+        stage_output(args.stage, "ProxyUrl") if args.stage else f"http://127.0.0.1:{settings.proxy_port}"
     )
     out = {**base, "ANTHROPIC_BASE_URL": url.rstrip("/")}
     if not args.key:

@@ -59,6 +59,28 @@ def store_for(args: argparse.Namespace) -> SecretStore:
     return store
 
 
+def stage_outputs(stage: str) -> dict[str, str]:
+    """The deployed stage's stack outputs (``ProxyUrl``, ``DashboardUrl``, ``AlertsTopic``, ...), read
+    with your AWS credentials."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    stack = f"Nexus-{stage}"
+    try:
+        stacks = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
+    except (BotoCoreError, ClientError) as exc:
+        raise CLIError(f"cannot read stack {stack} of stage {stage!r}: {exc}") from None
+    return {o["OutputKey"]: str(o["OutputValue"]) for s in stacks for o in s.get("Outputs", [])}
+
+
+def stage_output(stage: str, name: str) -> str:
+    """One output the stage's stack must have."""
+    value = stage_outputs(stage).get(name)
+    if value is None:
+        raise CLIError(f"stack Nexus-{stage} has no {name} output (deployed by an older Nexus? deploy again)")
+    return value
+
+
 @contextlib.contextmanager
 def local_database(args: argparse.Namespace, must_exist: bool = True) -> Iterator[str]:
     """The local stack's database URL for one command: DATABASE_URL, else the embedded server in the

@@ -89,7 +89,7 @@ def test_the_state_machine_retries_model_errors_and_records_every_failure(templa
     assert s["Chunk: still invalid"] == {
         "Type": "Fail",
         "Error": "InvalidAnalysis",
-        "CausePath": "$.validation.error",
+        "CausePath": "States.JsonToString($.validation)",  # the error and the spent usage
     }
     assert s["Notify"]["Resource"].endswith(":states:::events:putEvents")
 
@@ -272,3 +272,81 @@ def test_invalid_output_twice_fails_with_the_reason_recorded(aws: Pipeline, upst
     row = aws.row(run["id"])
     assert row is not None and row["status"] == "failed"
     assert row["reason"].startswith("InvalidAnalysis: the answer holds no JSON object")
+    # the tokens of both invalid answers are recorded with the failure
+    assert row["calls"] == 2 and row["input_tokens"] > 0 and row["output_tokens"] > 0
+    assert row["cost_usd"] is not None and row["cost_usd"] > 0
+
+
+# -- Bedrock as the stage's model provider ------------------------------------------------------------
+
+
+def test_a_stage_on_bedrock_grants_the_model_function_invoke_model(tmp_path) -> None:
+    from tests.infra.conftest import synth
+
+    t = synth("staging", tmp_path, analysis_bedrock_region="eu-west-1")
+    _, fns = definition(t)
+    logical, model = next(
+        (k, f) for k, f in fns.items() if f["Properties"]["Handler"] == "nexus_analysis.handler.model"
+    )
+    assert model["Properties"]["Environment"]["Variables"]["NEXUS_ANALYSIS_BEDROCK_REGION"] == "eu-west-1"
+    role = model["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = [
+        p for p in t.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    granted = [
+        s
+        for p in policies
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "bedrock:InvokeModel"
+    ]
+    assert len(granted) == 1
+    resources = json.dumps(granted[0]["Resource"])
+    assert "foundation-model/anthropic.*" in resources and "inference-profile/*anthropic.*" in resources
+    # no other function may call Bedrock, and a stage without the setting grants nothing
+    assert sum("bedrock:" in json.dumps(p) for p in t.find_resources("AWS::IAM::Policy").values()) == 1
+    assert logical  # the model function, found by its handler
+
+
+def test_the_default_stages_grant_no_bedrock(template: Template) -> None:
+    assert "bedrock:" not in json.dumps(template.find_resources("AWS::IAM::Policy"))
+
+
+def test_a_conversation_is_analysed_on_bedrock(aws: Pipeline, upstream, monkeypatch) -> None:
+    """The stage sends model calls to Bedrock: SigV4-signed InvokeModel on the configured inference
+    profile, never the proxy, and the run is costed at the model's price."""
+    from nexus_analysis import handler
+
+    profile = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    monkeypatch.setenv("NEXUS_ANALYSIS_BEDROCK_REGION", REGION)
+    monkeypatch.setenv("ANTHROPIC_BEDROCK_BASE_URL", upstream.url)  # Bedrock's endpoint, scripted
+    monkeypatch.setattr(handler, "_cached", {})
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId="staging/nexus/analysis",
+        SecretString=json.dumps({"team": "ops", "key": "nxk_analysis_test", "model": profile}),
+    )
+    cid = record_conversation(aws.conn, ["Add a --verbose flag to the CLI"])
+    run = aws.run(cid)
+    assert run["status"] == "SUCCEEDED", run
+    assert upstream.messages_requests() == []  # not through the proxy
+    [call] = upstream.bedrock_requests()
+    assert call.path == f"/model/{profile}/invoke"
+    assert f"/{REGION}/bedrock/aws4_request" in (call.header("authorization") or "")
+    row = aws.row(run["id"])
+    assert row is not None and row["status"] == "done"
+    facts = row["analysis"]["facts"]
+    # Sonnet 4.5: $3 in, $15 out per million tokens
+    expected = (facts["input_tokens"] * 3 + facts["output_tokens"] * 15) / 1_000_000
+    assert facts["cost_usd"] == pytest.approx(expected) and expected > 0
+
+
+def test_the_stage_dashboard_graphs_the_pipeline(template: Template) -> None:
+    """The stage's CloudWatch dashboard shows the pipeline's runs (started, succeeded, failed, timed
+    out) and their run time, of this stage's state machine."""
+    (dashboard,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    (machine,) = template.find_resources("AWS::StepFunctions::StateMachine")
+    for title in ("AI analysis runs", "AI analysis run time (ms)"):
+        assert title in body
+    for metric in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut"):
+        assert metric in body
+    assert "ExecutionTime" in body and machine in body

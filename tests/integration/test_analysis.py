@@ -179,6 +179,8 @@ def test_output_invalid_twice_fails_with_a_stored_reason(analysis_stack: Stack, 
     assert got["status"] == "failed" and got["analysis"] is None
     assert got["reason"].startswith("InvalidAnalysis: the answer holds no JSON object")
     assert upstream.analysis_calls == 2
+    # the two invalid answers were paid for: the failed run says what it cost
+    assert got["run_cost_usd"] is not None and got["run_cost_usd"] > 0
 
 
 def test_a_rate_limited_call_is_retried(analysis_stack: Stack, upstream) -> None:
@@ -198,6 +200,47 @@ def test_nexus_analyze_from_the_cli(analysis_stack: Stack, upstream) -> None:
     _, body = analysis_stack.api(f"/api/conversations/{cid}/analysis")
     assert body["status"] == "done" and body["trigger"] == "cli"
     assert analysis_stack.nexus("analyze", "00000000-0000-0000-0000-000000000000").returncode == 2
+
+
+def test_nexus_analyze_on_a_stage_goes_through_its_dashboard(
+    analysis_stack: Stack, upstream, monkeypatch, capsys, tmp_path
+) -> None:
+    """`nexus analyze ID --stage S`: the stage's dashboard URL from its stack's outputs and its key
+    from its Secrets Manager (CloudFormation and Secrets Manager under moto); the run is queued
+    there and followed to its end. Here the "stage's dashboard" is the local stack's."""
+    import boto3
+    from moto import mock_aws
+    from nexus.access import DASHBOARD_KEY_SECRET
+    from nexus.secrets_manager import stage_prefix
+    from nexus_cli.main import main
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    cid = converse(analysis_stack, ["make the exporter stream its rows"], "s-stage")
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"DashboardUrl": {"Value": analysis_stack.dashboard_url + "/"}},
+    }
+    with mock_aws():
+        boto3.client("cloudformation").create_stack(
+            StackName="Nexus-staging", TemplateBody=json.dumps(template)
+        )
+        boto3.client("secretsmanager").create_secret(
+            Name=stage_prefix("staging") + DASHBOARD_KEY_SECRET, SecretString=analysis_stack.dashboard_key
+        )
+        stage = ["--stage", "staging", "--data-dir", str(tmp_path)]
+        assert main(["analyze", cid, *stage]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["tips"][0]["quote"] == "make the exporter stream"
+        assert main(["analyze", "00000000-0000-0000-0000-000000000000", *stage]) == 2
+        assert "no conversation 00000000-0000-0000-0000-000000000000 in stage 'staging'" in (
+            capsys.readouterr().err
+        )
+        assert main(["analyze", cid, "--stage", "prod", "--data-dir", str(tmp_path)]) == 2
+        assert "cannot read stack Nexus-prod" in capsys.readouterr().err
+    _, body = analysis_stack.api(f"/api/conversations/{cid}/analysis")
+    assert body["status"] == "done"
 
 
 @pytest.mark.cli

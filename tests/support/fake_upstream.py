@@ -435,6 +435,11 @@ class FakeAnthropic:
                     reply = self._analysis(body)
                 else:
                     reply = self.rules(body, self.usage) if body.get("stream") else self._non_stream(body)
+        elif request.path.startswith("/model/") and request.path.endswith("/invoke"):
+            bedrock = self._bedrock(request, raw)
+            if isinstance(bedrock, web.Response):
+                return bedrock
+            reply = bedrock
         else:
             return web.json_response(
                 {
@@ -444,6 +449,34 @@ class FakeAnthropic:
                 status=404,
             )
         return await self._send(request, reply, rid)
+
+    def bedrock_requests(self) -> list[Seen]:
+        return [s for s in self.seen if s.path.startswith("/model/")]
+
+    def _bedrock(self, request: web.Request, raw: bytes) -> Reply | web.Response:
+        """Amazon Bedrock's InvokeModel for an Anthropic model, as the ``anthropic`` SDK's Bedrock
+        client calls it: SigV4-signed for the ``bedrock`` service, the model in the path, the body
+        without ``model`` and with an ``anthropic_version``. Errors in Bedrock's shape."""
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("AWS4-HMAC-SHA256 ") or "/bedrock/aws4_request" not in auth:
+            return web.json_response({"message": "Missing Authentication Token"}, status=403)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return web.json_response({"message": "Malformed input request"}, status=400)
+        if "model" in body or not body.get("anthropic_version"):
+            return web.json_response(
+                {"message": "Malformed input request: anthropic_version, extraneous key [model]"},
+                status=400,
+            )
+        if self.script:
+            return self.script.popleft()
+        body["model"] = request.path.removeprefix("/model/").removesuffix("/invoke")
+        return (
+            self._analysis(body)
+            if ANALYSIS_MARKER in json.dumps(body.get("system") or "")
+            else (self._non_stream(body))
+        )
 
     def _refuse_credential(self, request: web.Request) -> str | None:
         if self.accepts is None:

@@ -31,6 +31,20 @@ from nexus.pricing import Usage, cost_usd, price_for
         ("claude-3-7-sonnet-20250219", "3", "15"),
         ("Claude-Sonnet-4-5-20250929", "3", "15"),
         (" claude-sonnet-4-5-20250929 ", "3", "15"),
+        # Bedrock model ids, cross-region inference profiles and their ARNs; Vertex AI ids
+        ("anthropic.claude-sonnet-4-5-20250929-v1:0", "3", "15"),
+        ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "3", "15"),
+        ("global.anthropic.claude-opus-4-5-20251101-v1:0", "5", "25"),
+        ("eu.anthropic.claude-haiku-4-5-20251001-v1:0", "1", "5"),
+        ("apac.anthropic.claude-3-5-haiku-20241022-v1:0", "0.8", "4"),
+        ("anthropic.claude-sonnet-5", "2", "10"),
+        (
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-opus-4-1-20250805-v1:0",
+            "15",
+            "75",
+        ),
+        ("claude-sonnet-4-5@20250929", "3", "15"),
+        ("claude-opus-4-1@20250805", "15", "75"),
     ],
 )
 def test_price_for_resolves_dated_and_suffixed_ids(model, inp, out):
@@ -53,6 +67,9 @@ def test_price_for_resolves_dated_and_suffixed_ids(model, inp, out):
         "claude-sonnet-4-5-turbo",
         "claude-fable-5-2",
         "claude-sonnet-4-5-2025",  # not a date suffix
+        "anthropic.claude-v2:1",  # Bedrock's legacy models are not in the table
+        "us.anthropic.claude-opus-4-9-v1:0",
+        "meta.llama3-70b-instruct-v1:0",
     ],
 )
 def test_price_for_unknown_model_is_none(model):

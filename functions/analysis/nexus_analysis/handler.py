@@ -54,6 +54,7 @@ def _context() -> steps.Context:
             connection=_connection,
             secrets=SecretsManagerStore(client("secretsmanager"), os.environ.get(env.SECRETS_PREFIX, "")),
             proxy_url=os.environ.get(env.ANALYSIS_PROXY_URL),
+            bedrock_region=os.environ.get(env.ANALYSIS_BEDROCK_REGION),
         )
     ctx: steps.Context = _cached["ctx"]
     return ctx

@@ -63,7 +63,7 @@ def run(ctx: Context, analysis_id: str, sleep: Callable[[float], None] = time.sl
     except Exception as exc:
         error = {"Error": type(exc).__name__, "Cause": str(exc)}
         if isinstance(exc, steps.AnalysisInvalid):
-            error["Error"] = pipeline.INVALID
+            error = {"Error": pipeline.INVALID, "Cause": exc.cause}
         return steps.record_failure(ctx, {"analysis_id": analysis_id, "error": error})
 
 

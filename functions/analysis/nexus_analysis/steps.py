@@ -34,21 +34,32 @@ ANALYSIS_DONE = "analysis_done"
 
 class AnalysisInvalid(Exception):
     """The model's answer stayed invalid after the retry with the error (the state machine's
-    ``InvalidAnalysis`` failure)."""
+    ``InvalidAnalysis`` failure). ``cause`` is the failure's cause as the state machine writes it: the
+    validation result as JSON, so the tokens the invalid answers cost are recorded with the reason."""
+
+    def __init__(self, validation: State) -> None:
+        super().__init__(validation["error"])
+        self.cause = json.dumps(validation)
 
 
 @dataclass
 class Context:
     """What steps need from their runner: a database connection, the secret store (the analysis
-    settings), the proxy's URL for model calls, where "analysis done" events go."""
+    settings), the proxy's URL for model calls, where "analysis done" events go, and the Bedrock
+    region when the stage sends model calls to Bedrock (it overrides the settings' provider: the
+    stage's IAM grant decides what can work)."""
 
     connection: Callable[[], AbstractContextManager[psycopg.Connection]]
     secrets: SecretStore
     proxy_url: str | None = None
     notifier: Notifier | None = None
+    bedrock_region: str | None = None
 
     def settings(self) -> analysis_settings.AnalysisSettings:
-        return analysis_settings.load(self.secrets)
+        conf = analysis_settings.load(self.secrets)
+        if self.bedrock_region:
+            conf = conf.model_copy(update={"provider": "bedrock", "bedrock_region": self.bedrock_region})
+        return conf
 
 
 # -- data steps ---------------------------------------------------------------------------------------
@@ -178,22 +189,29 @@ def store_result(ctx: Context, state: State) -> State:
     }
 
 
-def failure_reason(error: dict[str, Any]) -> str:
-    """A step's failure as Step Functions reports it (``Error``, ``Cause``; a Lambda's cause is its
-    error JSON) as one line."""
+def failure_reason(error: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """A step's failure as Step Functions reports it (``Error``, ``Cause``) as one line, and the
+    model usage it carries. A Lambda's cause is its error JSON; an invalid answer's is the validation
+    result (its error and the usage of the calls that produced it)."""
     name, cause = str(error.get("Error") or "Error"), error.get("Cause") or ""
     try:
         doc = json.loads(cause) if isinstance(cause, str) and cause.startswith("{") else None
     except ValueError:
         doc = None
-    message = str(doc.get("errorMessage") or cause) if isinstance(doc, dict) else str(cause)
-    return f"{name}: {message}".strip()
+    if not isinstance(doc, dict):
+        return f"{name}: {cause}".strip(), None
+    message = doc.get("errorMessage") or doc.get("error") or cause
+    usage = doc.get("usage")
+    spent = _total(usage) if isinstance(usage, list) and usage else None
+    return f"{name}: {message}".strip(), spent
 
 
 def record_failure(ctx: Context, state: State) -> State:
-    reason = failure_reason(state.get("error") or {})
+    """The run failed: its reason, and what its model calls cost when the failure says (an invalid
+    answer's tokens were spent)."""
+    reason, spent = failure_reason(state.get("error") or {})
     with ctx.connection() as conn:
-        store.fail(conn, state["analysis_id"], reason)
+        store.fail(conn, state["analysis_id"], reason, spent)
     log.warning("analysis %s failed: %s", state["analysis_id"], reason)
     return {"analysis_id": state["analysis_id"], "status": "failed", "reason": reason}
 
@@ -284,7 +302,7 @@ def analyse_item(
         if item["validation"]["valid"]:
             return {"analysis": item["validation"]["analysis"], "usage": item["validation"]["usage"]}
         if item["attempt"] >= VALIDATION_RETRIES:
-            raise AnalysisInvalid(item["validation"]["error"])
+            raise AnalysisInvalid(item["validation"])
         item = again(item)
 
 

@@ -25,6 +25,7 @@ def status(conn: psycopg.Connection, conversation_id: str) -> AnalysisStatus:
         "run_id": newest["id"] if newest else None,
         "trigger": newest["trigger"] if newest else None,
         "reason": newest["reason"] if newest and newest["status"] == "failed" else None,
+        "run_cost_usd": newest["cost_usd"] if newest else None,
         "stale": bool(analysis and count and count[0] > seen),
         "analysed_at": done["finished_at"] if done else None,
         "analysis": analysis,

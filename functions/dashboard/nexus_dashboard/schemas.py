@@ -571,6 +571,10 @@ class AnalysisStatus(TypedDict):
     run_id: str | None
     trigger: str | None
     reason: Annotated[str | None, Field(description="why the newest run failed")]
+    run_cost_usd: Annotated[
+        float | None,
+        Field(description="what the newest run's model calls cost, a failed run's too (None: unpriced)"),
+    ]
     stale: Annotated[bool, Field(description="the conversation has requests the analysis did not see")]
     analysed_at: datetime | None
     analysis: Analysis | None

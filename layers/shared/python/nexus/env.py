@@ -46,6 +46,8 @@ OAUTH_CLIENT_ID = "NEXUS_OAUTH_CLIENT_ID"
 # The analysis pipeline (AWS): the state machine queued runs start; the proxy URL model calls use.
 ANALYSIS_STATE_MACHINE = "NEXUS_ANALYSIS_STATE_MACHINE"
 ANALYSIS_PROXY_URL = "NEXUS_ANALYSIS_PROXY_URL"
+# Set by a stage whose analysis calls go to Bedrock (infra: StageConfig.analysis_bedrock_region).
+ANALYSIS_BEDROCK_REGION = "NEXUS_ANALYSIS_BEDROCK_REGION"
 
 # `nexus dev`.
 HOST = "NEXUS_HOST"

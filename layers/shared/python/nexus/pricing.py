@@ -87,13 +87,24 @@ PRICES: dict[str, Price] = {
     "claude-3-haiku": Price(_r("0.25", "1.25", "0.30", "0.50", "0.03")),
 }
 _SUFFIX = re.compile(r"(-\d{8}|-latest)$")
+# Bedrock: ``[arn:...:inference-profile/][us.|eu.|apac.|global.|...]anthropic.<id>-v1[:0]``; Vertex AI:
+# ``<id>@20250929``. Both name the same models at Anthropic's list rates (Bedrock's regional-endpoint
+# premium on some models is not applied: the table prices the model, not the endpoint).
+_BEDROCK = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.(?P<id>.+?)(?:-v\d+(?::\d+)?)?$")
+_VERTEX_DATE = re.compile(r"@(\d{8}|latest)$")
 _MILLION = Decimal(1_000_000)
 
 
 def normalise(model: str) -> str:
-    """``claude-sonnet-4-5-20250929`` and ``claude-sonnet-4-5[1m]`` -> ``claude-sonnet-4-5``."""
+    """``claude-sonnet-4-5-20250929`` and ``claude-sonnet-4-5[1m]`` -> ``claude-sonnet-4-5``; so are
+    Bedrock's ``us.anthropic.claude-sonnet-4-5-20250929-v1:0`` (or an inference profile's ARN) and
+    Vertex AI's ``claude-sonnet-4-5@20250929``."""
     name = model.strip().lower().split("[", 1)[0]
-    return _SUFFIX.sub("", name)
+    if name.startswith("arn:"):
+        name = name.rsplit("/", 1)[-1]
+    if bedrock := _BEDROCK.match(name):
+        name = bedrock["id"]
+    return _SUFFIX.sub("", _VERTEX_DATE.sub("", name))
 
 
 # Context window in tokens, where it is not the 200k of most models (1M: current generation).

@@ -108,7 +108,10 @@ def call(
     text = "".join(b.text for b in msg.content if getattr(b, "type", None) == "text")
     u = msg.usage
     usage = Usage.from_api(u.model_dump())
+    # Bedrock may name the model differently from the id asked for: either prices it.
     cost: Decimal | None = cost_usd(msg.model, usage)
+    if cost is None:
+        cost = cost_usd(settings.model, usage)
     return Answer(
         text=text,
         model=msg.model,
