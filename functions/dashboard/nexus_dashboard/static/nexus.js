@@ -88,21 +88,9 @@ for (const form of document.querySelectorAll("form[data-confirm]")) {
   form.addEventListener("submit", (e) => { if (!confirm(form.dataset.confirm)) e.preventDefault(); });
 }
 
-// An analysis in flight: ask for its status every 2 s (while the tab is visible) and reload once done.
-for (const panel of document.querySelectorAll("section.analysis[data-src]")) {
-  if (!["queued", "running"].includes(panel.dataset.status)) continue;
-  const check = async () => {
-    if (document.hidden) return;
-    try {
-      const resp = await fetch(panel.dataset.src, { credentials: "same-origin" });
-      if (resp.ok && !["queued", "running"].includes((await resp.json()).status)) location.reload();
-    } catch { /* try again at the next tick */ }
-  };
-  setInterval(check, 2000);
-}
-
 // Live pages: poll the page's version tag with If-None-Match (a 304 costs one small query), and when
 // it moves, fetch the page again and swap its [data-live] regions. Paused while the tab is hidden.
+// An analysis in flight needs nothing more: its run moves the conversation's tag.
 const live = document.querySelector("main[data-live-src]");
 if (live) {
   const every = Number(live.dataset.liveEvery || 3000);
