@@ -8,12 +8,18 @@ budget state in Secrets Manager, through the VPC's interface endpoint.
 
 from __future__ import annotations
 
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 from nexus import env
+from nexus.sqs_queue import REPLAY_EVENT
 
 from infra.context import StackContext
 from infra.functions import database_function
+
+REPLAY_EVERY_MINUTES = 5
 
 
 class Ingest(Construct):
@@ -34,6 +40,18 @@ class Ingest(Construct):
             environment={env.SECRETS_PREFIX: secrets.prefix},
         )
         queue.grant_records(self.function, "s3:GetObject")
+        queue.grant_unsent_replay(self.function)
+        # Records the proxy could not queue wait in S3 (nexus.sqs_queue): stored every few minutes.
+        self.replay = events.Rule(
+            self,
+            "ReplayUnsent",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(REPLAY_EVERY_MINUTES)),
+            targets=[
+                targets.LambdaFunction(
+                    self.function, event=events.RuleTargetInput.from_object(REPLAY_EVENT), retry_attempts=2
+                )
+            ],
+        )
         secrets.grant_budget_evaluation(self.function)
         self.function.add_event_source(
             sources.SqsEventSource(

@@ -78,6 +78,10 @@ class Observability(Construct):
             period=self.period,
         )
 
+    def _from_logs(self, name: str) -> cw.Metric:
+        """A metric counted from the proxy's log lines by a metric filter (no dimensions)."""
+        return cw.Metric(namespace=m.NAMESPACE, metric_name=name, statistic="Sum", period=self.period)
+
     def _rate(self, label: str, numerators: dict[str, cw.IMetric]) -> cw.MathExpression:
         """Percent of requests: ``100 * sum(numerators) / Requests``, 0 when there were none."""
         usage = {"req": self._nexus(m.REQUESTS), **numerators}
@@ -170,6 +174,23 @@ class Observability(Construct):
                 ),
                 1,
                 "Ingest failed: function errors or records it could not store",
+                evaluation_periods=1,
+            ),
+            "records-not-queued": self._alarm(
+                "records-not-queued",
+                cw.MathExpression(
+                    expression="FILL(spilled, 0) + FILL(unsent, 0)",
+                    using_metrics={
+                        "spilled": self._from_logs(m.RECORDS_SPILLED),
+                        "unsent": self._from_logs(m.RECORDS_UNSENT),
+                    },
+                    label="records not queued",
+                    period=self.period,
+                ),
+                1,
+                "The proxy could not send records to the queue: they wait in S3 for ingest's replay "
+                "(RecordsSpilled), or, if S3 failed too, only in the proxy's log lines (RecordsUnsent: "
+                "nexus records replay-log, docs/deploy.md)",
                 evaluation_periods=1,
             ),
             "dashboard-errors": self._alarm(
@@ -344,7 +365,9 @@ class Observability(Construct):
                     self.queue.dead_letters.metric_approximate_number_of_messages_visible(period=p),
                 ],
                 right=[
-                    self.queue.queue.metric_approximate_age_of_oldest_message(period=p, statistic="Maximum")
+                    self.queue.queue.metric_approximate_age_of_oldest_message(period=p, statistic="Maximum"),
+                    self._from_logs(m.RECORDS_SPILLED),
+                    self._from_logs(m.RECORDS_UNSENT),
                 ],
                 width=8,
             ),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 from nexus import env
+from nexus import metrics as m
+from nexus.sqs_queue import SPILLED_MESSAGE, UNSENT_MESSAGE
 
 from infra.config import WEB_ADAPTER_ACCOUNT, StageConfig
 from infra.context import StackContext
@@ -62,6 +65,16 @@ class Proxy(Construct):
                 env.SECRETS_PREFIX: secrets.prefix,
             },
         )
+        # Records the queue refused (nexus.sqs_queue): kept in S3 for ingest's replay, or, when S3
+        # refused too, only in the log line. Counted from the log lines, for the stage's alarm.
+        for name, message in ((m.RECORDS_SPILLED, SPILLED_MESSAGE), (m.RECORDS_UNSENT, UNSENT_MESSAGE)):
+            self.function.log_group.add_metric_filter(
+                name,
+                filter_pattern=logs.FilterPattern.literal(f'"{message}"'),
+                metric_namespace=m.NAMESPACE,
+                metric_name=name,
+                metric_value="1",
+            )
         queue.queue.grant_send_messages(self.function)
         queue.grant_records(self.function, "s3:PutObject")
         secrets.grant_read_access(self.function)

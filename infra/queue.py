@@ -9,7 +9,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from nexus.sqs_queue import RECORD_PREFIX
+from nexus import env
+from nexus.sqs_queue import RECORD_PREFIX, UNSENT_PREFIX
 
 from infra import nag
 from infra.config import StageConfig
@@ -81,4 +82,25 @@ class RecordQueue(Construct):
             fn.role,
             f"IAM5[Resource::{nag.flatten(self, objects)}]",
             f"Objects are named by record id at run time; the function only {verb} under records/.",
+        )
+
+    def grant_unsent_replay(self, fn: lambda_.Function) -> None:
+        """Ingest's replay of records the proxy could not queue: list, read and delete them under
+        ``records/unsent/`` only."""
+        fn.add_environment(env.RECORD_BUCKET, self.bucket.bucket_name)
+        objects = self.bucket.arn_for_objects(f"{UNSENT_PREFIX}*")
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{UNSENT_PREFIX}*"]}},
+            )
+        )
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:DeleteObject"], resources=[objects]))
+        assert fn.role is not None
+        nag.acknowledge(
+            fn.role,
+            f"IAM5[Resource::{nag.flatten(self, objects)}]",
+            "Unsent records are named by record id at run time; ingest deletes them under records/unsent/ "
+            "once stored.",
         )

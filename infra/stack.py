@@ -107,6 +107,12 @@ class NexusStack(cdk.Stack):
         cdk.CfnOutput(self, "DashboardKeySecret", value=secrets.dashboard_key.secret_name)
         cdk.CfnOutput(self, "DatabaseSecret", value=database.secret.secret_name)
         cdk.CfnOutput(self, "DeadLetterQueueUrl", value=queue.dead_letters.queue_url)
+        cdk.CfnOutput(
+            self,
+            "RecordBucket",
+            value=queue.bucket.bucket_name,
+            description="Large and unsent records (nexus records replay-log puts records back here)",
+        )
         cdk.CfnOutput(self, "AlarmTopic", value=self.observability.topic.topic_arn)
         cdk.CfnOutput(
             self,

@@ -14,6 +14,7 @@ from nexus_cli import (
     dev,
     keys_cmd,
     prompts_cmd,
+    records_cmd,
     tracking_cmd,
 )
 from nexus_cli import settings as cli_settings
@@ -36,6 +37,7 @@ def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
         claude_cmd,
         analysis_cmd,
         prompts_cmd,
+        records_cmd,
     )
     for command in commands:
         command.register(sub, settings)

@@ -166,6 +166,41 @@ def test_ingest_runs_in_the_vpc_with_partial_batch_failures(template: Template) 
     assert mapping["ScalingConfig"]["MaximumConcurrency"] >= 2
 
 
+def test_records_the_queue_refused_are_counted_alarmed_and_replayed(template: Template) -> None:
+    """The proxy's 'kept in S3' and 'record not sent' log lines are counted by metric filters under an
+    alarm; a schedule invokes ingest with the replay event; ingest may list, read and delete under
+    records/unsent/ only."""
+    from nexus.sqs_queue import REPLAY_EVENT, SPILLED_MESSAGE, UNSENT_MESSAGE
+
+    patterns = {
+        f["Properties"]["MetricTransformations"][0]["MetricName"]: f["Properties"]["FilterPattern"]
+        for f in resources(template, "AWS::Logs::MetricFilter").values()
+    }
+    assert patterns == {"RecordsSpilled": f'"{SPILLED_MESSAGE}"', "RecordsUnsent": f'"{UNSENT_MESSAGE}"'}
+    logical, fn = function(template, "nexus_ingest.handler.handle")
+    assert "NEXUS_RECORD_BUCKET" in fn["Properties"]["Environment"]["Variables"]
+    rules = [
+        r["Properties"]
+        for r in resources(template, "AWS::Events::Rule").values()
+        if any(t["Arn"] == {"Fn::GetAtt": [logical, "Arn"]} for t in r["Properties"].get("Targets", []))
+    ]
+    assert [(r["ScheduleExpression"], json.loads(r["Targets"][0]["Input"])) for r in rules] == [
+        ("rate(5 minutes)", REPLAY_EVENT)
+    ]
+    role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [
+        st
+        for pol in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in pol["Properties"]["Roles"]
+        for st in pol["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    listing = next(st for st in statements if st["Action"] == "s3:ListBucket")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["records/unsent/*"]}}
+    deleting = next(st for st in statements if st["Action"] == "s3:DeleteObject")
+    assert "records/unsent/*" in json.dumps(deleting["Resource"])
+    assert template.find_outputs("RecordBucket")
+
+
 # -- database and secrets --------------------------------------------------------------------------
 
 
@@ -301,6 +336,7 @@ ALARMS = {
     "db-cpu",
     "db-storage",
     "analysis-failed",
+    "records-not-queued",
 }
 
 

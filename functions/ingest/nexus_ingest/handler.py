@@ -37,6 +37,7 @@ from nexus.db.records import KnownHashes
 from nexus.record import RecordDecodeError
 from nexus.sqs_queue import decode_message
 
+from nexus_ingest import unsent
 from nexus_ingest.pipeline import DatabaseUnavailable, ingest_batch
 
 logger = Logger(service=metrics.SERVICE)
@@ -131,9 +132,41 @@ def emit_metrics(rows: list[dict[str, Any]], poison: int) -> None:
         out.flush_metrics()
 
 
+def after_stored(stored: list[dict[str, Any]]) -> None:
+    """What follows newly stored rows: budgets, then alerts (failures are logged, never raised)."""
+    if stored:
+        evaluate_budgets()
+        notifier = _notifier()
+        if notifier is not None:
+            sources.after_batch(notifier, stored)
+
+
+def replay_unsent() -> dict[str, Any]:
+    """The schedule's call: records the proxy could not queue, from S3 into the database."""
+    bucket = os.environ[env.RECORD_BUCKET]
+    try:
+        run = unsent.replay(_s3(), bucket, _connection(), _state.setdefault("known", KnownHashes()))
+    except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+        logger.warning(
+            "database unavailable; unsent records wait for the next run", extra={"error": str(exc)}
+        )
+        _state.pop("conn", None)
+        return {"replayed": 0, "error": "database unavailable"}
+    after_stored(run.batch.stored)
+    emit_metrics(run.batch.stored, poison=len(run.damaged))
+    if run.replayed or run.damaged:
+        logger.info(
+            "unsent records replayed",
+            extra={"replayed": run.replayed, "stored": run.batch.written, "damaged": run.damaged},
+        )
+    return {"replayed": run.replayed, "stored": run.batch.written, "damaged": run.damaged, "more": run.more}
+
+
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    if unsent.is_replay(event):
+        return replay_unsent()
     messages = event.get("Records") or []
     failures: list[str] = []
     records, ids = [], []
@@ -159,11 +192,7 @@ def handle(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             logger.error("record not stored", extra={"record_id": records[i].id, "reason": reason})
             failures.append(ids[i])
         stored = result.stored
-        if stored:
-            evaluate_budgets()
-            notifier = _notifier()
-            if notifier is not None:
-                sources.after_batch(notifier, stored)
+        after_stored(stored)
         logger.info(
             "batch stored",
             extra={

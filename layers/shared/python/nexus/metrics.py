@@ -24,6 +24,10 @@ TTFB = "TimeToFirstByte"
 DURATION = "Duration"
 INGEST_DELAY = "IngestDelay"  # received at the proxy -> stored
 INGEST_POISON = "IngestPoison"
+# From the proxy's log lines (metric filters): records whose queue message could not be sent, kept in
+# S3 for ingest's replay; and records neither SQS nor S3 took, only in their log line.
+RECORDS_SPILLED = "RecordsSpilled"
+RECORDS_UNSENT = "RecordsUnsent"
 # By upstream status (dimensions: service, Status)
 UPSTREAM_ERRORS = "UpstreamErrors"
 # By model and team (dimensions: service, Model, Team)
