@@ -116,7 +116,8 @@ def test_compact_is_recorded_as_compaction(stack, upstream, dirs):
         MODEL,
     )
     sid = first["session_id"]
-    run_claude(stack.proxy_url, home, cwd, "--resume", sid, "-p", "/compact", "--model", MODEL)
+    # "be brief": a one-line summary, followed at once by the CLI's trailer in the continuation
+    run_claude(stack.proxy_url, home, cwd, "--resume", sid, "-p", "/compact be brief", "--model", MODEL)
     after = run_claude(
         stack.proxy_url, home, cwd, "--resume", sid, "-p", "a turn after compaction", "--model", MODEL
     )
@@ -127,6 +128,10 @@ def test_compact_is_recorded_as_compaction(stack, upstream, dirs):
     _, detail = stack.api(f"/api/requests/{rows[0]['id']}")
     first_user = detail["request_body"]["messages"][0]["content"]
     assert "This session is being continued from a previous conversation" in json.dumps(first_user)
+    # linked to the compaction whose summary it carries, in the same conversation
+    compaction = next(r for r in rows if r["kind"] == "compaction")
+    assert (detail["link"], detail["parent_request_id"]) == ("compact", compaction["id"])
+    assert detail["conversation_id"] == compaction["conversation_id"]
 
 
 def test_cli_with_a_nexus_key_in_custom_headers(pg_server, fake_upstream, tmp_path, dirs):

@@ -234,11 +234,16 @@ def cli_rules(body: dict[str, Any], usage: Usage) -> Reply:
     blocks: list[dict[str, Any]]
     stop = "end_turn"
     if "create a detailed summary of the conversation" in text:
+        # `/compact be brief`: a summary far shorter than the CLI's trailer after it
+        summary = (
+            "User wants tests."
+            if "be brief" in text
+            else "1. Primary Request: the user asked the assistant to run a command and delegate a task."
+        )
         blocks = [
             {
                 "type": "text",
-                "text": "<analysis>The user asked for tests.</analysis>\n<summary>1. Primary Request: "
-                "the user asked the assistant to run a command and delegate a task.</summary>",
+                "text": f"<analysis>The user asked for tests.</analysis>\n<summary>{summary}</summary>",
             }
         ]
     elif not _is_tool_result_turn(body) and "TRIGGER_BASH" in text and "Bash" in tools:

@@ -23,6 +23,12 @@ OLD_OPENING = (
     "The conversation is summarized below:\n"
 )
 
+REAL_TRAILER = (
+    "\n\nIf you need specific details from before compaction (like exact code snippets, error messages, "
+    "or content you generated), read the full transcript at: /home/u/.claude/projects/-w/s.jsonl\n"
+    "Continue the conversation from where it left off without asking the user any further questions."
+)
+
 
 def body(*messages: dict) -> dict:
     return {"model": "m", "messages": list(messages), "metadata": {"user_id": '{"device_id":"d1"}'}}
@@ -39,7 +45,7 @@ def test_continuation_matches_the_summary_it_carries(opening):
         body(
             {
                 "role": "user",
-                "content": opening + "  " + SUMMARY.replace(" ", "\n ", 3) + "\n\nIf you need details...",
+                "content": opening + "  " + SUMMARY.replace(" ", "\n ", 3) + REAL_TRAILER,
             },
             {"role": "system", "content": []},
             {"role": "assistant", "content": [{"type": "text", "text": "last answer"}]},
@@ -50,6 +56,61 @@ def test_continuation_matches_the_summary_it_carries(opening):
     )
     assert compaction.summary_key is not None
     assert continuation.continuation_key == compaction.summary_key
+
+
+def _compaction(summary: str):
+    answer = {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "text", "text": f"<analysis>x</analysis>\n<summary>{summary}</summary>"}],
+    }
+    return compute("t", "u", body({"role": "user", "content": "work"}), answer, "compaction")
+
+
+def _continuation(summary: str, trailer: str = REAL_TRAILER):
+    """The first request after /compact as CLI 2.1 sends it: an attribution reminder block, then the
+    opening with a reminder, the summary and the trailer, then the /compact command's own blocks."""
+    content = [
+        {"type": "text", "text": "<system-reminder>\nAttribution: ...\n</system-reminder>\n"},
+        {
+            "type": "text",
+            "text": NEW_OPENING.replace("\n\nSummary:\n", "\n\n")
+            + "<system-reminder>\n<tools-used-before-summary></tools-used-before-summary>\n"
+            "</system-reminder>\nSummary:\n" + summary + trailer,
+        },
+        {
+            "type": "text",
+            "text": "<command-name>/compact</command-name>\n<command-args>be brief</command-args>",
+        },
+        {"type": "text", "text": "a turn after compaction"},
+    ]
+    return compute("t", "u", body({"role": "user", "content": content}), None, "main")
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        REAL_TRAILER,
+        "\n\nThe messages after this summary are the most recent messages from before compaction.",
+        "\nPlease continue the conversation from where we left it off without asking further questions.",
+        "",
+    ],
+    ids=["transcript pointer", "verbatim note", "older wording", "none"],
+)
+def test_a_short_summary_followed_at_once_by_the_trailer_still_links(trailer):
+    """`/compact be brief`: the summary is one line and the trailer follows it within 64 characters."""
+    summary = "User wants tests."
+    assert _continuation(summary, trailer).continuation_key == _compaction(summary).summary_key
+
+
+def test_summaries_that_open_alike_do_not_collide():
+    """Two compactions of one long session open with the same section headers: each continuation
+    links to its own summary, never the other's."""
+    head = "1. Primary Request and Intent:\n   The user asked for a refactor of the parser module. "
+    first, second = head + "Work so far: tokenizer split.", head + "Work so far: tokenizer and tests split."
+    assert _compaction(first).summary_key != _compaction(second).summary_key
+    assert _continuation(first).continuation_key == _compaction(first).summary_key
+    assert _continuation(second).continuation_key == _compaction(second).summary_key
 
 
 def test_scopes_keep_identical_prompts_apart():

@@ -88,10 +88,11 @@ def _find_parent(cur: Rows, r: LinkInput) -> tuple[str, dict[str, Any] | None, d
         inv = cur.execute(
             "SELECT i.request_id::text AS request_id, i.tool_use_id, i.position, i.received_at, p.session_id,"
             " EXISTS (SELECT 1 FROM requests c WHERE c.parent_task_request_id = i.request_id"
-            "         AND c.task_tool_use_id = i.tool_use_id AND c.link = 'subtask') AS used"
+            "         AND c.task_tool_use_id = i.tool_use_id AND c.link = 'subtask' AND c.id <> %s) AS used"
             " FROM subtask_invocations i JOIN requests p ON p.id = i.request_id"
-            " WHERE i.start_key = %s ORDER BY used, abs(extract(epoch FROM i.received_at - %s)) LIMIT 1",
-            (k.start_key, r.received_at),
+            " WHERE i.start_key = %s"
+            " ORDER BY used, abs(extract(epoch FROM i.received_at - %s)), i.position, i.tool_use_id LIMIT 1",
+            (r.id, k.start_key, r.received_at),
         ).fetchone()
         if inv and (
             r.agent_id
@@ -116,18 +117,36 @@ def _invocation_number(cur: Rows, conversation_id: Any, inv: dict[str, Any]) -> 
     return int(row["count"]) if row else 0
 
 
+_TURN_KINDS = tuple(sorted(LINKED_KINDS))
+
+
+def _side_anchor(cur: Rows, session_id: str, received_at: Any, request_id: str) -> dict[str, Any] | None:
+    """Where a side request belongs: the latest turn of its session sent before it, or, for one sent
+    before the session's first turn (a start-up probe), the session's earliest turn. A function of
+    the stored turns alone, so any arrival order ends with the same anchor."""
+    before = cur.execute(
+        f"SELECT {_NODE_COLS} FROM requests WHERE session_id = %s AND kind = ANY(%s)"
+        " AND conversation_id IS NOT NULL AND (received_at, id) <= (%s, %s::uuid)"
+        " ORDER BY received_at DESC, id DESC LIMIT 1",
+        (session_id, list(_TURN_KINDS), received_at, request_id),
+    ).fetchone()
+    if before is not None:
+        return before
+    return cur.execute(
+        f"SELECT {_NODE_COLS} FROM requests WHERE session_id = %s AND kind = ANY(%s)"
+        " AND conversation_id IS NOT NULL ORDER BY received_at, id LIMIT 1",
+        (session_id, list(_TURN_KINDS)),
+    ).fetchone()
+
+
 def _attach_side_request(cur: Rows, r: LinkInput) -> None:
     """A request that is not a turn (a side call, count_tokens, a quota probe) joins the conversation
-    of the latest request of its session, on that request's branch; it opens nothing."""
+    of its session's turn (``_side_anchor``), on that turn's branch; it opens nothing."""
     if r.session_id is None:
         return
-    parent = cur.execute(
-        f"SELECT {_NODE_COLS} FROM requests WHERE session_id = %s AND conversation_id IS NOT NULL"
-        " AND received_at <= %s AND id <> %s ORDER BY received_at DESC LIMIT 1",
-        (r.session_id, r.received_at, r.id),
-    ).fetchone()
+    parent = _side_anchor(cur, r.session_id, r.received_at, r.id)
     if parent is None:
-        return  # nothing of its session yet; `nexus tracking rebuild` places it later
+        return  # no turn of its session yet: the first one to arrive takes it (_reanchor_side_requests)
     p = place.side(_node(parent))
     cur.execute(
         "UPDATE requests SET conversation_id = %s, parent_request_id = %s, link = %s, branch = %s,"
@@ -198,6 +217,75 @@ def link_request(conn: psycopg.Connection, r: LinkInput) -> None:
             )
         _add_to_summaries(cur, conversation_id, r, p, parent["id"] if parent else None)
         _adopt_waiting_children(conn, cur, r, conversation_id)
+        if how == "subtask" and parent is not None and r.keys.start_key is not None:
+            _pair_identical_subtasks(conn, cur, parent["id"], r.keys.start_key)
+        if r.session_id is not None:
+            _reanchor_side_requests(cur, r)
+
+
+def _reanchor_side_requests(cur: Rows, r: LinkInput) -> None:
+    """Side requests of ``r``'s session whose anchor (``_side_anchor``) is now ``r``: sent after it
+    with an older (or no) anchor, or sent before the session's first turn with a later one."""
+    rows = cur.execute(
+        "SELECT s.id::text, s.received_at, s.conversation_id FROM requests s"
+        " LEFT JOIN requests p ON p.id = s.parent_request_id"
+        " WHERE s.session_id = %(s)s AND NOT (s.kind = ANY(%(turns)s)) AND s.id <> %(id)s AND ("
+        "   ((s.received_at, s.id) >= (%(at)s, %(id)s::uuid)"
+        "     AND (p.id IS NULL OR (p.received_at, p.id) < (%(at)s, %(id)s::uuid)"
+        "          OR (p.received_at, p.id) > (s.received_at, s.id)))"
+        "   OR ((s.received_at, s.id) < (%(at)s, %(id)s::uuid)"
+        "     AND (p.id IS NULL OR (p.received_at, p.id) > (%(at)s, %(id)s::uuid))))",
+        {"s": r.session_id, "turns": list(_TURN_KINDS), "id": r.id, "at": r.received_at},
+    ).fetchall()
+    touched: set[Any] = set()
+    for row in rows:
+        anchor = _side_anchor(cur, r.session_id or "", row["received_at"], row["id"])
+        if anchor is None:
+            continue
+        p = place.side(_node(anchor))
+        cur.execute(
+            "UPDATE requests SET conversation_id = %s, parent_request_id = %s, link = %s, branch = %s,"
+            " is_subtask = %s, parent_task_request_id = %s WHERE id = %s",
+            (
+                anchor["conversation_id"],
+                anchor["id"],
+                p.link,
+                p.branch,
+                p.is_subtask,
+                p.parent_task_request_id,
+                row["id"],
+            ),
+        )
+        touched |= {anchor["conversation_id"], row["conversation_id"]} - {None}
+    for conversation_id in touched:  # rare (once per session start at most): counts from the rows
+        _rebuild_summaries(cur, conversation_id)
+
+
+def _pair_identical_subtasks(conn: psycopg.Connection, cur: Rows, parent_id: str, start_key: bytes) -> None:
+    """Sub-agents started in one turn with the same prompt cannot be told apart by their prompt: the
+    first sent takes the first call, the second the second, whatever order they arrive in. When a
+    late arrival breaks that order, the pairs are redone and the conversation replaced."""
+    calls = [
+        row["tool_use_id"]
+        for row in cur.execute(
+            "SELECT tool_use_id FROM subtask_invocations WHERE request_id = %s AND start_key = %s"
+            " ORDER BY position, tool_use_id",
+            (parent_id, start_key),
+        ).fetchall()
+    ]
+    if len(calls) < 2:
+        return
+    agents = cur.execute(
+        "SELECT id::text, task_tool_use_id, conversation_id FROM requests WHERE parent_task_request_id = %s"
+        " AND link = 'subtask' AND start_key = %s ORDER BY received_at, id",
+        (parent_id, start_key),
+    ).fetchall()
+    wanted = list(zip((a["id"] for a in agents), calls, strict=False))
+    if all(a["task_tool_use_id"] == call for a, (_, call) in zip(agents, wanted, strict=False)):
+        return
+    for agent_id, call in wanted:
+        cur.execute("UPDATE requests SET task_tool_use_id = %s WHERE id = %s", (call, agent_id))
+    recompute(conn, agents[0]["conversation_id"])
 
 
 def _new_conversation(cur: Rows, r: LinkInput) -> None:

@@ -24,7 +24,14 @@ from nexus.tracking.normalize import (
 SUBAGENT_TOOLS = frozenset({"Agent", "Task"})  # "Task" before CLI 2.1, "Agent" since
 CONTINUATION_OPENINGS = ("This session is being continued from a previous conversation",)
 SUMMARY_MARKERS = ("Summary:", "The conversation is summarized below:")
-SUMMARY_HEAD = 64
+# What the CLI appends after the summary it carries (2.1: a pointer to the transcript, then an order
+# to go on; some builds: a note on the messages kept verbatim); older CLIs: "Please continue...".
+SUMMARY_TRAILERS = (
+    "If you need specific details from before compaction",
+    "Continue the conversation from where it left off",
+    "The messages after this summary are the most recent",
+    "Please continue the conversation from where we left it off",
+)
 _WS = re.compile(r"\s+")
 _SUMMARY_TAG = re.compile(r"<summary>(.*?)(?:</summary>|$)", re.DOTALL)
 
@@ -40,8 +47,14 @@ def _text_key(scope: bytes, kind: str, text: str) -> bytes:
     return _sha(scope, kind.encode(), b"\0", text.encode())
 
 
-def summary_head(text: str) -> str:
-    return _WS.sub(" ", text).strip()[:SUMMARY_HEAD]
+def summary_text(text: str) -> str:
+    """A summary as compared for linking: whole, reminders out, whitespace collapsed, and cut before
+    the first trailer the CLI adds after it in a continuation. Whole, because two summaries of one
+    long session often open alike (the same section headers), and a short one (``/compact be brief``)
+    is followed at once by the trailer."""
+    text = strip_reminders(text)
+    cut = min((i for t in SUMMARY_TRAILERS if (i := text.find(t)) >= 0), default=len(text))
+    return _WS.sub(" ", text[:cut]).strip()
 
 
 @dataclass(slots=True)
@@ -54,8 +67,8 @@ class TrackingKeys:
     invocations: list[tuple[str, int, bytes]] = field(
         default_factory=list
     )  # (tool_use_id, index, prompt key)
-    continuation_key: bytes | None = None  # a post-compaction request: head of the summary it carries
-    summary_key: bytes | None = None  # a compaction request: head of the summary it produced
+    continuation_key: bytes | None = None  # a post-compaction request: the summary it carries
+    summary_key: bytes | None = None  # a compaction request: the summary it produced
     title: str = ""
     prompt_text: str = ""  # the newest user text (full-text search)
     answer_text: str = ""  # the response's text (full-text search)
@@ -81,6 +94,20 @@ def _response_text(response: dict[str, Any] | None) -> str:
         for b in response.get("content") or []
         if isinstance(b, dict) and b.get("type") == "text"
     )
+
+
+def _continuation_block(messages: list[Any]) -> str:
+    """The text block of the first user message that carries the summary (the CLI puts the /compact
+    command's own blocks after it, in the same message): the summary ends where the block does."""
+    first = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+    content = first.get("content") if first else None
+    blocks = (
+        [content]
+        if isinstance(content, str)
+        else [b.get("text") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+    )
+    texts = [strip_reminders(t) for t in blocks if isinstance(t, str)]
+    return next((t for t in texts if t.startswith(CONTINUATION_OPENINGS)), "")
 
 
 def _summary(text: str) -> str:
@@ -130,14 +157,15 @@ def compute(
     opening = first_user_text(history)
     keys.title = opening[:300]
     if opening.startswith(CONTINUATION_OPENINGS):
+        block = _continuation_block(messages if isinstance(messages, list) else [])
         for marker in SUMMARY_MARKERS:
-            if marker in opening:
-                head = summary_head(opening.split(marker, 1)[1])
-                keys.continuation_key = _text_key(scope, "summary", head)
+            if marker in block:
+                carried = summary_text(block.split(marker, 1)[1])
+                keys.continuation_key = _text_key(scope, "summary", carried)
                 break
     answer = _response_text(response)
     if kind == "compaction" and answer:
-        keys.summary_key = _text_key(scope, "summary", summary_head(_summary(answer)))
+        keys.summary_key = _text_key(scope, "summary", summary_text(_summary(answer)))
 
     last_user = next((m for m in reversed(history) if m.role == "user"), None)
     if last_user is not None:
