@@ -81,6 +81,11 @@ class StageConfig:
     db_multi_az: bool = False
     db_backup_retention_days: int = 7
     db_secret_rotation_days: int = 30
+    # Restore: an RDS snapshot (identifier or ARN) the stage's database is created from. Setting it
+    # (or changing it) and deploying replaces the database with a new instance restored from that
+    # snapshot, under a new name and with a new generated secret; the old instance is left to be
+    # deleted by hand once the restored one is checked (docs/deploy.md, "Restore the database").
+    db_snapshot_identifier: str | None = None
     deletion_protection: bool = False
     max_azs: int = 2
 

@@ -1,7 +1,11 @@
 """RDS PostgreSQL in isolated subnets: encrypted, TLS only, credentials generated into Secrets Manager
-and rotated there; backups and deletion protection per stage (ADR 0009)."""
+and rotated there; backups and deletion protection per stage (ADR 0009). With a snapshot in the stage
+config, the instance is one restored from it (``restored_name``)."""
 
 from __future__ import annotations
+
+import hashlib
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -17,6 +21,12 @@ ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.V
 DB_NAME = "nexus"
 DB_PORT = 5432
 LOG_EXPORTS = ("postgresql", "upgrade")
+
+
+def restored_name(stage: str, snapshot: str) -> str:
+    """The instance restored from ``snapshot``: a name of its own, because CloudFormation creates a
+    replacement before deleting what it replaces and cannot give both one custom name."""
+    return f"nexus-{stage}-r{hashlib.sha256(snapshot.encode()).hexdigest()[:8]}"
 
 
 class Database(Construct):
@@ -45,21 +55,36 @@ class Database(Construct):
             },
         )
         removal = cdk.RemovalPolicy.SNAPSHOT if stage.deletion_protection else cdk.RemovalPolicy.DESTROY
-        self.instance = rds.DatabaseInstance(
+        snapshot = stage.db_snapshot_identifier
+        identifier = restored_name(stage.name, snapshot) if snapshot else f"nexus-{stage.name}"
+        source: dict[str, Any] = (
+            # The snapshot's database, owner and engine come with it; a new password is generated
+            # into a new secret (rotation below applies to it as before).
+            {
+                "snapshot_identifier": snapshot,
+                "credentials": rds.SnapshotCredentials.from_generated_secret("nexus_admin"),
+            }
+            if snapshot
+            else {
+                "database_name": DB_NAME,
+                "credentials": rds.Credentials.from_generated_secret(
+                    "nexus_admin", secret_name=f"{stage.name}/nexus/database"
+                ),
+                "storage_encrypted": True,  # a restored instance is encrypted as its snapshot is
+            }
+        )
+        instance_class = rds.DatabaseInstanceFromSnapshot if snapshot else rds.DatabaseInstance
+        self.instance = instance_class(
             self,
             "Instance",
+            **source,
             engine=ENGINE,
             instance_type=ec2.InstanceType(stage.db_instance_class),
             vpc=network.vpc,
             vpc_subnets=network.db_subnets,
             security_groups=[self.security_group],
             port=DB_PORT,
-            database_name=DB_NAME,
-            credentials=rds.Credentials.from_generated_secret(
-                "nexus_admin", secret_name=f"{stage.name}/nexus/database"
-            ),
             parameter_group=parameters,
-            storage_encrypted=True,
             storage_type=rds.StorageType.GP3,
             allocated_storage=stage.db_allocated_storage_gib,
             max_allocated_storage=stage.db_max_allocated_storage_gib,
@@ -72,10 +97,17 @@ class Database(Construct):
             auto_minor_version_upgrade=True,
             iam_authentication=True,
             enable_performance_insights=False,
-            instance_identifier=f"nexus-{stage.name}",
+            instance_identifier=identifier,
             cloudwatch_logs_exports=list(LOG_EXPORTS),
             copy_tags_to_snapshot=True,
         )
+        if snapshot:
+            nag.acknowledge(
+                self.instance,
+                "RDS2",
+                "Restored from a snapshot, the instance is encrypted exactly as the snapshot is (RDS does "
+                "not allow the property to be set): Nexus's snapshots are of its encrypted instances.",
+            )
         if not stage.db_multi_az:
             nag.acknowledge(
                 self.instance,
@@ -99,7 +131,7 @@ class Database(Construct):
             group = logs.LogGroup(
                 self,
                 f"{export.title()}Logs",
-                log_group_name=f"/aws/rds/instance/nexus-{stage.name}/{export}",
+                log_group_name=f"/aws/rds/instance/{identifier}/{export}",
                 retention=log_retention,
                 removal_policy=cdk.RemovalPolicy.DESTROY,
             )

@@ -30,6 +30,22 @@ def templates(outdirs) -> dict[str, Template]:
     return {name: synth(name, out) for name, out in outdirs.items()}
 
 
+# Every optional stage setting at once, in one more synth (each synth takes tens of seconds): the tests
+# of each option read this template.
+OPTIONS = {
+    "alarm_email": "ops@example.com",
+    "gateway_egress": "nat",
+    "analysis_bedrock_region": "eu-west-1",
+    "db_snapshot_identifier": "nexus-staging-before-upgrade",
+}
+
+
+@pytest.fixture(scope="session")
+def options_template(tmp_path_factory) -> Template:
+    """Staging with every option of ``OPTIONS`` set."""
+    return synth("staging", tmp_path_factory.mktemp("options"), **OPTIONS)
+
+
 @pytest.fixture(params=["staging", "prod"])
 def template(request, templates) -> Template:
     return templates[request.param]

@@ -85,10 +85,10 @@ def test_only_the_proxy_reads_team_api_keys(template: Template) -> None:
         assert 'nexus/team/*"' not in stmts and "nexus/team/\\u002a" not in stmts
 
 
-def test_operators_alerts_go_to_the_alarm_email_and_the_topic_is_an_output(templates, tmp_path) -> None:
-    from tests.infra.conftest import synth
-
-    t = synth("staging", tmp_path, alarm_email="ops@example.com")
+def test_operators_alerts_go_to_the_alarm_email_and_the_topic_is_an_output(
+    templates, options_template
+) -> None:
+    t = options_template  # alarm_email="ops@example.com"
     logical, _ = _alerts_topic(t)
     email = [
         s["Properties"]

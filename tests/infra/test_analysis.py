@@ -280,10 +280,8 @@ def test_invalid_output_twice_fails_with_the_reason_recorded(aws: Pipeline, upst
 # -- Bedrock as the stage's model provider ------------------------------------------------------------
 
 
-def test_a_stage_on_bedrock_grants_the_model_function_invoke_model(tmp_path) -> None:
-    from tests.infra.conftest import synth
-
-    t = synth("staging", tmp_path, analysis_bedrock_region="eu-west-1")
+def test_a_stage_on_bedrock_grants_the_model_function_invoke_model(options_template: Template) -> None:
+    t = options_template  # analysis_bedrock_region="eu-west-1"
     _, fns = definition(t)
     logical, model = next(
         (k, f) for k, f in fns.items() if f["Properties"]["Handler"] == "nexus_analysis.handler.model"

@@ -25,7 +25,6 @@ from infra import gateway as gw
 from infra.config import STAGES, StageConfig, load_stage
 from infra.layers import requirements
 from tests.conftest import strict_skips
-from tests.infra.conftest import synth
 from tests.infra.test_stacks import (
     actions_of,
     default_routes,
@@ -327,8 +326,8 @@ def test_public_ip_egress_has_no_nat_and_no_public_address_by_default(template: 
         ]
 
 
-def test_nat_egress_puts_the_workers_in_private_subnets(tmp_path: Path) -> None:
-    t = synth("staging", tmp_path, gateway_egress="nat")
+def test_nat_egress_puts_the_workers_in_private_subnets(options_template: Template) -> None:
+    t = options_template  # gateway_egress="nat"
     stage = load_stage("staging")
     assert len(resources(t, "AWS::EC2::NatGateway")) == stage.max_azs
     found = cidrs(t)

@@ -222,6 +222,34 @@ def test_database_is_private_and_encrypted_with_managed_credentials(template: Te
     )
 
 
+def test_a_stage_restores_its_database_from_the_configured_snapshot(options_template, templates) -> None:
+    """db_snapshot_identifier: the instance is created from the snapshot, under a name of its own (a
+    replacement cannot reuse the old one), with a new generated secret that rotates as before and
+    that every database function reads."""
+    from infra.database import restored_name
+    from tests.infra.conftest import OPTIONS
+
+    snapshot = OPTIONS["db_snapshot_identifier"]
+    logical, db = only(options_template, "AWS::RDS::DBInstance")
+    props = db["Properties"]
+    assert props["DBSnapshotIdentifier"] == snapshot
+    name = restored_name("staging", snapshot)
+    assert props["DBInstanceIdentifier"] == name != "nexus-staging"
+    assert "DBName" not in props and "MasterUsername" not in props  # both come with the snapshot
+    assert "{{resolve:secretsmanager:" in json.dumps(props["MasterUserPassword"])
+    logs = resources(options_template, "AWS::Logs::LogGroup").values()
+    groups = [g["Properties"].get("LogGroupName") for g in logs]
+    assert f"/aws/rds/instance/{name}/postgresql" in groups
+    options_template.has_resource_properties(
+        "AWS::SecretsManager::RotationSchedule", {"RotationRules": {"ScheduleExpression": "rate(30 days)"}}
+    )
+    secret = next(iter(resources(options_template, "AWS::SecretsManager::SecretTargetAttachment").values()))
+    assert secret["Properties"]["TargetId"] == {"Ref": logical}
+    # without the setting: the stage's own instance, as always
+    for t in templates.values():
+        assert "DBSnapshotIdentifier" not in only(t, "AWS::RDS::DBInstance")[1]["Properties"]
+
+
 def subnet_group(subnet: dict) -> str:
     """The subnet group (``SubnetConfiguration.name``) a synthesized subnet belongs to."""
     tags = {t["Key"]: t["Value"] for t in subnet["Properties"]["Tags"]}

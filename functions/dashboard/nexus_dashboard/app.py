@@ -9,7 +9,7 @@ browser to log in).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ HERE = Path(__file__).parent
 
 
 def create_app(
-    conninfo: str,
+    conninfo: str | Callable[[], str],
     dashboard_key: str,
     secret_store: SecretStore | None = None,
     throttle_policy: throttle.Policy = throttle.DEFAULT,

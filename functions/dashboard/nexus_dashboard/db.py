@@ -11,8 +11,9 @@ No dashboard restart is needed after an outage.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -33,9 +34,17 @@ class Pool:
     """A connection pool that knows whether the database answered last time (per process: it only
     shortens the wait while down, every request still tries)."""
 
-    def __init__(self, conninfo: str, max_size: int) -> None:
+    def __init__(
+        self,
+        conninfo: str | Callable[[], str],
+        max_size: int,
+        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+    ) -> None:
+        """``conninfo`` may be a function (``nexus.db.connect.SecretConninfo``: the RDS secret, read for
+        each new connection), with its ``connection_class`` (which survives a password rotation)."""
         self.pool: ConnectionPool = ConnectionPool(
             conninfo,
+            connection_class=connection_class,
             min_size=1,
             max_size=max_size,
             open=True,  # without waiting: a dashboard started while the database is down answers 503

@@ -1,8 +1,10 @@
 """Dashboard Lambda entry: the same FastAPI app behind Mangum (buffered responses are fine here).
 
 The dashboard key and the database credentials come from Secrets Manager through Powertools
-parameters, cached for five minutes: a rotated key or database password is picked up without a
-redeploy (the app, and its connection pool, are rebuilt when either changes).
+parameters, cached for five minutes. A rotated key is picked up without a redeploy (the app is
+rebuilt when it changes). A rotated database password costs no request: the pool reads the secret
+for each new connection, and a connection refused for its password reads it afresh and tries again
+(``SecretConninfo``); connections already open keep working through a rotation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fastapi import FastAPI
 from mangum import Mangum
 from nexus import env
 from nexus.aws import client
-from nexus.db.connect import SECRET_MAX_AGE_S, conninfo
+from nexus.db.connect import SECRET_MAX_AGE_S, SecretConninfo
 from nexus.secrets_manager import SecretsManagerStore
 
 from nexus_dashboard.app import create_app
@@ -30,7 +32,8 @@ class _Current(TypedDict, total=False):
     """The app this execution environment serves, and what it was built with."""
 
     settings: DashboardSettings  # read once per execution environment
-    config: tuple[str, str]  # the dashboard key and the database's conninfo
+    database: SecretConninfo
+    key: str  # the dashboard key the app was built with
     app: FastAPI
     handler: Mangum
 
@@ -45,17 +48,21 @@ def _handler() -> Mangum:
     if not settings.dashboard_key_secret or settings.secrets_prefix is None:
         raise RuntimeError(f"set {env.DASHBOARD_KEY_SECRET} and {env.SECRETS_PREFIX}")
     key = parameters.get_secret(settings.dashboard_key_secret, max_age=SECRET_MAX_AGE_S)
-    db = conninfo(settings, application_name="nexus-dashboard")
-    if _current.get("config") != (key, db):
+    database = _current.get("database")
+    if database is None:
+        database = _current["database"] = SecretConninfo(settings, application_name="nexus-dashboard")
+    if _current.get("key") != key:
         old = _current.get("app")
-        if old is not None:
-            old.state.pool.close()
         # /mcp requires Nexus keys here; a key check reads Secrets Manager at most every 30 s.
-        app = create_app(db, key, _secret_store(settings.secrets_prefix), access_refresh_s=30)
+        app = create_app(database, key, _secret_store(settings.secrets_prefix), access_refresh_s=30)
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
-        # the pool is opened once here instead and lives as long as the execution environment.
-        app.state.pool = Pool(db, max_size=2)
-        _current.update({"config": (key, db), "app": app, "handler": Mangum(app, lifespan="off")})
+        # the pool is opened once per execution environment and kept when the key changes.
+        app.state.pool = (
+            old.state.pool
+            if old is not None
+            else Pool(database, max_size=2, connection_class=database.connection_class())
+        )
+        _current.update({"key": key, "app": app, "handler": Mangum(app, lifespan="off")})
     return _current["handler"]
 
 

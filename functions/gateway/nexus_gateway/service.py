@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from nexus.access import Authenticator
 from nexus.secret_store import SecretStore
 from psycopg_pool import AsyncConnectionPool
@@ -55,33 +56,9 @@ class Gateway:
         )
         self.started = time.monotonic()
 
-    def _conninfo(self) -> str | Callable[[], Awaitable[str]] | None:
-        """The database's URL; in AWS, a function reading the RDS secret (cached five minutes), so
-        connections opened after a password rotation use the new password."""
-        if self.settings.database_url or not self.settings.db_secret_arn:
-            return self.settings.database_url
-        from nexus.db.connect import DatabaseSettings, conninfo
-
-        database = DatabaseSettings(db_secret_arn=self.settings.db_secret_arn)
-
-        async def from_secret() -> str:
-            return await asyncio.to_thread(conninfo, database, application_name="nexus-gateway")
-
-        return from_secret
-
     async def start(self) -> None:
-        database = self._conninfo()
-        if database is not None:
-            # Commits do not wait for the disk: what the gateway writes (transcript mirrors, history
-            # states) is rebuilt or resumed from elsewhere if the last milliseconds are lost in a
-            # crash, and a commit that waits for fsync sits in every turn's way.
-            self.db = AsyncConnectionPool(
-                database,
-                min_size=1,
-                max_size=8,
-                open=False,
-                kwargs={"options": "-c synchronous_commit=off"},
-            )
+        self.db = database_pool(self.settings.database_url, self.settings.db_secret_arn)
+        if self.db is not None:
             await self.db.open(wait=True, timeout=30)
             self.state = PostgresState(self.db)
             self.session_store = BackgroundWrites(PostgresSessionStore(self.db))
@@ -194,3 +171,40 @@ class Turn:
                     yield event
             if not retry:
                 return
+
+
+def database_pool(database_url: str | None, db_secret_arn: str | None) -> AsyncConnectionPool | None:
+    """The gateway's pool (not opened): ``database_url``, or in AWS the RDS secret, read for each new
+    connection (cached five minutes), with a connection class that, refused for its password, reads
+    it afresh, so connections opened after a rotation work at once. Each connection is checked as
+    it is handed out: one the server ended (a failover, a restart) is replaced, not used. None
+    without a database (state in memory)."""
+    conninfo: str | Callable[[], Awaitable[str]]
+    connection_class: type[psycopg.AsyncConnection[Any]] = psycopg.AsyncConnection
+    if database_url:
+        conninfo = database_url
+    elif db_secret_arn:
+        from nexus.db.connect import DatabaseSettings, SecretConninfo
+
+        source = SecretConninfo(
+            DatabaseSettings(db_secret_arn=db_secret_arn), application_name="nexus-gateway"
+        )
+
+        async def from_secret() -> str:
+            return await asyncio.to_thread(source)
+
+        conninfo, connection_class = from_secret, source.async_connection_class()
+    else:
+        return None
+    # Commits do not wait for the disk: what the gateway writes (transcript mirrors, history states)
+    # is rebuilt or resumed from elsewhere if the last milliseconds are lost in a crash, and a commit
+    # that waits for fsync sits in every turn's way.
+    return AsyncConnectionPool(
+        conninfo,
+        connection_class=connection_class,
+        min_size=1,
+        max_size=8,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={"options": "-c synchronous_commit=off"},
+    )

@@ -2,11 +2,14 @@
 self-managed database), otherwise the RDS secret named by ``NEXUS_DB_SECRET_ARN`` (AWS).
 
 The secret is read through Powertools parameters and cached for five minutes. The database password
-rotates (Secrets Manager rotation); a connection refused for its password refetches the secret once.
+rotates (Secrets Manager rotation): a connection refused for its password reads the secret afresh
+and tries once more, so connections opened after a rotation (a pool's new or replaced ones) work at
+once, and no request fails for the cache (``SecretConninfo``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -56,11 +59,53 @@ def conninfo(settings: DatabaseSettings, refresh: bool = False, application_name
     return conninfo_from_secret(secret, application_name)
 
 
+def password_refused(exc: Exception) -> bool:
+    return isinstance(exc, psycopg.OperationalError) and "password authentication failed" in str(exc)
+
+
+class SecretConninfo:
+    """A connection pool's conninfo (``__call__``: psycopg_pool calls it for each new connection) and
+    the connection classes to go with it: refused for its password, a connection reads the secret
+    afresh (the password was rotated since it was cached) and tries once more."""
+
+    def __init__(self, settings: DatabaseSettings, application_name: str = "nexus") -> None:
+        self.settings = settings
+        self.application_name = application_name
+
+    def __call__(self, refresh: bool = False) -> str:
+        return conninfo(self.settings, refresh=refresh, application_name=self.application_name)
+
+    def connection_class(self) -> type[psycopg.Connection[Any]]:
+        fresh = self
+
+        class RotationAware(psycopg.Connection[Any]):
+            @classmethod
+            def connect(cls, conninfo: str = "", **kwargs: Any) -> RotationAware:
+                try:
+                    return super().connect(conninfo, **kwargs)
+                except psycopg.OperationalError as exc:
+                    if not password_refused(exc):
+                        raise
+                    return super().connect(fresh(refresh=True), **kwargs)
+
+        return RotationAware
+
+    def async_connection_class(self) -> type[psycopg.AsyncConnection[Any]]:
+        fresh = self
+
+        class RotationAware(psycopg.AsyncConnection[Any]):
+            @classmethod
+            async def connect(cls, conninfo: str = "", **kwargs: Any) -> RotationAware:
+                try:
+                    return await super().connect(conninfo, **kwargs)
+                except psycopg.OperationalError as exc:
+                    if not password_refused(exc):
+                        raise
+                    return await super().connect(await asyncio.to_thread(fresh, True), **kwargs)
+
+        return RotationAware
+
+
 def connect(settings: DatabaseSettings, application_name: str = "nexus", **kwargs: Any) -> psycopg.Connection:
-    try:
-        return psycopg.connect(conninfo(settings, application_name=application_name), **kwargs)
-    except psycopg.OperationalError as exc:
-        if "password authentication failed" not in str(exc):
-            raise
-        # Rotated since we cached it: one fresh read, then give up (the caller retries later).
-        return psycopg.connect(conninfo(settings, refresh=True, application_name=application_name), **kwargs)
+    source = SecretConninfo(settings, application_name)
+    return source.connection_class().connect(source(), **kwargs)
