@@ -1,6 +1,6 @@
-"""The memory index on the real PostgreSQL, with fixed turns at fixed times: the factors the query
-measures are the ones nexus.memory.scoring defines, recall is ranked by the score, stays inside
-what the caller may read, and never returns the current conversation."""
+"""The memory index on the real PostgreSQL, with fixed turns at fixed times: recall measures the
+factors nexus.memory.scoring defines, ranks by the score (exactly, though it reads few documents),
+stays inside what the caller may read, and never returns the current conversation."""
 
 from __future__ import annotations
 
@@ -174,6 +174,19 @@ def test_the_threshold_the_limit_and_the_current_conversation(memory_db):
     assert _recall(url, q, min_score=0.99) == []
     excluded = Query("billing invoice rounding port", "gw", "ada", exclude=["conv_c"])
     assert _labels(ids, _recall(url, excluded)) == ["billing"]
+
+
+@pytest.mark.parametrize(
+    "text", ["billing invoice rounding port", "staging database", "what is the staging database called"]
+)
+def test_recalling_a_few_gives_the_best_of_all(memory_db, text):
+    url, ids = memory_db
+    q = Query(text, "gw", "ada", shared=True, cwd="/repo")
+    everything = _recall(url, q, limit=100)
+    for k in (1, 2, 3):
+        assert [i.id for i in _recall(url, q, limit=k)] == [i.id for i in everything[:k]]
+    scores = [i.score for i in everything]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_a_query_of_stop_words_or_symbols_finds_only_by_files_and_never_breaks(memory_db):

@@ -58,6 +58,7 @@ def test_selection_keeps_related_items_over_the_threshold_best_first_up_to_the_l
     day = math.exp(-1)
     candidates = [
         ("same-dir-recent-but-unrelated", Factors(0, 1, 0, 1)),  # 0.4: where and when, not what
+        ("one-common-word-same-dir", Factors(0.05, 1, 0, 1)),  # 0.42, but not about the request
         ("weak-text", Factors(0.2, 0, 0, day)),  # 0.117
         ("good-text-same-dir", Factors(0.7, 1, 0, day)),  # 0.617
         ("file-overlap-same-dir", Factors(0, 1, 0.5, 1)),  # 0.5

@@ -19,9 +19,10 @@ Two refinements, both to keep the number honest:
 - A factor the request gives nothing to compare with (it names no working directory; its
   conversation has named no file yet) is left out and the other weights are scaled to sum to 1, so
   a plain chat client is not marked down for lacking a working directory.
-- An earlier turn is *related* only if it shares a word or a file with the request: the same
-  directory and a recent time say where and when, not what. Unrelated turns are never recalled,
-  whatever their score.
+- An earlier turn is *related* only if it shares a file with the request or its text relevance is at
+  least a tenth of a perfect match (``RELATED_TEXT``): the same directory and a recent time say where
+  and when, not what, and one common word in a long question is not a subject. Unrelated turns are
+  never recalled, whatever their score.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 RECENCY_SCALE_H = 24.0
+RELATED_TEXT = 0.1
 T = TypeVar("T")
 
 
@@ -61,16 +63,15 @@ class Factors:
 
     @property
     def related(self) -> bool:
-        """Shares a word or a file with the request (a precondition for being recalled)."""
-        return self.text > 0 or self.files > 0
+        """About what the request is about (a precondition for being recalled)."""
+        return self.text >= RELATED_TEXT or self.files > 0
 
 
 def score(f: Factors, w: Weights) -> float:
     return w.text * f.text + w.cwd * f.cwd + w.files * f.files + w.recency * f.recency
 
 
-# The factors' definitions. The store's query measures them in PostgreSQL, next to the data; its
-# tests hold it to these.
+# The factors (text relevance is PostgreSQL's, in the store).
 
 
 def recency(hours: float) -> float:
@@ -94,7 +95,11 @@ def directory(path: str | None) -> str | None:
 
 
 def cwd_match(a: str | None, b: str | None) -> float:
-    a, b = directory(a), directory(b)
+    return same_directory(directory(a), directory(b))
+
+
+def same_directory(a: str | None, b: str | None) -> float:
+    """``cwd_match`` of two directories already normalised by ``directory``."""
     if a is None or b is None:
         return 0.0
     if a == b:

@@ -1,6 +1,6 @@
-"""The memory index in PostgreSQL (migration 0010): a row per completed turn, recalled by one query
-that measures the four factors of ``nexus.memory.scoring`` where the data is and returns the best
-candidates for the request.
+"""The memory index in PostgreSQL (migration 0010): a row per completed turn, and the recall of the
+best of them for a request (``nexus.memory.scoring`` defines the score; PostgreSQL's full-text search
+measures the text).
 
 The current conversation is never recalled into itself: every conversation the request's history
 belongs to (any of its continuity keys is a turn's state in the index or in ``gateway_states``, or
@@ -9,6 +9,7 @@ the client named it) is excluded, whatever branch of it a turn was on.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,16 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from nexus import pg_text
-from nexus.memory.scoring import Factors, Weights, directory, score, select
+from nexus.memory.scoring import (
+    Factors,
+    Weights,
+    directory,
+    jaccard,
+    recency,
+    same_directory,
+    score,
+    select,
+)
 
 MAX_TEXT = 20_000  # characters of a prompt and of an answer kept for search and recall
 MAX_QUERY = 4_000  # characters of a request's text used as the query
@@ -102,41 +112,47 @@ _WORDS = r"""
           FROM unnest(to_tsvector('english', %(text)s))) w
 """
 
-# The four factors of every related candidate, measured here (their definitions, which the tests
-# hold this query to, are in nexus.memory.scoring), ordered by the request's weighted sum.
-_RECALL = f"""
-WITH query AS ({_WORDS})
-SELECT * FROM (
-    SELECT m.id, m.conversation_id, m.user_id, m.created_at, m.cwd, m.files,
-           left(m.prompt, %(chars)s) AS prompt, left(m.answer, %(chars)s) AS answer,
-           CASE WHEN query.tsq IS NULL THEN 0.0 ELSE
-               ts_rank_cd(m.document, query.tsq, 1 | 32)
-               * (SELECT count(*) FROM unnest(query.terms) t WHERE m.document @@ t) / cardinality(query.terms)
-           END::float8 AS f_text,
-           CASE
-               WHEN %(cwd)s::text IS NULL OR m.cwd IS NULL THEN 0.0
-               WHEN m.cwd = %(cwd)s::text THEN 1.0
-               WHEN starts_with(m.cwd, rtrim(%(cwd)s::text, '/') || '/')
-                 OR starts_with(%(cwd)s::text, rtrim(m.cwd, '/') || '/') THEN 0.5
-               ELSE 0.0
-           END::float8 AS f_cwd,
-           coalesce(
-               cardinality(ARRAY(SELECT unnest(m.files) INTERSECT SELECT unnest(%(files)s::text[])))::float8
-               / nullif(cardinality(ARRAY(SELECT unnest(m.files) UNION SELECT unnest(%(files)s::text[]))), 0),
-               0.0
-           ) AS f_files,
-           exp(-greatest(extract(epoch FROM %(now)s::timestamptz - m.created_at)::float8 / 3600.0, 0.0)
-               / 24.0) AS f_recency
-    FROM gateway_memory m, query
-    WHERE m.team = %(team)s
-      AND (%(shared)s OR m.user_id = %(user)s)
+# Phase 1, the candidates: every turn in scope sharing a word with the request (how many of its
+# words, counted through the GIN index: no document is read) or a file, with what the other factors
+# need. Cheap per row, so it can look at every candidate.
+_CANDIDATES = f"""
+WITH query AS ({_WORDS}),
+hits AS (
+    SELECT m.id, count(*) AS matched, m.cwd, m.files, m.created_at
+    FROM query, unnest(query.terms) AS t JOIN gateway_memory m ON m.document @@ t
+    WHERE m.team = %(team)s AND (%(shared)s OR m.user_id = %(user)s)
       AND m.conversation_id <> ALL(%(exclude)s::text[])
-      AND (m.document @@ query.tsq OR m.files && %(files)s::text[])
-) c
-ORDER BY %(w_text)s * f_text + %(w_cwd)s * f_cwd + %(w_files)s * f_files + %(w_recency)s * f_recency DESC,
-         created_at DESC
-LIMIT %(limit)s
+    GROUP BY m.id
+    UNION ALL
+    SELECT m.id, 0, m.cwd, m.files, m.created_at FROM gateway_memory m
+    WHERE m.files && %(files)s::text[] AND m.team = %(team)s AND (%(shared)s OR m.user_id = %(user)s)
+      AND m.conversation_id <> ALL(%(exclude)s::text[])
+)
+SELECT id, max(matched) AS matched, coalesce((SELECT cardinality(terms) FROM query), 0) AS words,
+       min(cwd) AS cwd, min(files) AS files, min(created_at) AS created_at
+FROM hits GROUP BY id
 """
+
+# Phase 2, for the most promising candidates only: the rank (which reads the document) and the text.
+_RANKED = f"""
+WITH query AS ({_WORDS})
+SELECT m.id, m.conversation_id, m.user_id, left(m.prompt, %(chars)s) AS prompt,
+       left(m.answer, %(chars)s) AS answer,
+       coalesce(ts_rank_cd(m.document, query.tsq, 1 | 32), 0)::float8 AS rank
+FROM gateway_memory m, query
+WHERE m.id = ANY(%(ids)s)
+"""
+
+
+@dataclass(slots=True)
+class _Candidate:
+    id: str
+    coverage: float  # the share of the request's words the turn contains: text relevance at most
+    factors: Factors  # with text = coverage until ranked
+    bound: float  # the score at most
+    cwd: str | None
+    files: list[str]
+    created_at: datetime
 
 
 class MemoryStore:
@@ -196,46 +212,72 @@ class MemoryStore:
         item_chars: int = MAX_TEXT,
         now: datetime | None = None,
     ) -> list[Recalled]:
-        """The related earlier turns scoring at least ``min_score``, best first, at most ``limit``."""
+        """The related earlier turns scoring at least ``min_score``, best first, at most ``limit``.
+
+        Exact, in two phases: every candidate's factors but text, and the share of the request's words
+        it contains (text relevance is at most that), give each an upper bound of its score; the
+        candidates are then ranked in that order, a batch at a time, until no unranked one can beat
+        the ``limit``-th best ranked."""
         if limit <= 0:
             return []
         cwd = directory(q.cwd)
         w = weights.applicable(has_cwd=cwd is not None, has_files=bool(q.files))
-        params = {
+        now = now or datetime.now(UTC)
+        params: dict[str, Any] = {
             "text": pg_text.text(q.text[:MAX_QUERY]),
             "team": q.team,
             "user": q.user,
             "shared": q.shared,
-            "cwd": cwd,
             "files": [pg_text.text(f) for f in q.files],
             "exclude": list(q.exclude),
-            "now": now or datetime.now(UTC),
             "chars": item_chars,
-            "limit": limit,
-            "w_text": w.text,
-            "w_cwd": w.cwd,
-            "w_files": w.files,
-            "w_recency": w.recency,
         }
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = await (await cur.execute(_RECALL, params)).fetchall()
-        candidates = []
-        for r in rows:
-            f = Factors(r["f_text"], r["f_cwd"], r["f_files"], r["f_recency"])
-            item = Recalled(
-                r["id"],
-                r["conversation_id"],
-                r["user_id"],
-                r["created_at"],
-                r["cwd"],
-                list(r["files"]),
-                r["prompt"],
-                r["answer"],
-                f,
-                score(f, w),
-            )
-            candidates.append((item, f))
-        return [item for item, _ in select(candidates, w, min_score, limit)]
+            rows = await (await cur.execute(_CANDIDATES, params)).fetchall()
+            candidates = []
+            for r in rows:
+                coverage = r["matched"] / r["words"] if r["words"] else 0.0
+                f = Factors(
+                    coverage,
+                    same_directory(r["cwd"], cwd),  # both normalised
+                    jaccard(r["files"], q.files),
+                    recency((now - r["created_at"]).total_seconds() / 3600),
+                )
+                bound = score(f, w)
+                if f.related and bound >= min_score:  # text <= coverage: nothing else can qualify
+                    candidates.append(
+                        _Candidate(r["id"], coverage, f, bound, r["cwd"], r["files"], r["created_at"])
+                    )
+            candidates.sort(key=lambda c: (c.bound, c.created_at), reverse=True)
+            best: list[Recalled] = []
+            batch = max(2 * limit, 10)
+            for start in range(0, len(candidates), batch):
+                chunk = {c.id: c for c in candidates[start : start + batch]}
+                ranked = await (await cur.execute(_RANKED, {**params, "ids": list(chunk)})).fetchall()
+                for r in ranked:
+                    c = chunk[r["id"]]
+                    f = dataclasses.replace(c.factors, text=r["rank"] * c.coverage)
+                    item = Recalled(
+                        c.id,
+                        r["conversation_id"],
+                        r["user_id"],
+                        c.created_at,
+                        c.cwd,
+                        list(c.files),
+                        r["prompt"],
+                        r["answer"],
+                        f,
+                        score(f, w),
+                    )
+                    best.append(item)
+                kept = select([(i, i.factors) for i in best], w, min_score, limit)
+                best = [i for i, _ in kept]
+                after = start + batch
+                if len(best) == limit and (
+                    after >= len(candidates) or best[-1].score >= candidates[after].bound
+                ):
+                    break
+        return best
 
     async def forget(self, item_id: str, team: str, user: str) -> bool:
         """Delete one of this user's own items; False if there is none with that id."""
