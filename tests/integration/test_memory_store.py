@@ -180,7 +180,7 @@ def test_the_threshold_the_limit_and_the_current_conversation(memory_db):
     "text", ["billing invoice rounding port", "staging database", "what is the staging database called"]
 )
 def test_recalling_a_few_gives_the_best_of_all(memory_db, text):
-    url, ids = memory_db
+    url, _ = memory_db
     q = Query(text, "gw", "ada", shared=True, cwd="/repo")
     everything = _recall(url, q, limit=100)
     for k in (1, 2, 3):
