@@ -1,4 +1,5 @@
-"""``nexus keys`` and ``nexus teams``: client keys and per-team upstream access."""
+"""``nexus keys`` and ``nexus teams``: client keys, per-team upstream access, and the gateway's
+memory per team and key."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from nexus.access import MODES, AccessStore, UnknownKey
+from nexus.access import MEMORY_MODES, MODES, AccessStore, UnknownKey
 
 from nexus_cli.common import CLIError, add_store_options, store_for
 
@@ -32,6 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings:
     rev.add_argument("key_id")
     add_store_options(rev, settings)
     rev.set_defaults(func=_revoke)
+    kmem = ks.add_parser(
+        "set-memory",
+        help="the gateway's memory for one key: off, on, per-request, or team (follow the team's setting)",
+    )
+    kmem.add_argument("key_id")
+    kmem.add_argument("mode", choices=[*MEMORY_MODES, "team"])
+    add_store_options(kmem, settings)
+    kmem.set_defaults(func=_set_key_memory)
 
     teams = sub.add_parser("teams", help="per-team upstream access mode and API key")
     ts = teams.add_subparsers(dest="teams_command", required=True, metavar="ACTION")
@@ -61,6 +70,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings:
     cap.add_argument("usd", help="US dollars, or 'default' for the gateway's own setting")
     add_store_options(cap, settings)
     cap.set_defaults(func=_set_request_cap)
+    mem = ts.add_parser(
+        "set-memory",
+        help="the gateway's memory for the team's keys (off, on, per-request) and whether members "
+        "recall each other's turns (--sharing)",
+    )
+    mem.add_argument("team")
+    mem.add_argument("mode", nargs="?", choices=MEMORY_MODES, help="leave out to change only --sharing")
+    mem.add_argument("--sharing", choices=("on", "off"), help="members recall each other's turns")
+    add_store_options(mem, settings)
+    mem.set_defaults(func=_set_team_memory)
     tl = ts.add_parser("list", help="list teams and their modes")
     add_store_options(tl, settings)
     tl.set_defaults(func=_teams_list)
@@ -86,6 +105,7 @@ def _list(args: argparse.Namespace) -> int:
             "name": k.name,
             "created_at": k.created_at,
             "revoked_at": k.revoked_at,
+            "memory": k.memory,
         }
         for k in sorted(keys.values(), key=lambda k: k.created_at)
     ]
@@ -95,10 +115,11 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("no keys yet: nexus keys create --team T --user U")
         return 0
-    table = _table("ID", "TEAM", "USER", "NAME", "CREATED", "STATUS")
+    table = _table("ID", "TEAM", "USER", "NAME", "CREATED", "STATUS", "MEMORY")
     for r in rows:
         status = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
-        table.add_row(r["id"], r["team"], r["user"], r["name"] or "", r["created_at"], status)
+        memory = r["memory"] or "team's"
+        table.add_row(r["id"], r["team"], r["user"], r["name"] or "", r["created_at"], status, memory)
     _print(table)
     return 0
 
@@ -116,6 +137,31 @@ def _set_mode(args: argparse.Namespace) -> int:
     AccessStore(store_for(args)).set_team(args.team, args.mode)
     print(f"team {args.team}: {args.mode}")
     return 0
+
+
+def _set_key_memory(args: argparse.Namespace) -> int:
+    try:
+        rec = AccessStore(store_for(args)).set_key_memory(
+            args.key_id, None if args.mode == "team" else args.mode
+        )
+    except UnknownKey as exc:
+        raise CLIError(f"{exc} (see: nexus keys list)") from None
+    print(f"key {rec.id} ({rec.user} in team {rec.team}): memory {rec.memory or 'as the team'}")
+    return 0
+
+
+def _set_team_memory(args: argparse.Namespace) -> int:
+    if args.mode is None and args.sharing is None:
+        raise CLIError("say what to set: a mode (off, on, per-request), --sharing on|off, or both")
+    sharing = None if args.sharing is None else args.sharing == "on"
+    conf = AccessStore(store_for(args)).set_team_memory(args.team, args.mode, sharing)
+    print(f"team {args.team}: memory {_memory(conf)}")
+    return 0
+
+
+def _memory(conf: dict[str, Any]) -> str:
+    mode = conf.get("memory") or "off"
+    return f"{mode}, shared" if mode != "off" and conf.get("memory_sharing") else mode
 
 
 def _set_api_key(args: argparse.Namespace) -> int:
@@ -166,7 +212,7 @@ def _teams_list(args: argparse.Namespace) -> int:
     if not teams:
         print("no teams yet: nexus keys create --team T --user U (or nexus teams set-mode T MODE)")
         return 0
-    table = _table("TEAM", "MODE", "CREDENTIAL", "REQUEST CAP")
+    table = _table("TEAM", "MODE", "CREDENTIAL", "REQUEST CAP", "MEMORY")
     for team, conf in sorted(teams.items()):
         cap = conf.get("gateway_request_cap_usd")
         if conf.get("credential") == "oauth":
@@ -179,7 +225,7 @@ def _teams_list(args: argparse.Namespace) -> int:
         else:
             set_at = conf.get("api_key_set_at")
             credential = f"api key set {set_at}" if set_at else ""
-        table.add_row(team, conf.get("mode", ""), credential, f"${cap:g}" if cap else "")
+        table.add_row(team, conf.get("mode", ""), credential, f"${cap:g}" if cap else "", _memory(conf))
     _print(table)
     return 0
 

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from nexus.secret_store import LocalSecretStore, SecretStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nexus_gateway import cache, catalog, chat, chat_request, conversations, responses
+from nexus_gateway import cache, catalog, chat, chat_request, conversations, memory, responses
 from nexus_gateway.cloud import routing
 from nexus_gateway.engine.events import Answer
 from nexus_gateway.errors import GatewayError, bad_request
@@ -143,15 +143,18 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         started = time.perf_counter()
-        caller = gateway.caller(_headers(request))
+        headers = _headers(request)
+        caller = gateway.caller(headers)
         req = chat_request.parse(await _json_body(request))
         dialogue = await chat_request.dialogue(req, gateway.image_limits)
         after = None
         if req.conversation_id is not None:
             after = await gateway.conversation(req.conversation_id, caller, "conversation_id")
+        recalled = await gateway.memory.prepare(caller, dialogue, after, headers, req.nexus_memory)
         cid = chat.completion_id()
-        turn = gateway.turn(dialogue, caller, started, after)
+        turn = gateway.turn(dialogue, caller, started, after, recalled)
         events, cache_headers = gateway.cached(turn, request.headers.get(cache.HEADER))
+        notes = {**cache_headers, **(recalled.headers() if recalled is not None else {})}
         extra = {"conversation_id": after.id} if after is not None else {}
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -161,20 +164,19 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
                     async for piece in chat.stream(ev, dialogue.model.id, cid, include_usage, extra):
                         yield piece
 
-            return StreamingResponse(
-                body(), media_type="text/event-stream", headers={**SSE_HEADERS, **cache_headers}
-            )
+            return StreamingResponse(body(), media_type="text/event-stream", headers={**SSE_HEADERS, **notes})
         answer = await _collect_or_abandon(request, events)
         if answer is None:
             return Response(status_code=499)
         if turn.lease is not None:
             extra = {"conversation_id": turn.lease.conversation.id}
-        return JSONResponse(chat.completion(answer, dialogue.model.id, cid, extra), headers=cache_headers)
+        return JSONResponse(chat.completion(answer, dialogue.model.id, cid, extra), headers=notes)
 
     @app.post("/v1/responses")
     async def create_response(request: Request) -> Response:
         started = time.perf_counter()
-        caller = gateway.caller(_headers(request))
+        headers = _headers(request)
+        caller = gateway.caller(headers)
         req = responses.parse(await _json_body(request))
         after = None
         if req.previous_response_id:
@@ -193,8 +195,10 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
         notes = (
             {"x-nexus-unsupported-tools": ", ".join(dialogue.skipped_tools)} if dialogue.skipped_tools else {}
         )
+        recalled = await gateway.memory.prepare(caller, dialogue, after, headers, req.nexus_memory)
+        notes.update(recalled.headers() if recalled is not None else {})
         rid = responses.response_id(routing.valid_key(request.headers.get(routing.ROUTE_HEADER)))
-        turn = gateway.turn(dialogue, caller, started, after)
+        turn = gateway.turn(dialogue, caller, started, after, recalled)
         events = turn.events()
 
         async def save(doc: dict[str, Any]) -> None:
@@ -240,6 +244,7 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
         return catalog.entry(m.id)
 
     conversations.register(app, gateway, _headers, _json_body)
+    memory.register(app, gateway, _headers)
 
     @app.get("/stats")
     async def stats(request: Request) -> dict[str, Any]:

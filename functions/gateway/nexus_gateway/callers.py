@@ -12,13 +12,15 @@ from the caller's team mode, as for the proxy:
   ``ANTHROPIC_API_KEY``.
 
 The most one request may spend is the team's ``gateway_request_cap_usd`` (``nexus teams
-set-request-cap``), else the gateway's ``max_budget_usd``.
+set-request-cap``), else the gateway's ``max_budget_usd``. Memory (ADR 24) is the key's setting,
+else the team's (``nexus keys set-memory``, ``nexus teams set-memory``).
 """
 
 from __future__ import annotations
 
 from nexus.access import KEY_PREFIX, Authenticator, AuthError
 from nexus.headers import NEXUS_KEY_HEADER
+from nexus.memory import policy
 
 from nexus_gateway.engine.pool import Caller
 from nexus_gateway.errors import GatewayError
@@ -67,7 +69,15 @@ def identify(
                     f"{ANTHROPIC_KEY_HEADER} (or {ANTHROPIC_TOKEN_HEADER} for an OAuth token)"
                 )
             creds = {**own, NEXUS_KEY_HEADER: token}
-        return Caller(key.id, key.team, key.user, creds, cap)
+        return Caller(
+            key.id,
+            key.team,
+            key.user,
+            creds,
+            cap,
+            memory=policy.mode_of(team, key.memory),
+            memory_shared=bool(team.get("memory_sharing")),
+        )
     if auth.require_keys:
         raise _unauthorized(
             "missing Nexus key: send Authorization: Bearer nxk_... (create one with `nexus keys create`)"

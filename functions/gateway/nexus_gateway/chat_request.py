@@ -92,6 +92,8 @@ class ChatRequest(BaseModel):
     web_search_options: dict[str, Any] | None = None
     # The seed project's extension: continue a conversation the gateway holds, by id.
     conversation_id: str | None = None
+    # Nexus memory for this request (like the X-Nexus-Memory header), within what the key allows.
+    nexus_memory: bool | None = None
 
 
 def parse(body: Any) -> ChatRequest:

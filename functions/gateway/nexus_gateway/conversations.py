@@ -12,6 +12,7 @@ from typing import Any
 
 from claude_agent_sdk import project_key_for_directory
 from fastapi import FastAPI, Query, Request
+from nexus.memory.context import is_block
 
 from nexus_gateway import catalog
 from nexus_gateway.engine.state import Conversation, new_conversation_id
@@ -45,7 +46,11 @@ def _message(entry: dict[str, Any]) -> dict[str, Any] | None:
     content = msg.get("content")
     if isinstance(content, str):
         return {"role": msg.get("role"), "content": content}
-    texts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+    texts = [
+        b.get("text", "")
+        for b in content or []
+        if isinstance(b, dict) and b.get("type") == "text" and not is_block(b.get("text", ""))  # memory's
+    ]
     calls = [b for b in content or [] if isinstance(b, dict) and b.get("type") == "tool_use"]
     results = [b for b in content or [] if isinstance(b, dict) and b.get("type") == "tool_result"]
     if results and not texts:

@@ -89,6 +89,8 @@ class ResponsesRequest(BaseModel):
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
     top_logprobs: int | None = None
+    # Nexus memory for this request (like the X-Nexus-Memory header), within what the key allows.
+    nexus_memory: bool | None = None
 
 
 # Tools OpenAI runs on its side (or that group others): Claude Code cannot run them for the client.

@@ -19,13 +19,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from nexus_gateway import cache, callers, images
 from nexus_gateway.dialogue import Dialogue
-from nexus_gateway.engine.events import Event, Failed, TextDelta, ToolCallStart
+from nexus_gateway.engine.events import Event, Failed, Finished, TextDelta, ToolCallStart
 from nexus_gateway.engine.options import Isolation, load_mcp_config
 from nexus_gateway.engine.pool import Caller, Lease, Pool, PoolLimits
 from nexus_gateway.engine.relay import Relay
 from nexus_gateway.engine.session_store import BackgroundWrites, PostgresSessionStore
 from nexus_gateway.engine.state import Conversation, MemoryState, PostgresState, StateStore
 from nexus_gateway.errors import GatewayError
+from nexus_gateway.memory import Memory, TurnMemory
 from nexus_gateway.settings import GatewaySettings
 
 log = logging.getLogger("nexus.gateway")
@@ -54,6 +55,7 @@ class Gateway:
             if settings.cache_enabled
             else None
         )
+        self.memory = Memory(settings)
         self.started = time.monotonic()
 
     async def start(self) -> None:
@@ -62,6 +64,7 @@ class Gateway:
             await self.db.open(wait=True, timeout=30)
             self.state = PostgresState(self.db)
             self.session_store = BackgroundWrites(PostgresSessionStore(self.db))
+            self.memory.open(self.db)
         await self.relay.start()
         s = self.settings
         limits = PoolLimits(
@@ -87,6 +90,7 @@ class Gateway:
     async def close(self) -> None:
         if self.pool is not None:
             await self.pool.close()
+        await self.memory.settled()
         await self.relay.close()
         if self.session_store is not None:
             await self.session_store.close()
@@ -115,8 +119,15 @@ class Gateway:
 
     def cached(self, turn: Turn, asked: str | None) -> tuple[AsyncGenerator[Event, None], dict[str, str]]:
         """The turn's events, from the response cache when it holds this exact question (and the
-        client did not send ``x-nexus-cache: no``); answers computed now are kept for next time."""
-        if self.cache is None or turn.after is not None or (asked or "").lower() in ("no", "bypass"):
+        client did not send ``x-nexus-cache: no``); answers computed now are kept for next time. A
+        turn memory recalls into is never cached: its answer depends on more than the request."""
+        recalls = turn.memory is not None and turn.memory.use.recall
+        if (
+            self.cache is None
+            or turn.after is not None
+            or recalls
+            or (asked or "").lower() in ("no", "bypass")
+        ):
             return turn.events(), {}
         assert self.pool is not None
         k = cache.key(turn.caller.team, turn.dialogue)
@@ -129,24 +140,38 @@ class Gateway:
         return cache.recording(turn.events(), lambda answer: store.put(k, answer)), {cache.HEADER: "miss"}
 
     def turn(
-        self, dialogue: Dialogue, caller: Caller, started: float, after: Conversation | None = None
+        self,
+        dialogue: Dialogue,
+        caller: Caller,
+        started: float,
+        after: Conversation | None = None,
+        memory: TurnMemory | None = None,
     ) -> Turn:
         assert self.pool is not None
-        return Turn(self.pool, dialogue, caller, started, after)
+        return Turn(self.pool, dialogue, caller, started, after, memory, self.memory)
 
 
 class Turn:
     """One request's turn: its events, and (once it ran) the lease that says which conversation and
-    state it left."""
+    state it left. ``memory``: what memory recalled into it, and whether it is remembered."""
 
     def __init__(
-        self, pool: Pool, dialogue: Dialogue, caller: Caller, started: float, after: Conversation | None
+        self,
+        pool: Pool,
+        dialogue: Dialogue,
+        caller: Caller,
+        started: float,
+        after: Conversation | None,
+        memory: TurnMemory | None = None,
+        memories: Memory | None = None,
     ) -> None:
         self.pool = pool
         self.dialogue = dialogue
         self.caller = caller
         self.started = started
         self.after = after
+        self.memory = memory
+        self.memories = memories
         self.lease: Lease | None = None
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -155,10 +180,12 @@ class Turn:
         stats = self.pool.stats
         stats.requests += 1
         first = True
+        preface = self.memory.preface() if self.memory is not None else []
+        done: Finished | None = None
         for attempt in (1, 2):
             self.lease = await self.pool.lease(self.dialogue, self.caller, self.after)
             retry = False
-            async with contextlib.aclosing(self.pool.run(self.lease, self.caller)) as events:
+            async with contextlib.aclosing(self.pool.run(self.lease, self.caller, preface)) as events:
                 async for event in events:
                     if isinstance(event, Failed) and event.retryable and first and attempt == 1:
                         log.warning("engine failed before answering (%s); retrying once", event.message)
@@ -168,9 +195,19 @@ class Turn:
                     if first and isinstance(event, (TextDelta, ToolCallStart)):
                         first = False
                         stats.first_delta((time.perf_counter() - self.started) * 1000)
+                    if isinstance(event, Finished):
+                        done = event
                     yield event
             if not retry:
-                return
+                break
+        if (
+            done is not None
+            and self.memory is not None
+            and self.memories is not None
+            and self.lease is not None
+        ):
+            # The pool has recorded the state this turn left (the generator ran to its end).
+            self.memories.remember(self.memory, self.caller, self.dialogue, self.lease.conversation, done)
 
 
 def database_pool(database_url: str | None, db_secret_arn: str | None) -> AsyncConnectionPool | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus import env
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "NEXUS_GATEWAY_"
@@ -112,11 +112,35 @@ class GatewaySettings(BaseSettings):
     cache_ttl_s: float = Field(3600.0, gt=0)
     cache_max_entries: int = Field(1000, ge=1)
 
+    # Memory (ADR 24): who uses it is set per team and key (`nexus teams set-memory`); these say how
+    # relevant an earlier turn must be, and how much of it goes before a prompt.
+    memory_weight_text: float = Field(0.4, ge=0, description="weight of text relevance")
+    memory_weight_cwd: float = Field(0.3, ge=0, description="weight of a working-directory match")
+    memory_weight_files: float = Field(0.2, ge=0, description="weight of file overlap (Jaccard)")
+    memory_weight_recency: float = Field(0.1, ge=0, description="weight of recency, exp(-hours/24)")
+    memory_min_relevance_score: float = Field(0.3, ge=0, le=1)
+    memory_max_context_items: int = Field(
+        5, ge=0, le=50, description="0 recalls nothing (turns are still indexed)"
+    )
+    memory_item_chars: int = Field(1500, ge=200, le=20000, description="text of one recalled turn, at most")
+
     # Images given by URL.
     image_fetch_timeout_s: float = Field(10.0, gt=0)
     image_max_bytes: int = Field(5 * 1024 * 1024, gt=0)
     # Only for tests that serve images from loopback: lets the SSRF guard pass private addresses.
     image_allow_private: bool = False
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> GatewaySettings:
+        weights = (
+            self.memory_weight_text,
+            self.memory_weight_cwd,
+            self.memory_weight_files,
+            self.memory_weight_recency,
+        )
+        if sum(weights) <= 0:
+            raise ValueError("memory_weight_*: at least one weight must be above 0")
+        return self
 
     @field_validator("proxy_url")
     @classmethod

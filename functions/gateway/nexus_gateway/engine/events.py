@@ -74,6 +74,9 @@ class Finished:
     structured_output: Any = None
     cost_usd: float | None = None
     session_id: str | None = None
+    # The tool calls Claude Code made in this response (its own tools, the client's, sub-agents'):
+    # (name, arguments). Memory reads the files they named.
+    tool_calls: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -48,6 +48,8 @@ class Caller:
     user: str | None
     credentials: dict[str, str]  # what the relay sends the Nexus proxy for this caller
     cap_usd: float | None = None  # the most one request may spend
+    memory: str = "off"  # the gateway's memory for this caller: off, on, per-request (nexus.memory.policy)
+    memory_shared: bool = False  # the team shares memory among its members
 
 
 @dataclass(slots=True)
@@ -515,9 +517,15 @@ class Pool:
         return conv
 
     # running a turn --------------------------------------------------------------------------------
-    async def run(self, lease: Lease, caller: Caller) -> AsyncGenerator[Event, None]:
+    async def run(
+        self, lease: Lease, caller: Caller, preface: list[dict[str, Any]] | None = None
+    ) -> AsyncGenerator[Event, None]:
         """The turn's events; the pool remembers what the session holds when it ends. Closing the
-        iterator early (the client went away) interrupts the turn."""
+        iterator early (the client went away) interrupts the turn.
+
+        ``preface``: blocks put before the client's message in what Claude Code is sent (recalled
+        memory), never part of the history the client echoes (continuity keys ignore them). Tool
+        results delivered into an open turn take none."""
         w = lease.worker
         w.conversation_id = lease.conversation.id
         w.conversation = lease.conversation
@@ -528,7 +536,7 @@ class Pool:
         else:
             await w.submit(
                 Prompt(
-                    lease.sent.content,
+                    [*(preface or []), *lease.sent.content],
                     lease.model,
                     sink,
                     caller.credentials,

@@ -19,7 +19,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from claude_agent_sdk import AssistantMessage, ClaudeSDKClient, ResultMessage, StreamEvent, UserMessage
+from claude_agent_sdk import (
+    AssistantMessage,
+    ClaudeSDKClient,
+    ResultMessage,
+    StreamEvent,
+    ToolUseBlock,
+    UserMessage,
+)
 from nexus import pricing
 from nexus_gateway.engine import client_tools, options
 from nexus_gateway.engine.events import (
@@ -195,6 +202,7 @@ class Worker:
         self.task: asyncio.Task[None] | None = None
         self._translator = _Translator(frozenset(t.name for t in config.tools))
         self._emitted = 0
+        self._tool_calls: list[tuple[str, Any]] = []  # made in the current response (see Finished)
 
     # lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -267,6 +275,7 @@ class Worker:
         self.sink, self.credentials = prompt.sink, prompt.credentials
         self._emitted = 0
         self._translator.new_response()
+        self._tool_calls = []
         self.turns += 1
         if prompt.model != self.model:
             await client.set_model(prompt.model)
@@ -330,12 +339,18 @@ class Worker:
                         # spend cap must not call the upstream again: the turn ends here ("length").
                         cut = True
                         reason = "max_tokens" if t.stop_reason == "max_tokens" else "max_budget"
-                        await self._emit(Finished(reason, t.usage, "".join(t.text)))
+                        await self._emit(
+                            Finished(reason, t.usage, "".join(t.text), tool_calls=list(self._tool_calls))
+                        )
                         with contextlib.suppress(Exception):
                             await client.interrupt()
             elif isinstance(message, (AssistantMessage, UserMessage)):
                 if message.parent_tool_use_id is None and message.uuid:
                     self.last_entry = message.uuid
+                if isinstance(message, AssistantMessage):
+                    self._tool_calls.extend(
+                        (b.name, b.input) for b in message.content if isinstance(b, ToolUseBlock)
+                    )
             elif isinstance(message, ResultMessage):
                 if cut:
                     continue
@@ -369,6 +384,7 @@ class Worker:
             structured_output=result.structured_output,
             cost_usd=result.total_cost_usd,
             session_id=self.session_id,
+            tool_calls=list(self._tool_calls),
         )
 
     # the API side --------------------------------------------------------------------------------
@@ -387,6 +403,7 @@ class Worker:
         self.sink, self.credentials = sink, credentials
         self._emitted = 0
         self._translator.new_response()
+        self._tool_calls = []
         self.state = "busy"
         self.last_used = time.monotonic()
         for call_id, content, is_error in results:

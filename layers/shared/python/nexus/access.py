@@ -29,6 +29,7 @@ TEAMS_SECRET = "nexus/teams"
 DASHBOARD_KEY_SECRET = "nexus/dashboard-key"
 KEY_PREFIX = "nxk_"
 MODES = ("passthrough", "team-key")
+MEMORY_MODES = ("off", "on", "per-request")  # the gateway's memory (nexus.memory.policy)
 FORCED_REFRESH_S = 1.0
 
 
@@ -53,6 +54,7 @@ class KeyRecord:
     created_at: str
     revoked_at: str | None = None
     name: str | None = None
+    memory: str | None = None  # the gateway's memory for this key (MEMORY_MODES); None: the team's
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,16 @@ class Principal:
     user: str | None
     key_id: str | None
     mode: str  # passthrough | team-key | open (keys optional on localhost)
+
+
+# Fields a key's document holds only when set: a document without them reads as before.
+_OPTIONAL = frozenset({"memory"})
+_FIELDS = frozenset(KeyRecord.__dataclass_fields__)
+
+
+def _record(doc: dict[str, Any]) -> KeyRecord:
+    """A key's document as a record; fields a newer Nexus wrote are ignored, not fatal."""
+    return KeyRecord(**{k: v for k, v in doc.items() if k in _FIELDS})
 
 
 def _hash(key: str) -> str:
@@ -89,7 +101,7 @@ class AccessStore:
         return json.loads(raw) if raw else {}
 
     def keys(self) -> dict[str, KeyRecord]:
-        return {k: KeyRecord(**v) for k, v in self._load(KEYS_SECRET).items()}
+        return {k: _record(v) for k, v in self._load(KEYS_SECRET).items()}
 
     def teams(self) -> dict[str, dict[str, Any]]:
         return self._load(TEAMS_SECRET)
@@ -99,7 +111,7 @@ class AccessStore:
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
         rec = KeyRecord(id=key_id, hash=_hash(key), team=team, user=user, created_at=_now(), name=name)
         keys = self._load(KEYS_SECRET)
-        keys[key_id] = asdict(rec)
+        keys[key_id] = {k: v for k, v in asdict(rec).items() if v is not None or k not in _OPTIONAL}
         self.store.put(KEYS_SECRET, json.dumps(keys))
         teams = self.teams()
         if team not in teams:
@@ -112,7 +124,7 @@ class AccessStore:
             raise UnknownKey(key_id)
         keys[key_id]["revoked_at"] = keys[key_id].get("revoked_at") or _now()
         self.store.put(KEYS_SECRET, json.dumps(keys))
-        return KeyRecord(**keys[key_id])
+        return _record(keys[key_id])
 
     def set_team(self, team: str, mode: str) -> None:
         if mode not in MODES:
@@ -133,6 +145,38 @@ class AccessStore:
             conf["gateway_request_cap_usd"] = usd
         teams[team] = conf
         self.store.put(TEAMS_SECRET, json.dumps(teams))
+
+    def set_team_memory(
+        self, team: str, mode: str | None = None, sharing: bool | None = None
+    ) -> dict[str, Any]:
+        """The gateway's memory for the team's keys (``mode``: MEMORY_MODES) and whether teammates
+        recall each other's turns (``sharing``); None leaves a setting as it is. Returns the team's
+        settings."""
+        if mode is not None and mode not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}")
+        teams = self.teams()
+        conf = {**teams.get(team, {"mode": "passthrough"})}
+        if mode is not None:
+            conf["memory"] = mode
+        if sharing is not None:
+            conf["memory_sharing"] = sharing
+        teams[team] = conf
+        self.store.put(TEAMS_SECRET, json.dumps(teams))
+        return conf
+
+    def set_key_memory(self, key_id: str, mode: str | None) -> KeyRecord:
+        """The gateway's memory for one key (MEMORY_MODES), or None to follow its team's."""
+        if mode is not None and mode not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}")
+        keys = self._load(KEYS_SECRET)
+        if key_id not in keys:
+            raise UnknownKey(key_id)
+        if mode is None:
+            keys[key_id].pop("memory", None)
+        else:
+            keys[key_id]["memory"] = mode
+        self.store.put(KEYS_SECRET, json.dumps(keys))
+        return _record(keys[key_id])
 
     def set_team_api_key(self, team: str, api_key: str) -> None:
         self.store.put(team_api_key_secret(team), api_key)
