@@ -113,6 +113,9 @@ def test_when_the_holder_dies_the_conversation_resumes_on_the_other_worker(both:
     assert other.stats()["resumes"] == resumes + 1
     body = upstream.messages_requests()[-1].json()
     assert "heron" in json.dumps(body["messages"])  # the context came back from the store
+    # and the conversation reads back whole from any worker (workspace_root: one path for all)
+    conversation = client.conversations.retrieve(again.model_extra["conversation_id"])
+    assert "heron" in json.dumps(conversation.model_extra["messages"])
 
 
 def test_a_stopping_worker_finishes_its_turn_while_new_turns_go_elsewhere(both: Cloud, upstream):

@@ -140,7 +140,12 @@ def register(
         conv = await _owned(request, conversation_id)
         messages: list[dict[str, Any]] = []
         if gateway.session_store is not None and conv.session_id:
-            cwd = gateway.pool.root / "conversations" / conv.session_id
+            # The transcript's key derives from the directory its session ran in, as the workers
+            # place it: under the workspace root, named for the project a resumed or forked session
+            # keeps from the session it came from (not for its own id).
+            found = await gateway.state.find([conv.state_key]) if conv.state_key else None
+            project = found[1].project if found else conv.session_id
+            cwd = gateway.pool.workspaces / project
             entries = await gateway.session_store.load(
                 {"project_key": project_key_for_directory(str(cwd)), "session_id": conv.session_id}
             )
