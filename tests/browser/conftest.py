@@ -84,7 +84,7 @@ class Browse:
 
     def login(self) -> None:
         self.goto("/login")
-        self.page.fill("input[name=key]", self.stack.dashboard_key)
+        self.page.fill("input[name=password]", self.stack.dashboard_key)
         with self.page.expect_navigation():
             self.page.click("form[action='/login'] button[type=submit]")
         alert = self.page.get_by_role("alert")

@@ -22,7 +22,7 @@ from nexus.analysis import launch
 from nexus.analysis.launch import Launcher
 from nexus.secret_store import SecretStore
 
-from nexus_dashboard import api, db, errors, mcp_prompts, openapi, pages, signin, throttle
+from nexus_dashboard import api, db, errors, mcp_prompts, openapi, pages, people, signin, throttle
 from nexus_dashboard.auth import require_auth
 from nexus_dashboard.security import SecurityHeaders
 from nexus_dashboard.settings import DashboardSettings
@@ -69,7 +69,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     auth = [Depends(require_auth)]
     app.include_router(api.router, dependencies=auth)
+    app.include_router(people.api, dependencies=auth)
     app.include_router(pages.router, dependencies=auth)
+    app.include_router(people.pages, dependencies=auth)
     app.include_router(signin.router)
     # Its own auth (Nexus keys), no CSRF (no cookies are read there), every method the transport takes.
     app.add_route(

@@ -9,6 +9,8 @@ for each new connection, and a connection refused for its password reads it afre
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger, Tracer
@@ -16,8 +18,10 @@ from aws_lambda_powertools.utilities import parameters
 from fastapi import FastAPI
 from mangum import Mangum
 from nexus import env
+from nexus.audit import log as audit_log
 from nexus.aws import client
 from nexus.db.connect import SECRET_MAX_AGE_S, SecretConninfo
+from nexus.logs import PowertoolsFormatter
 from nexus.secrets_manager import SecretsManagerStore
 
 from nexus_dashboard.app import create_app
@@ -26,6 +30,11 @@ from nexus_dashboard.settings import DashboardSettings
 
 logger = Logger(service="nexus-dashboard")
 tracer = Tracer(service="nexus-dashboard")
+# Audit lines (nexus.audit) as Powertools JSON beside the function's own, and only there.
+_audit_lines = logging.StreamHandler(sys.stdout)
+_audit_lines.setFormatter(PowertoolsFormatter("nexus-dashboard"))
+audit_log.addHandler(_audit_lines)
+audit_log.propagate = False
 
 
 class _Current(TypedDict, total=False):

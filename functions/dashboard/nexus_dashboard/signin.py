@@ -1,16 +1,20 @@
-"""Signing in and out of the dashboard in a browser: the login form (throttled like every key
-attempt) issues a server-side session; logging out revokes it."""
+"""Signing in and out of the dashboard in a browser: the login form takes a local user's name and
+password (``nexus.accounts``) or, with no name, the dashboard key; every attempt is throttled per
+address and per account (``throttle.py``). A success issues a server-side session carrying the
+principal's role and teams; logging out revokes it."""
 
 from __future__ import annotations
 
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from nexus import accounts
 from starlette.concurrency import run_in_threadpool
 
-from nexus_dashboard import pages, sessions, throttle
-from nexus_dashboard.auth import check_key, form_fields, require_auth
+from nexus_dashboard import pages, scope, sessions, throttle
+from nexus_dashboard.auth import check, check_key, form_fields, require_auth
 from nexus_dashboard.deps import Conn
+from nexus_dashboard.scope import Principal
 from nexus_dashboard.security import is_https
 
 router = APIRouter(include_in_schema=False)
@@ -36,12 +40,34 @@ def login_page(request: Request) -> Response:
 async def login(request: Request, conn: Conn) -> Response:
     if not _same_origin(request):
         raise HTTPException(403, "cross-site login refused")
-    key = (await form_fields(request)).get("key", "")
-    return await run_in_threadpool(_sign_in, request, conn, key)
+    fields = await form_fields(request)
+    user = fields.get("user", "").strip()
+    secret = fields.get("password") or fields.get("key", "")
+    return await run_in_threadpool(_sign_in, request, conn, user, secret)
 
 
-def _sign_in(request: Request, conn: psycopg.Connection, key: str) -> Response:
-    verdict = check_key(request, conn, key)
+def _attempt(
+    request: Request, conn: psycopg.Connection, user: str, secret: str
+) -> tuple[throttle.Verdict, Principal | None]:
+    if not user:
+        verdict = check_key(request, conn, secret)
+        return verdict, scope.DASHBOARD_KEY if verdict.ok else None
+    account = accounts.principal_name(user[:100])
+    # The lock is looked at before the password is (a locked account is refused, right or wrong).
+    waiting = throttle.attempt(
+        conn, request.app.state.throttle, throttle.client_address(request), account, True, dry_run=True
+    )
+    if waiting.retry_after is not None:
+        return waiting, None
+    found = accounts.verify(conn, user, secret) if secret else None
+    verdict = check(request, conn, account, found is not None)
+    if found is None or not verdict.ok:
+        return verdict, None
+    return verdict, scope.principal(found.principal, found.role, found.teams)
+
+
+def _sign_in(request: Request, conn: psycopg.Connection, user: str, secret: str) -> Response:
+    verdict, who = _attempt(request, conn, user, secret)
     resp: Response
     if verdict.retry_after is not None:
         resp = pages.page(
@@ -52,15 +78,16 @@ def _sign_in(request: Request, conn: psycopg.Connection, key: str) -> Response:
         )
         resp.headers["Retry-After"] = str(verdict.retry_after)
         return resp
-    if not verdict.ok:
-        return pages.page(request, "login.html", status=401, error="That is not the dashboard key.")
+    if not verdict.ok or who is None:
+        error = "Wrong user name or password." if user else "That is not the dashboard key."
+        return pages.page(request, "login.html", status=401, error=error, user=user)
     # Housekeeping rides on sign-ins (rare, and the only time rows are added to these tables).
     sessions.forget_old(conn)
     throttle.forget_old(conn, request.app.state.throttle)
     token, _ = sessions.issue(
         conn,
         request.app.state.dashboard_key,
-        throttle.ACCOUNT,
+        who,
         throttle.client_address(request),
         request.headers.get("user-agent"),
     )
