@@ -72,12 +72,14 @@ def _sync(args: argparse.Namespace) -> int:
     from nexus.prompts.source import SourceError
     from nexus.prompts.sync import Source, sync
 
+    from nexus_cli.common import cli_actor
+
     if not args.repo:
         raise CLIError("which repository? --repo URL (or NEXUS_PROMPTS_REPO)")
     source = Source(args.repo, args.ref or None, args.path or "")
     with _database(args) as url:
         try:
-            result = sync(url, source, args.data_dir / "prompts-cache")
+            result = sync(url, source, args.data_dir / "prompts-cache", actor=cli_actor())
         except SourceError as exc:
             raise CLIError(str(exc)) from None
     summary = result.summary()

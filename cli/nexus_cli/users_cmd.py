@@ -13,18 +13,11 @@ from typing import TYPE_CHECKING
 import psycopg
 from nexus import accounts
 
-from nexus_cli.common import CLIError, add_data_dir, local_database
+from nexus_cli.common import CLIError, add_data_dir, cli_actor, local_database
 from nexus_cli.keys_cmd import _print, _table
 
 if TYPE_CHECKING:
     from nexus_cli.settings import CliSettings
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings: CliSettings) -> None:
@@ -85,7 +78,7 @@ def _add(args: argparse.Namespace) -> int:
     password = _password(args)
 
     def work(conn: psycopg.Connection) -> int:
-        user = accounts.add(conn, _actor(), args.name, args.role, args.team, password)
+        user = accounts.add(conn, cli_actor(), args.name, args.role, args.team, password)
         teams = ", ".join(user.teams) or "every team"
         print(f"added {user.name}: {user.role} ({teams})")
         return 0
@@ -112,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     def work(conn: psycopg.Connection) -> int:
-        ended = accounts.remove(conn, _actor(), args.name)
+        ended = accounts.remove(conn, cli_actor(), args.name)
         print(f"removed {args.name}; {ended} session(s) ended")
         return 0
 
@@ -121,7 +114,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _set_role(args: argparse.Namespace) -> int:
     def work(conn: psycopg.Connection) -> int:
-        ended = accounts.set_role(conn, _actor(), args.name, args.role, args.team)
+        ended = accounts.set_role(conn, cli_actor(), args.name, args.role, args.team)
         print(f"{args.name} is now {args.role}; {ended} session(s) ended")
         return 0
 

@@ -63,7 +63,18 @@ def _handler() -> Mangum:
     if _current.get("key") != key:
         old = _current.get("app")
         # /mcp requires Nexus keys here; a key check reads Secrets Manager at most every 30 s.
-        app = create_app(database, key, _secret_store(settings.secrets_prefix), access_refresh_s=30)
+        client_secret = (
+            parameters.get_secret(settings.oidc_client_secret_secret, max_age=SECRET_MAX_AGE_S)
+            if settings.oidc_client_secret_secret
+            else None
+        )
+        app = create_app(
+            database,
+            key,
+            _secret_store(settings.secrets_prefix),
+            access_refresh_s=30,
+            oidc_config=settings.oidc_config(client_secret),
+        )
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
         # the pool is opened once per execution environment and kept when the key changes.
         app.state.pool = (

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 
+from nexus import audit
 from nexus.db import prompts as library
 from nexus.prompts.source import read
 
@@ -37,9 +38,15 @@ class Source:
         return cls(repo, os.environ.get(REF) or None, os.environ.get(PATH) or "")
 
 
-def sync(conninfo: str, source: Source, cache_base: Path, token: str | None = None) -> library.SyncResult:
-    """Raises SourceError when the repository cannot be read (nothing is changed then)."""
+def sync(
+    conninfo: str, source: Source, cache_base: Path, token: str | None = None, actor: str = "prompts-sync"
+) -> library.SyncResult:
+    """Raises SourceError when the repository cannot be read (nothing is changed then). The sync is
+    written to the audit log as done by ``actor``."""
     token = token if token is not None else os.environ.get(TOKEN) or None
     snap = read(source.repo, source.ref, source.path, cache_base, "x-access-token" if token else None, token)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return library.apply(conn, snap)
+        result = library.apply(conn, snap)
+        where = f"{source.repo}@{source.ref or 'default'}:{source.path or '/'}"
+        audit.record(conn, actor, "prompts.sync", where, result.summary())
+        return result
