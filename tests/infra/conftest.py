@@ -37,6 +37,8 @@ OPTIONS = {
     "gateway_egress": "nat",
     "analysis_bedrock_region": "eu-west-1",
     "db_snapshot_identifier": "nexus-staging-before-upgrade",
+    "dashboard_login": "cognito",
+    "cognito_domain_prefix": "nexus-staging-test",
 }
 
 

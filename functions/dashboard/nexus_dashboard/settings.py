@@ -26,6 +26,7 @@ class DashboardSettings(DatabaseSettings):
     oidc_client_id: str | None = Field(None, validation_alias=env.OIDC_CLIENT_ID)
     oidc_client_secret: str | None = Field(None, validation_alias=env.OIDC_CLIENT_SECRET)  # locally
     oidc_client_secret_secret: str | None = Field(None, validation_alias=env.OIDC_CLIENT_SECRET_SECRET)  # AWS
+    oidc_config_secret: str | None = Field(None, validation_alias=env.OIDC_CONFIG_SECRET)  # AWS, Cognito
     oidc_groups_claim: str = Field("cognito:groups", validation_alias=env.OIDC_GROUPS_CLAIM)
     oidc_label: str = Field("your identity provider", validation_alias=env.OIDC_LABEL)
 

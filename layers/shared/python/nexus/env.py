@@ -37,6 +37,7 @@ OIDC_CLIENT_SECRET = "NEXUS_OIDC_CLIENT_SECRET"  # locally; in AWS the name of a
 OIDC_CLIENT_SECRET_SECRET = "NEXUS_OIDC_CLIENT_SECRET_SECRET"
 OIDC_GROUPS_CLAIM = "NEXUS_OIDC_GROUPS_CLAIM"
 OIDC_LABEL = "NEXUS_OIDC_LABEL"
+OIDC_CONFIG_SECRET = "NEXUS_OIDC_CONFIG_SECRET"  # AWS with Cognito: a secret {issuer, client_id, label}
 DASHBOARD_KEY_SECRET = "NEXUS_DASHBOARD_KEY_SECRET"  # AWS: the dashboard key's secret
 
 # The gateway in AWS: front (function URL, outside the VPC) -> router (in the VPC) -> workers (ECS).
