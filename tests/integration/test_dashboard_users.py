@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import psycopg
 import pytest
+from nexus import accounts
 from nexus.secret_store import LocalSecretStore
 from nexus_dashboard import throttle
 from nexus_dashboard.app import create_app
@@ -44,6 +45,12 @@ def nexus(served, *args: str, stdin: str = "") -> subprocess.CompletedProcess[st
     return subprocess.run(
         [str(NEXUS), "users", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
     )
+
+
+def add(served, name: str, role: str, teams: list[str]) -> None:
+    """A user added as `nexus users add` does (the CLI itself is the first test's)."""
+    with psycopg.connect(served.database_url) as conn:
+        accounts.add(conn, "cli:test", name, role, teams, PASSWORD)
 
 
 def login(served, user: str, password: str):
@@ -91,7 +98,7 @@ def test_users_are_managed_from_the_cli_and_sign_in_with_their_password(served) 
 
 
 def test_a_person_lists_and_ends_their_own_sessions(served) -> None:
-    nexus(served, "add", "frank", "--role", "viewer", "--team", "alpha", "--password-stdin", stdin=PASSWORD)
+    add(served, "frank", "viewer", ["alpha"])
     laptop, phone = session(served, "frank"), session(served, "frank")
     listed = request(served.url, "GET", "/api/sessions", headers=laptop).json()["sessions"]
     assert len([s for s in listed if s["live"]]) == 2 and {s["principal"] for s in listed} == {"user:frank"}
@@ -109,7 +116,7 @@ def test_a_person_lists_and_ends_their_own_sessions(served) -> None:
 
 
 def test_a_role_change_or_removal_ends_the_persons_sessions(served) -> None:
-    nexus(served, "add", "gina", "--role", "member", "--team", "alpha", "--password-stdin", stdin=PASSWORD)
+    add(served, "gina", "member", ["alpha"])
     before = session(served, "gina")
     changed = nexus(served, "set-role", "gina", "viewer")
     assert changed.returncode == 0 and "1 session(s) ended" in changed.stdout, changed.stderr
@@ -130,10 +137,11 @@ def test_a_role_change_or_removal_ends_the_persons_sessions(served) -> None:
         "user.add",
     ]
     assert all(e["actor"].startswith("cli:") for e in audit if e["target"] == "gina")
+    assert next(e for e in audit if e["action"] == "user.set-role")["detail"]["was"]["role"] == "member"
 
 
 def test_failed_sign_ins_lock_the_account_and_the_key_still_works(served) -> None:
-    nexus(served, "add", "hank", "--role", "viewer", "--team", "alpha", "--password-stdin", stdin=PASSWORD)
+    add(served, "hank", "viewer", ["alpha"])
     statuses = [login(served, "hank", f"guess number {i}").status for i in range(3)]
     assert statuses == [401, 401, 429]
     locked = login(served, "hank", PASSWORD)  # the right password is refused too while locked
