@@ -215,6 +215,15 @@ def test_a_member_sees_their_team_and_nothing_else(served, callers) -> None:
     assert sorted(c["team"] for c in both["conversations"]) == ["alpha", "bravo"]
 
 
+def test_every_role_can_log_out(served) -> None:
+    for user in ("root", "ann", "vic"):
+        cookie, csrf = session_of(served, user)
+        form = {"cookie": cookie, "content-type": "application/x-www-form-urlencoded"}
+        out = request(served.url, "POST", "/logout", f"csrf_token={csrf}".encode(), form)
+        assert out.status == 303 and out.header("location") == "/login", (user, out.status)
+        assert request(served.url, "GET", "/api/session", headers={"cookie": cookie}).status == 401
+
+
 def test_a_member_may_ask_for_an_analysis_of_their_team_only(served, callers) -> None:
     ann = callers["member"].headers
     alpha, bravo = served.ids["alpha"]["conversation"], served.ids["bravo"]["conversation"]

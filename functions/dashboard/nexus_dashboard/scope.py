@@ -28,8 +28,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ADMIN_AREAS = frozenset({"keys", "credentials", "budgets", "users", "tokens", "audit"})
 # The only state changes a member may make (on their own teams' data: the route checks the scope).
 MEMBER_WRITES = (re.compile(r"^(/api)?/conversations/[^/]+/analysis$"),)
-# State changes open to every role: a person's own sessions.
-OWN_WRITES = (re.compile(r"^/api/sessions/[^/]+/revoke$"), re.compile(r"^/sessions/[^/]+/revoke$"))
+# State changes open to every role: a person's own sessions, and logging out.
+OWN_WRITES = (
+    re.compile(r"^(/api)?/sessions/[^/]+/revoke$"),
+    re.compile(r"^/logout$"),
+)
 
 
 @dataclass(frozen=True, slots=True)
