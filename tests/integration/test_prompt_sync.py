@@ -146,3 +146,30 @@ def test_search_matches_name_description_and_body(repo: Repo, conn, tmp_path: Pa
     assert [p["name"] for p in library.library(conn, "simply")] == ["explain"]
     assert [p["name"] for p in library.library(conn, "REVIEW a")] == ["review"]
     assert library.library(conn, "100%") == []
+
+
+def test_a_refused_token_is_a_readable_source_error(tmp_path: Path):
+    """An HTTPS host that answers 401 (a private repository without a token, or with a wrong one)."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/team/prompts.git"
+    try:
+        with pytest.raises(SourceError, match="HTTP 401, a private repository needs a token"):
+            read(url, None, "", tmp_path / "c")
+        with pytest.raises(SourceError, match="HTTP 401, the token was refused"):
+            read(url, None, "", tmp_path / "c", "x-access-token", "wrong")
+    finally:
+        server.shutdown()
