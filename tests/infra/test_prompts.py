@@ -9,7 +9,7 @@ both stages as configured): none of it.
 Then the two handlers as the template wires them, under moto: the fetcher, with the environment the
 template gives it, reads a local Git repository (the token from moto's Secrets Manager) and invokes
 the applier through moto's Lambda, dispatched in-process to the real handler, which writes into the
-real PostgreSQL.
+real PostgreSQL; ``nexus prompts sync --stage`` finds the fetcher through the stack's output.
 """
 
 from __future__ import annotations
@@ -387,3 +387,44 @@ def test_the_applier_refuses_what_is_not_a_snapshot(deployed: Deployed) -> None:
         error and answer["errorMessage"] == "not a prompt library snapshot: missing repo, templates, errors"
     )
     assert deployed.syncs() == []
+
+
+# -- nexus prompts sync --stage -------------------------------------------------------------------------
+
+
+def test_nexus_prompts_sync_with_a_stage_runs_the_stages_sync_and_prints_the_result(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nexus_cli.main import main
+
+    deployed.set_token(TOKEN)
+    capsys.readouterr()
+    assert main(["prompts", "sync", "--stage", "staging"]) == 1  # a file was skipped
+    out = capsys.readouterr().out
+    assert f"synced {deployed.host.url} at " in out and "2 added, 0 changed, 0 removed, 0 unchanged" in out
+    assert "  added    explain" in out and "  skipped  prompts/broken.md: name:" in out
+    assert [s[2] for s in deployed.syncs()] == [2]
+
+    # A failed sync is the function's reason, printed without a traceback.
+    deployed.set_token("wrong")
+    capsys.readouterr()
+    assert main(["prompts", "sync", "--stage", "staging"]) == 2
+    err = capsys.readouterr().err
+    assert "nexus: the sync of stage staging failed:" in err and "the token was refused" in err
+    assert "Traceback" not in err
+
+
+def test_nexus_prompts_sync_names_a_missing_stack_or_sync(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nexus_cli.main import main
+
+    assert main(["prompts", "sync", "--stage", "prod"]) == 2
+    assert "nexus: cannot read stack Nexus-prod of stage 'prod':" in capsys.readouterr().err
+    boto3.client("cloudformation").create_stack(
+        StackName="Nexus-prod", TemplateBody=json.dumps({"Resources": {"T": {"Type": "AWS::SNS::Topic"}}})
+    )
+    assert main(["prompts", "sync", "--stage", "prod"]) == 2
+    assert "stage prod has no prompt library sync: set prompts_repo" in capsys.readouterr().err
+    assert main(["prompts", "sync", "--stage", "staging", "--repo", "x"]) == 2
+    assert "--repo, --ref and --path are for the local stack" in capsys.readouterr().err

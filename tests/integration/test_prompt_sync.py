@@ -173,3 +173,28 @@ def test_a_refused_token_is_a_readable_source_error(tmp_path: Path):
             read(url, None, "", tmp_path / "c", "x-access-token", "wrong")
     finally:
         server.shutdown()
+
+
+def test_nexus_prompts_sync_reads_its_source_from_the_environment_or_the_options(
+    repo: Repo, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import json
+
+    from nexus_cli.main import main
+
+    repo.commit()
+    for var in ("NEXUS_STAGE", "NEXUS_PROMPTS_REF", "NEXUS_PROMPTS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("NEXUS_PROMPTS_REPO", str(repo.root))
+    monkeypatch.setenv("NEXUS_PROMPTS_PATH", "prompts")
+    assert main(["prompts", "sync"]) == 1  # a file was skipped
+    out = capsys.readouterr().out
+    assert f"synced {repo.root} at " in out and "2 added, 0 changed, 0 removed, 0 unchanged" in out
+    assert "  skipped  prompts/broken.md: name:" in out
+    # Options win over the environment: the whole repository, where notes/other.md is a prompt too.
+    assert main(["prompts", "sync", "--path", "", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["added"] == ["other"]
+    monkeypatch.delenv("NEXUS_PROMPTS_REPO")
+    assert main(["prompts", "sync"]) == 2
+    assert "which repository? --repo URL" in capsys.readouterr().err
