@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from nexus.prompts.sync import TOKEN_SECRET
+from nexus.secrets_manager import stage_prefix
+
 # Lambda Web Adapter layer, published by AWS in account 753240598075 in every commercial region.
 WEB_ADAPTER_ACCOUNT = "753240598075"
 
@@ -106,6 +109,14 @@ class StageConfig:
     # must be a Bedrock model id or inference profile (us.anthropic.claude-sonnet-4-5-20250929-v1:0).
     analysis_bedrock_region: str | None = None
 
+    # The prompt library (ADR 0023): synced from this Git repository over HTTPS every
+    # prompts_sync_minutes by two functions (fetch outside the VPC, apply inside). None: no sync
+    # resources. A private repository's token goes in the stage's secret STAGE/nexus/prompts/token.
+    prompts_repo: str | None = None
+    prompts_ref: str | None = None  # a branch, tag or full commit id; None: the repository's HEAD
+    prompts_path: str = ""  # the folder of the prompts in the repository; "": all of it
+    prompts_sync_minutes: int = 15
+
     log_retention_days: int = 30
     alarm_email: str | None = None
     alarms: Alarms = field(default_factory=Alarms)
@@ -163,3 +174,28 @@ def check(stage: StageConfig) -> None:
         raise SystemExit(
             f"{stage.name}: dashboard_login='external' needs oidc_issuer (https) and oidc_client_id"
         )
+    check_prompts(stage)
+
+
+def check_prompts(stage: StageConfig) -> None:
+    """The prompt library's source: fetched by a Lambda function (dulwich, no git binary, no SSH key),
+    so an HTTPS URL, with any token in the stage's secret rather than in the URL (which would be
+    written into the template and the function's environment)."""
+    if not stage.prompts_repo:
+        if stage.prompts_ref or stage.prompts_path:
+            raise SystemExit(f"{stage.name}: prompts_ref and prompts_path need prompts_repo")
+        return
+    url, secret = stage.prompts_repo, stage_prefix(stage.name) + TOKEN_SECRET
+    if not url.startswith("https://"):
+        raise SystemExit(
+            f"{stage.name}: prompts_repo must be an https:// URL (the sync function fetches over HTTPS; "
+            f"a private repository takes a token in the secret {secret}), "
+            f"not {url!r}"
+        )
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:
+        raise SystemExit(
+            f"{stage.name}: prompts_repo must not carry credentials: put the token in the secret "
+            f"{secret} (docs/deploy.md)"
+        )
+    if not 1 <= stage.prompts_sync_minutes <= 1440:
+        raise SystemExit(f"{stage.name}: prompts_sync_minutes must be between 1 and 1440")

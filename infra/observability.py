@@ -31,6 +31,7 @@ class Watched:
     dashboard: lambda_.Function
     gateway: Gateway
     analysis: sfn.StateMachine
+    prompts: lambda_.Function | None = None  # the prompt library's sync (its fetcher), if configured
 
 
 class Observability(Construct):
@@ -217,6 +218,7 @@ class Observability(Construct):
                 "AI analysis runs failed (each run's reason: GET /api/conversations/{id}/analysis)",
                 evaluation_periods=1,
             ),
+            **self._prompts_alarm(w.prompts),
             "db-cpu": self._alarm(
                 "db-cpu",
                 self.database.instance.metric_cpu_utilization(period=self.period),
@@ -231,6 +233,20 @@ class Observability(Construct):
                 comparison_operator=cw.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
                 evaluation_periods=1,
             ),
+        }
+
+    def _prompts_alarm(self, fetcher: lambda_.Function | None) -> dict[str, cw.Alarm]:
+        if fetcher is None:
+            return {}
+        return {
+            "prompts-sync": self._alarm(
+                "prompts-sync",
+                fetcher.metric_errors(period=self.period),
+                1,
+                "The prompt library's sync failed (repository unreachable, token refused, library over "
+                "the 6 MB payload limit, database): the reason is in the fetcher's log",
+                evaluation_periods=1,
+            )
         }
 
     def _gateway_alarms(self, g: Gateway) -> dict[str, cw.Alarm]:

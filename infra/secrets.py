@@ -6,6 +6,10 @@ state the proxy acts on (``nexus/budget-state``, written by ingest's evaluator).
 
 Alerts (ADR 0018): the alerts document (``nexus/alerts``, maintained by ``nexus alerts --stage``).
 
+The prompt library (ADR 0023), only in a stage with ``prompts_repo``: the token for a private HTTPS
+repository (``nexus/prompts/token``), created holding ``{}`` (no token: a public repository) and set
+by the operator (docs/deploy.md).
+
 Per-team secrets are created at run time: upstream API keys (``<prefix>nexus/team/<team>/anthropic-api-key``)
 by ``nexus teams set-api-key --stage <stage>``, OAuth credentials (``.../oauth``) by
 ``nexus teams set-oauth``, Slack webhooks (``.../slack-webhook``) by ``nexus alerts set``. Each grant
@@ -24,6 +28,7 @@ from nexus.alerts.config import ALERTS_SECRET
 from nexus.analysis.settings import ANALYSIS_SECRET
 from nexus.budgets import BUDGET_STATE_SECRET, BUDGETS_SECRET
 from nexus.oauth import REQUESTS_SECRET
+from nexus.prompts.sync import TOKEN_SECRET
 from nexus.secrets_manager import stage_prefix
 
 from infra import nag
@@ -77,6 +82,14 @@ class AccessSecrets(Construct):
             "AI analysis settings: the analysis identity's Nexus key, model, per-team automatic trigger",
             removal,
         )
+        self.prompts_token: sm.Secret | None = None
+        if stage.prompts_repo:
+            self.prompts_token = self._document(
+                "PromptsToken",
+                TOKEN_SECRET,
+                f"Token for the prompt library's repository {stage.prompts_repo} ({{}}: none, a public one)",
+                removal,
+            )
         self.all = [
             self.dashboard_key,
             self.keys,
@@ -93,6 +106,13 @@ class AccessSecrets(Construct):
                 "SMG4",
                 "Application-managed value, not a database credential: rotated with nexus keys / the "
                 "dashboard key procedure in docs/deploy.md, which no rotation Lambda could do safely.",
+            )
+        if self.prompts_token:
+            nag.acknowledge(
+                self.prompts_token,
+                "SMG4",
+                "A Git host's access token: issued, expired and rotated at the Git host, then put here by "
+                "the operator (docs/deploy.md); no rotation Lambda can issue one.",
             )
 
     def _document(

@@ -22,6 +22,7 @@ from infra.layers import Layers
 from infra.migrations import Migrations
 from infra.network import Network
 from infra.observability import Observability, Watched
+from infra.prompts import PromptSync
 from infra.proxy import Proxy
 from infra.queue import RecordQueue
 from infra.secrets import AccessSecrets
@@ -58,6 +59,8 @@ class NexusStack(cdk.Stack):
         self.credentials = Credentials(self, "Credentials", ctx)
         self.analysis = Analysis(self, "Analysis", ctx, proxy_url=self.proxy.url.url)
         self.analysis.grant_start(self.dashboard.function)
+        # The prompt library's sync, when the stage names a repository.
+        self.prompts = PromptSync(self, "PromptSync", ctx) if stage.prompts_repo else None
         # New code never meets an old schema: consumers of the database wait for the migrations.
         for consumer in (
             self.ingest.function,
@@ -65,6 +68,7 @@ class NexusStack(cdk.Stack):
             self.gateway.service,
             self.analysis.data,
             self.analysis.sweep,
+            *([self.prompts.applier] if self.prompts else []),
         ):
             consumer.node.add_dependency(migrations.resource)
 
@@ -78,6 +82,7 @@ class NexusStack(cdk.Stack):
                 dashboard=self.dashboard.function,
                 gateway=self.gateway,
                 analysis=self.analysis.state_machine,
+                prompts=self.prompts.fetcher if self.prompts else None,
             ),
         )
 
@@ -120,6 +125,19 @@ class NexusStack(cdk.Stack):
             value=self.alerts.topic.topic_arn,
             description="Team and operator alerts (nexus alerts); email subscribers filter on team",
         )
+        if self.prompts and secrets.prompts_token:
+            cdk.CfnOutput(
+                self,
+                "PromptSyncFunction",
+                value=self.prompts.fetcher.function_name,
+                description="The prompt library's sync: nexus prompts sync --stage invokes it",
+            )
+            cdk.CfnOutput(
+                self,
+                "PromptsTokenSecret",
+                value=secrets.prompts_token.secret_name,
+                description="Token for a private prompt repository (docs/deploy.md)",
+            )
 
 
 def create_stack(app: cdk.App, stage: StageConfig) -> NexusStack:

@@ -2,7 +2,8 @@
 
 The library lives in the local stack's database (``DATABASE_URL``, or the embedded one under
 ``--data-dir``). ``nexus dev`` also syncs on a timer when ``NEXUS_PROMPTS_REPO`` is set; a deployed
-stage syncs with its scheduled function (the stage config names the repository).
+stage syncs with its scheduled function (the stage config names the repository), which
+``nexus prompts sync --stage`` invokes to sync now.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from nexus_cli.common import CLIError, add_data_dir, local_database
+from nexus_cli.common import CLIError, add_data_dir, cli_actor, local_database, stage_outputs
 from nexus_cli.keys_cmd import _print, _table
 
 if TYPE_CHECKING:
@@ -29,15 +30,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings:
 
     sy = ps.add_parser("sync", help="sync the library from a Git repository (idempotent)")
     sy.add_argument(
-        "--repo",
-        default=os.environ.get(sync.REPO),
-        help=f"repository URL or local path [{sync.REPO}]; a private HTTPS one takes {sync.TOKEN}",
+        "--repo", help=f"repository URL or local path [{sync.REPO}]; a private HTTPS one takes {sync.TOKEN}"
     )
+    sy.add_argument("--ref", help=f"branch, tag or commit [{sync.REF}, HEAD]")
+    sy.add_argument("--path", help=f"folder of the prompts [{sync.PATH}, the root]")
     sy.add_argument(
-        "--ref", default=os.environ.get(sync.REF), help=f"branch, tag or commit [{sync.REF}, HEAD]"
-    )
-    sy.add_argument(
-        "--path", default=os.environ.get(sync.PATH, ""), help=f"folder of the prompts [{sync.PATH}, the root]"
+        "--stage",
+        default=settings.stage,
+        help="sync a deployed stage now, from the repository of its config: invokes the stage's sync "
+        "function with your AWS credentials [NEXUS_STAGE]",
     )
     sy.add_argument("--json", action="store_true")
     add_data_dir(sy, settings.data_dir)
@@ -69,33 +70,79 @@ def _database(args: argparse.Namespace) -> Iterator[str]:
 
 
 def _sync(args: argparse.Namespace) -> int:
+    from nexus.prompts import sync
     from nexus.prompts.source import SourceError
-    from nexus.prompts.sync import Source, sync
 
-    from nexus_cli.common import cli_actor
-
-    if not args.repo:
+    if args.stage:
+        if (args.repo, args.ref, args.path) != (None, None, None):
+            raise CLIError(
+                "--repo, --ref and --path are for the local stack: a stage syncs the repository of its "
+                "config (prompts_repo, docs/deploy.md)"
+            )
+        return _sync_stage(args)
+    # An option given wins over its variable, even empty (--path "" is the repository's root).
+    repo, ref, path = (
+        given if given is not None else os.environ.get(var)
+        for given, var in ((args.repo, sync.REPO), (args.ref, sync.REF), (args.path, sync.PATH))
+    )
+    if not repo:
         raise CLIError("which repository? --repo URL (or NEXUS_PROMPTS_REPO)")
-    source = Source(args.repo, args.ref or None, args.path or "")
+    source = sync.Source(repo, ref or None, path or "")
     with _database(args) as url:
         try:
-            result = sync(url, source, args.data_dir / "prompts-cache", actor=cli_actor())
+            result = sync.sync(url, source, args.data_dir / "prompts-cache", actor=cli_actor())
         except SourceError as exc:
             raise CLIError(str(exc)) from None
-    summary = result.summary()
+    return _report(source.repo, result.summary(), args.json)
+
+
+def _sync_stage(args: argparse.Namespace) -> int:
+    """Invoke the stage's sync function (the fetcher, ADR 0023) and wait for the applied result."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+    from nexus.prompts.handoff import FETCH_TIMEOUT_S
+
+    function = stage_outputs(args.stage).get("PromptSyncFunction")
+    if not function:
+        raise CLIError(
+            f"stage {args.stage} has no prompt library sync: set prompts_repo in its config and deploy "
+            "(docs/deploy.md)"
+        )
+    # One attempt, waiting as long as the function may run: a retried invoke would sync twice.
+    config = Config(read_timeout=FETCH_TIMEOUT_S + 30, retries={"total_max_attempts": 1, "mode": "standard"})
+    try:
+        response = boto3.client("lambda", config=config).invoke(
+            FunctionName=function, Payload=json.dumps({"source": "nexus prompts sync"}).encode()
+        )
+    except (BotoCoreError, ClientError) as exc:
+        raise CLIError(f"cannot invoke the sync function of stage {args.stage}: {exc}") from None
+    answer = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        error = answer.get("errorMessage") if isinstance(answer, dict) else answer
+        raise CLIError(f"the sync of stage {args.stage} failed: {error} (the log of {function} has more)")
     if args.json:
+        print(json.dumps(answer, indent=2))
+        return 1 if answer.get("errors") else 0
+    return _report(answer["repo"], answer, False)
+
+
+def _report(repo: str, summary: dict[str, Any], as_json: bool) -> int:
+    """A sync's result (``SyncResult.summary``); exit status 1 when files were skipped."""
+    if as_json:
         print(json.dumps(summary, indent=2))
-        return 1 if result.errors else 0
+        return 1 if summary["errors"] else 0
+    added, changed, removed = summary["added"], summary["changed"], summary["removed"]
     print(
-        f"synced {source.repo} at {result.commit[:12]}: {len(result.added)} added, {len(result.changed)} "
-        f"changed, {len(result.removed)} removed, {len(result.unchanged)} unchanged"
+        f"synced {repo} at {summary['commit'][:12]}: {len(added)} added, {len(changed)} changed, "
+        f"{len(removed)} removed, {summary['unchanged']} unchanged"
     )
-    for what, names in (("added", result.added), ("changed", result.changed), ("removed", result.removed)):
+    for what, names in (("added", added), ("changed", changed), ("removed", removed)):
         for name in names:
             print(f"  {what:8} {name}")
-    for path, error in result.errors.items():
+    for path, error in summary["errors"].items():
         print(f"  skipped  {path}: {error}")
-    return 1 if result.errors else 0
+    return 1 if summary["errors"] else 0
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -146,3 +146,55 @@ def test_search_matches_name_description_and_body(repo: Repo, conn, tmp_path: Pa
     assert [p["name"] for p in library.library(conn, "simply")] == ["explain"]
     assert [p["name"] for p in library.library(conn, "REVIEW a")] == ["review"]
     assert library.library(conn, "100%") == []
+
+
+def test_a_refused_token_is_a_readable_source_error(tmp_path: Path):
+    """An HTTPS host that answers 401 (a private repository without a token, or with a wrong one)."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/team/prompts.git"
+    try:
+        with pytest.raises(SourceError, match="HTTP 401, a private repository needs a token"):
+            read(url, None, "", tmp_path / "c")
+        with pytest.raises(SourceError, match="HTTP 401, the token was refused"):
+            read(url, None, "", tmp_path / "c", "x-access-token", "wrong")
+    finally:
+        server.shutdown()
+
+
+def test_nexus_prompts_sync_reads_its_source_from_the_environment_or_the_options(
+    repo: Repo, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import json
+
+    from nexus_cli.main import main
+
+    repo.commit()
+    for var in ("NEXUS_STAGE", "NEXUS_PROMPTS_REF", "NEXUS_PROMPTS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("NEXUS_PROMPTS_REPO", str(repo.root))
+    monkeypatch.setenv("NEXUS_PROMPTS_PATH", "prompts")
+    assert main(["prompts", "sync"]) == 1  # a file was skipped
+    out = capsys.readouterr().out
+    assert f"synced {repo.root} at " in out and "2 added, 0 changed, 0 removed, 0 unchanged" in out
+    assert "  skipped  prompts/broken.md: name:" in out
+    # Options win over the environment: the whole repository, where notes/other.md is a prompt too.
+    assert main(["prompts", "sync", "--path", "", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["added"] == ["other"]
+    monkeypatch.delenv("NEXUS_PROMPTS_REPO")
+    assert main(["prompts", "sync"]) == 2
+    assert "which repository? --repo URL" in capsys.readouterr().err

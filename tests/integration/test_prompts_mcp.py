@@ -1,7 +1,8 @@
 """The prompt library over MCP on a running `nexus dev` (keys required, as in AWS): synced at start
 from a local Git repository (NEXUS_PROMPTS_REPO), listed and rendered through the official `mcp`
 client SDK with a Nexus key; a missing argument is an MCP error, a wrong key is refused with a 401;
-each use is logged and shows in the dashboard's API."""
+each use is logged and shows in the dashboard's API. Then the real Claude Code CLI: it connects, and a
+prompt runs as a slash command in a session (`claude -p "/mcp__nexus__explain ..."`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.integration.test_prompt_sync import Repo, review
-from tests.support.claude_cli import CLAUDE
+from tests.support.claude_cli import CLAUDE, run_claude
 from tests.support.stack import running_stack
 
 EXPLAIN = """---
@@ -208,3 +209,53 @@ def test_claude_code_adds_the_server_and_sees_it_connected(library, tmp_path):
     refused = _claude(home, cwd, "mcp", "list")
     line = next(x for x in refused.stdout.splitlines() if x.startswith("nexus"))
     assert "Connected" not in line, refused.stdout
+
+
+def _user_texts(body: dict) -> list[str]:
+    return [
+        b["text"]
+        for m in body["messages"]
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "text"
+    ]
+
+
+@pytest.mark.cli
+def test_a_prompt_runs_as_a_slash_command_in_a_claude_code_session(library, upstream, tmp_path):
+    """`claude -p "/mcp__nexus__explain MCP expert"`, the server given with --mcp-config and the member's
+    key, the session through the proxy: Claude Code gets the prompt from /mcp with the words after the
+    command as its arguments, in the order the prompt declares them, and sends the rendered text as the
+    user's message. The use is logged against the key."""
+    key = library.member_key
+    server = {
+        "type": "http",
+        "url": library.dashboard_url + "/mcp",
+        "headers": {"Authorization": f"Bearer {key}"},
+    }
+    config = json.dumps({"mcpServers": {"nexus": server}})
+    uses = library.api("/api/prompts/explain")[1]["uses"]
+
+    def slash(command: str, home: str) -> list[str]:
+        upstream.reset()
+        result = run_claude(
+            library.proxy_url,
+            tmp_path / home,
+            tmp_path / "work",
+            *("-p", command, "--mcp-config", config),
+            headers=f"X-Nexus-Key: {key}",
+        )
+        assert result["is_error"] is False, result
+        [sent] = [s for s in upstream.messages_requests() if "/mcp__nexus__explain" in s.body.decode()]
+        return _user_texts(sent.json())
+
+    texts = slash("/mcp__nexus__explain MCP expert", "home")
+    assert "Explain MCP at expert level." in texts  # rendered by Nexus, arguments substituted
+    assert any("<command-name>/mcp__nexus__explain</command-name>" in t for t in texts)
+    status, body = library.api("/api/prompts/explain")
+    assert status == 200 and body["uses"] == uses + 1
+    assert (body["recent_uses"][0]["team"], body["recent_uses"][0]["user"]) == ("web", "ada")
+
+    # Arguments are split on spaces, without quoting: a value cannot hold a space, extra words are dropped.
+    texts = slash("/mcp__nexus__explain the MCP protocol", "home2")
+    assert "Explain the at MCP level." in texts

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nexus.sqs_queue import INLINE_LIMIT, decode_message
+from nexus.record import RawRecord
+from nexus.sqs_queue import INLINE_LIMIT, SPILLED_MESSAGE, UNSENT_PREFIX, decode_message
 
 from tests.integration.http import CLAUDE_HEADERS, post, request
-from tests.support.aws import EmulatedAws, emulated_aws
+from tests.support.aws import BUCKET, EmulatedAws, emulated_aws
 from tests.support.fake_upstream import FakeAnthropic, text_reply
 from tests.support.stack import free_port
 
@@ -120,7 +121,8 @@ def test_create_app_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tm
 
 
 def test_on_lambda_the_proxy_logs_json_lines(aws, upstream, tmp_path) -> None:
-    # A queue that does not exist: the hand-off fails after the answer, and says so in a JSON line.
+    # A queue that does not exist: the hand-off fails after the answer; the record goes to S3 for
+    # ingest's replay instead, and a JSON line says so.
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "AWS_"))}
     environ.update(
@@ -154,6 +156,9 @@ def test_on_lambda_the_proxy_logs_json_lines(aws, upstream, tmp_path) -> None:
         proc.terminate()
         proc.wait(10)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    [line] = [entry for entry in lines if "could not hand record" in entry["message"]]
-    assert line["level"] == "ERROR" and line["service"] == "nexus-proxy" and line["record_id"]
-    assert "QueueDoesNotExist" in line["exception"] or "NonExistentQueue" in line["exception"]
+    [line] = [entry for entry in lines if SPILLED_MESSAGE in entry["message"]]
+    assert line["level"] == "WARNING" and line["service"] == "nexus-proxy" and line["record_id"]
+    assert "QueueDoesNotExist" in line["message"] or "NonExistentQueue" in line["message"]
+    kept = aws.s3.get_object(Bucket=BUCKET, Key=UNSENT_PREFIX + line["record_id"])["Body"].read()
+    assert RawRecord.decode(kept).response_body  # the whole record, answer included
+    aws.s3.delete_object(Bucket=BUCKET, Key=UNSENT_PREFIX + line["record_id"])

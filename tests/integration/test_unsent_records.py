@@ -32,7 +32,10 @@ def aws() -> Iterator[EmulatedAws]:
 
 @pytest.fixture
 def ingest(aws, database_url, monkeypatch):
-    """The ingest Lambda's handler, in this process, on moto's S3 and a fresh database."""
+    """The ingest Lambda's handler, in this process, on moto's S3 and a fresh database. moto's state
+    is one per process: what other modules left under records/unsent/ is cleared first."""
+    for key in _unsent(aws):
+        aws.s3.delete_object(Bucket=BUCKET, Key=key)
     migrate(database_url)
     monkeypatch.setenv("DATABASE_URL", database_url)
     for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
@@ -62,7 +65,7 @@ def test_a_record_sqs_refuses_is_kept_in_s3_and_replayed_into_the_database(aws, 
     first, second = _record(11, "s-unsent"), _record(12, "s-unsent")
     sink.put(first)
     sink.put(second)
-    assert (sink.stats.sent, sink.stats.spilled_to_s3, sink.stats.logged) == (0, 2, 0)
+    assert (sink.sends.sent, sink.sends.spilled_to_s3, sink.sends.logged) == (0, 2, 0)
     assert _unsent(aws) == [UNSENT_PREFIX + first.id, UNSENT_PREFIX + second.id]
     assert aws.drain() == []
 
@@ -106,7 +109,7 @@ def test_when_s3_refuses_too_the_record_is_in_the_log_line_and_the_cli_puts_it_b
     big.request_body = big.request_body.replace(b'"m0"', b'"' + b"\\u0000 binary-ish " * 2000 + b'"')
     with caplog.at_level(logging.ERROR, logger="nexus.recording"):
         sink.put(big)
-    assert sink.stats.logged == 1 and _unsent(aws) == []
+    assert sink.sends.logged == 1 and _unsent(aws) == []
     [line] = [r.getMessage() for r in caplog.records if "record not sent" in r.getMessage()]
     assert big.id in line and "NoSuchBucket" in line
     # the line as CloudWatch keeps it (JSON, from the proxy's Powertools formatter), in an export

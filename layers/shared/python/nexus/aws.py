@@ -18,13 +18,14 @@ _session: Any = None
 _lock = threading.Lock()  # botocore sessions are not thread-safe; clients are
 
 
-def client(service: str) -> Any:
+def client(service: str, config: Config = CLIENT_CONFIG) -> Any:
     """A client for ``service`` in the environment's region and credentials (``AWS_ENDPOINT_URL``
-    is honoured). The proxy does not use these: see ``nexus.aws_calls``."""
+    is honoured); ``config`` for a call that is slow by nature (one function waiting for another).
+    The proxy does not use these: see ``nexus.aws_calls``."""
     global _session
     with _lock:
         if _session is None:
             import botocore.session
 
             _session = botocore.session.get_session()
-        return _session.create_client(service, config=CLIENT_CONFIG)
+        return _session.create_client(service, config=config)

@@ -57,6 +57,10 @@ ANALYSIS_PROXY_URL = "NEXUS_ANALYSIS_PROXY_URL"
 # Set by a stage whose analysis calls go to Bedrock (infra: StageConfig.analysis_bedrock_region).
 ANALYSIS_BEDROCK_REGION = "NEXUS_ANALYSIS_BEDROCK_REGION"
 
+# The prompt library's sync in AWS (ADR 0023): the fetcher invokes this function (the applier, in the
+# VPC). The source itself is NEXUS_PROMPTS_REPO, _REF, _PATH (nexus.prompts.sync), as in `nexus dev`.
+PROMPTS_APPLIER = "NEXUS_PROMPTS_APPLIER"
+
 # `nexus dev`.
 HOST = "NEXUS_HOST"
 PROXY_PORT = "NEXUS_PROXY_PORT"

@@ -55,20 +55,20 @@ class SqsSink:
         self.s3 = s3
         self.bucket = bucket
         self.inline_limit = inline_limit
-        self.stats = SendStats()
+        self.sends = SendStats()  # not `stats`: the proxy's /health reads a holding sink's stats there
 
     def put(self, record: RawRecord) -> None:
         data = record.encode()
         try:
             self._send(record, data)
-            self.stats.sent += 1
+            self.sends.sent += 1
         except Exception as exc:  # the clients retried already: keep the record another way
             self._spill(record, data, exc)
 
     def _spill(self, record: RawRecord, data: bytes, send_error: Exception) -> None:
         try:
             self.s3.put_object(Bucket=self.bucket, Key=UNSENT_PREFIX + record.id, Body=data)
-            self.stats.spilled_to_s3 += 1
+            self.sends.spilled_to_s3 += 1
             log.warning(
                 "record %s not queued (%s); %s",
                 record.id,
@@ -77,7 +77,7 @@ class SqsSink:
                 extra={"record_id": record.id},
             )
         except Exception as exc:
-            self.stats.logged += 1
+            self.sends.logged += 1
             # In the message itself, so any log format keeps it (base64 needs no JSON escaping).
             log.error(
                 "%s: %s (queue: %s; S3: %s) %s=%s",

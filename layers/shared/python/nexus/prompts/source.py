@@ -87,7 +87,7 @@ def cache_dir(base: Path, repo: str) -> Path:
 def _fetch(
     repo: str, cache: Path, username: str | None, password: str | None
 ) -> tuple[Any, dict[bytes, bytes]]:
-    from dulwich.client import get_transport_and_path
+    from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized, get_transport_and_path
     from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
     from dulwich.repo import Repo
 
@@ -97,8 +97,11 @@ def _fetch(
     try:
         client, remote_path = get_transport_and_path(location, username=username, password=password)
         result = client.fetch(remote_path, target)
+    except (HTTPUnauthorized, HTTPProxyUnauthorized):
+        why = "the token was refused" if password else "a private repository needs a token"
+        raise SourceError(f"cannot fetch {public_repo(repo)}: HTTP 401, {why}") from None
     except (GitProtocolError, HangupException, NotGitRepository, OSError) as exc:
-        raise SourceError(f"cannot fetch {public_repo(repo)}: {exc}") from None
+        raise SourceError(f"cannot fetch {public_repo(repo)}: {str(exc) or type(exc).__name__}") from None
     refs: dict[bytes, bytes] = {bytes(k): bytes(v) for k, v in result.refs.items() if v is not None}
     symrefs: dict[bytes, bytes] = {bytes(k): bytes(v) for k, v in (result.symrefs or {}).items()}
     head_target = symrefs.get(b"HEAD")
