@@ -60,6 +60,17 @@ class StageConfig:
 
     dashboard_memory_mb: int = 1024
     allowed_origins: tuple[str, ...] = ()  # CORS for the dashboard URL; empty: same origin only
+    # Sign-in for people (ADR 0025, docs/deploy.md). None: the dashboard key and local users only.
+    # "cognito": a user pool in the stack (groups admin, member, viewer; team:<name> for teams), its
+    # hosted UI at cognito_domain_prefix (default nexus-<stage>-dashboard; unique per region).
+    # "external": any OIDC issuer; register the dashboard URL + /login/oidc/callback with it.
+    dashboard_login: Literal["cognito", "external"] | None = None
+    cognito_domain_prefix: str | None = None
+    oidc_issuer: str | None = None  # external: the issuer URL (https)
+    oidc_client_id: str | None = None  # external
+    oidc_client_secret_name: str | None = None  # external, a confidential client: the secret's name
+    oidc_groups_claim: str = "cognito:groups"  # the claim listing role and team:<name> groups
+    oidc_label: str = "your identity provider"  # on the login page's button
 
     # The gateway (ADR 0015): front and router Lambdas, worker tasks on Fargate.
     gateway_front_memory_mb: int = 512  # I/O-bound like the proxy: billed for the turn's wall time
@@ -155,6 +166,14 @@ def check(stage: StageConfig) -> None:
         raise SystemExit(f"{stage.name}: gateway_busy_target must be in (0, gateway_sessions_per_task]")
     if stage.gateway_egress not in ("public-ip", "nat"):
         raise SystemExit(f"{stage.name}: gateway_egress must be 'public-ip' or 'nat'")
+    if stage.dashboard_login not in (None, "cognito", "external"):
+        raise SystemExit(f"{stage.name}: dashboard_login must be 'cognito', 'external' or unset")
+    if stage.dashboard_login == "external" and not (
+        stage.oidc_issuer and stage.oidc_issuer.startswith("https://") and stage.oidc_client_id
+    ):
+        raise SystemExit(
+            f"{stage.name}: dashboard_login='external' needs oidc_issuer (https) and oidc_client_id"
+        )
     check_prompts(stage)
 
 

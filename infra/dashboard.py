@@ -13,6 +13,7 @@ from nexus import env
 
 from infra.context import StackContext
 from infra.functions import database_function
+from infra.identity import DashboardLogin
 
 
 class Dashboard(Construct):
@@ -50,3 +51,8 @@ class Dashboard(Construct):
         self.url = self.function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE, invoke_mode=lambda_.InvokeMode.BUFFERED, cors=cors
         )
+        self.login: DashboardLogin | None = None
+        if stage.dashboard_login:
+            self.login = DashboardLogin(self, "Login", stage=stage, function=self.function, url=self.url.url)
+            for name, value in self.login.environment.items():
+                self.function.add_environment(name, value)

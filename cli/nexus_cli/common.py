@@ -99,3 +99,13 @@ def local_database(args: argparse.Namespace, must_exist: bool = True) -> Iterato
         yield str(server.get_uri())
     finally:
         server.cleanup()
+
+
+def cli_actor() -> str:
+    """Who the audit log says did what a command did: the operating-system user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"

@@ -16,6 +16,7 @@ from nexus_cli import (
     prompts_cmd,
     records_cmd,
     tracking_cmd,
+    users_cmd,
 )
 from nexus_cli import settings as cli_settings
 from nexus_cli.common import CLIError
@@ -38,6 +39,7 @@ def build_parser(settings: CliSettings) -> argparse.ArgumentParser:
         analysis_cmd,
         prompts_cmd,
         records_cmd,
+        users_cmd,
     )
     for command in commands:
         command.register(sub, settings)

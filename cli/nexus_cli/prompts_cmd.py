@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from nexus_cli.common import CLIError, add_data_dir, local_database, stage_outputs
+from nexus_cli.common import CLIError, add_data_dir, cli_actor, local_database, stage_outputs
 from nexus_cli.keys_cmd import _print, _table
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def _sync(args: argparse.Namespace) -> int:
     source = sync.Source(repo, ref or None, path or "")
     with _database(args) as url:
         try:
-            result = sync.sync(url, source, args.data_dir / "prompts-cache")
+            result = sync.sync(url, source, args.data_dir / "prompts-cache", actor=cli_actor())
         except SourceError as exc:
             raise CLIError(str(exc)) from None
     return _report(source.repo, result.summary(), args.json)

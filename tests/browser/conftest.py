@@ -82,9 +82,12 @@ class Browse:
     def path(self) -> str:
         return self.page.url.removeprefix(self.stack.dashboard_url)
 
-    def login(self) -> None:
+    def login(self, user: str = "", password: str | None = None) -> None:
+        """Sign in through the form: as a user with their password, or (no user) with the key."""
         self.goto("/login")
-        self.page.fill("input[name=key]", self.stack.dashboard_key)
+        if user:
+            self.page.fill("input[name=user]", user)
+        self.page.fill("input[name=password]", password if password is not None else self.stack.dashboard_key)
         with self.page.expect_navigation():
             self.page.click("form[action='/login'] button[type=submit]")
         alert = self.page.get_by_role("alert")

@@ -11,11 +11,13 @@ import io
 import re
 import secrets
 
+import psycopg
 import pytest
+from nexus import accounts
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Browse
-from tests.support.scenario import FIRST_PROMPT, MODEL, Scenario, run_scenario
+from tests.support.scenario import FIRST_PROMPT, MODEL, TEAM, Scenario, run_scenario
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.cli
@@ -49,12 +51,12 @@ def test_without_a_session_every_page_ends_at_the_login_page(b: Browse, scenario
     for path in ("/", "/keys", f"/conversations/{scenario.id}"):
         b.goto(path)  # 303 → /login, which answers 200
         assert b.path() == "/login", (path, page.url)
-        assert page.locator("form[action='/login'] input[name=key]").is_visible()
+        assert page.locator("form[action='/login'] input[name=password]").is_visible()
     assert page.locator("header.top").count() == 0  # no navigation before logging in
     b.shot("login")
 
     b.allowed_statuses.add(401)
-    page.fill("input[name=key]", "nxd_not_the_key")
+    page.fill("input[name=password]", "nxd_not_the_key")  # no user: the dashboard key
     with page.expect_navigation():
         page.click("form[action='/login'] button[type=submit]")
     assert page.get_by_role("alert").inner_text() == "That is not the dashboard key."
@@ -348,3 +350,51 @@ def test_the_console_watch_sees_csp_violations_and_script_errors(b: Browse) -> N
     text = "\n".join(b.errors)
     assert text.count("Content Security Policy") >= 2 and "boom" in text, text
     b.errors.clear()
+
+
+PASSWORD = "browser suite passphrase"
+PEOPLE = {
+    "admin": ("root", []),
+    "member": ("mia", [TEAM]),  # the scenario's team
+    "viewer": ("val", ["elsewhere"]),  # another team: none of the scenario's data
+}
+
+
+@pytest.fixture(scope="module")
+def people(stack: Stack) -> dict[str, str]:
+    with psycopg.connect(stack.database_url) as conn:
+        for role, (name, teams) in PEOPLE.items():
+            accounts.add(conn, "cli:browser-suite", name, role, teams, PASSWORD)
+    return {role: name for role, (name, _) in PEOPLE.items()}
+
+
+@pytest.mark.parametrize("role", ["admin", "member", "viewer"])
+def test_each_role_signs_in_and_sees_what_it_may(b: Browse, scenario, people, role: str) -> None:
+    page = b.page
+    b.login(people[role], PASSWORD)
+    assert page.locator(".who").inner_text() == f"user:{people[role]} ({role})"
+    nav = page.locator("nav[aria-label=main] a").all_inner_texts()
+    admin_links = {"Keys", "Credentials", "Budgets", "Users", "Tokens", "Audit"}
+    assert admin_links & set(nav) == (admin_links if role == "admin" else set())
+    link = page.locator(f"table.conversations a[href='/conversations/{scenario.id}']")
+    assert link.count() == (0 if role == "viewer" else 1)  # the viewer reads another team
+    b.shot(f"role-{role}-overview")
+
+    b.allowed_statuses = {403, 404}
+    if role == "admin":
+        b.goto("/users")
+        rows = page.locator("table.users tbody tr").all_inner_texts()
+        assert any(people["viewer"] in r and "viewer" in r for r in rows)
+        b.goto("/audit")
+        assert page.locator("table.audit").count() == 1
+    else:
+        b.goto("/keys", status=403)
+        assert "admin role" in page.locator("main").inner_text()
+    b.goto(f"/conversations/{scenario.id}", status=404 if role == "viewer" else 200)
+    if role == "member":
+        with page.expect_navigation():
+            page.click("form[action$='/analysis'] button[type=submit]")
+        assert page.url.endswith(f"/conversations/{scenario.id}#analysis")
+    b.goto("/sessions")
+    assert page.locator("table.sessions tbody tr").filter(has_text="(this browser)").count() == 1
+    b.shot(f"role-{role}-sessions")

@@ -39,6 +39,8 @@ OPTIONS = {
     "db_snapshot_identifier": "nexus-staging-before-upgrade",
     "prompts_repo": "https://git.example.com/acme/prompts.git",  # the prompt library's sync
     "prompts_path": "prompts",
+    "dashboard_login": "cognito",
+    "cognito_domain_prefix": "nexus-staging-test",
 }
 
 

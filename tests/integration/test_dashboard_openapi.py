@@ -125,5 +125,5 @@ def test_the_document_lists_the_statuses_the_app_really_uses(dashboard_schema) -
             takes_input = op.get("requestBody") or any(p["in"] == "query" for p in op.get("parameters", []))
             assert ("400" in codes) == bool(takes_input), (method, path)
             assert ("404" in codes) == ("{" in path), (method, path)
-            assert ("403" in codes) == (method == "post"), (method, path)  # CSRF for browser sessions
+            assert "403" in codes, (method, path)  # a role that may not call it; CSRF for browser sessions
     assert doc["components"]["securitySchemes"]["dashboardKey"]["scheme"] == "bearer"

@@ -139,17 +139,28 @@ def test_a_rate_limit_reading_keeps_its_json(headers: dict[str, str]) -> None:
 
 def test_key_responses_keep_their_json(tmp_path) -> None:
     access = AccessStore(LocalSecretStore(tmp_path / "secrets.json"))
-    key, record = keys.create_key(access, {"team": "web", "user": "ann", "name": " laptop "})
+    audited: list[tuple[str, str]] = []
+    key, record = keys.create_key(
+        access,
+        {"team": "web", "user": "ann", "name": " laptop "},
+        lambda a, t, d=None: audited.append((a, t)),
+    )
     same_json(schemas.CreatedKey, {"key": key, "record": record})
-    rec = access.revoke_key(record["id"])
-    same_json(schemas.RevokedKey, {"id": rec.id, "revoked_at": rec.revoked_at})
+    revoked_at = keys.revoke_key(access, record["id"], lambda a, t, d=None: audited.append((a, t)))
+    same_json(schemas.RevokedKey, {"id": record["id"], "revoked_at": revoked_at})
+    assert audited == [("key.create", record["id"]), ("key.revoke", record["id"])]
 
 
 def test_both_session_shapes_keep_their_json() -> None:
-    assert same_json(schemas.Session, {"auth": "bearer"}) == b'{"auth":"bearer"}'
+    bearer = {"auth": "bearer", "principal": "token:ab12", "role": "viewer", "teams": ["web"]}
+    assert same_json(schemas.Session, bearer) == (
+        b'{"auth":"bearer","principal":"token:ab12","role":"viewer","teams":["web"]}'
+    )
     browser = {
         "auth": "session",
         "principal": "dashboard-key",
+        "role": "admin",
+        "teams": None,
         "csrf_token": "c",
         "expires_at": 1_795_000_000,
     }

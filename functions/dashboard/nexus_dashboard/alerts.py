@@ -11,14 +11,17 @@ from nexus.db import alerts as log_table
 from nexus.secret_store import SecretStore
 
 from nexus_dashboard.schemas import AlertRow, Alerts, TeamChannels
+from nexus_dashboard.scope import Scope
 
 
-def team_channels(store: SecretStore | None) -> list[TeamChannels]:
+def team_channels(store: SecretStore | None, scope: Scope) -> list[TeamChannels]:
     if store is None:
         return []
     config = AlertSettings(store).config()
     out: list[TeamChannels] = []
     for team, c in sorted(config.teams.items()):
+        if not scope.allows(team):
+            continue
         out.append(
             {
                 "team": team,
@@ -39,11 +42,13 @@ def team_channels(store: SecretStore | None) -> list[TeamChannels]:
 def alerts_data(
     conn: psycopg.Connection,
     store: SecretStore | None,
+    scope: Scope,
     team: str | None = None,
     kind: str | None = None,
     limit: int = 100,
 ) -> Alerts:
     # A row of the log is an AlertRow (FastAPI checks the shape at runtime).
-    rows = [cast(AlertRow, r) for r in log_table.recent(conn, team, kind, limit)]
+    teams = None if scope.teams is None else sorted(scope.teams)
+    rows = [cast(AlertRow, r) for r in log_table.recent(conn, team, kind, limit, teams=teams)]
     kinds, _ = log_table.kinds_and_teams(conn)
-    return {"alerts": rows, "teams": team_channels(store), "kinds": kinds}
+    return {"alerts": rows, "teams": team_channels(store, scope), "kinds": kinds}

@@ -11,6 +11,7 @@ from nexus.analysis import store
 from nexus.analysis.launch import Launcher
 
 from nexus_dashboard.schemas import AnalysisStatus, TeamTips, TipCount
+from nexus_dashboard.scope import Scope
 
 
 def status(conn: psycopg.Connection, conversation_id: str) -> AnalysisStatus:
@@ -48,11 +49,16 @@ def request(
     return status(conn, conversation_id)
 
 
-def top_tips(conn: psycopg.Connection, team: str | None, since: datetime | None, limit: int = 20) -> TeamTips:
-    """Tips of the newest done analysis per conversation, grouped by their advice (exact text)."""
+def top_tips(
+    conn: psycopg.Connection, team: str | None, since: datetime | None, scope: Scope, limit: int = 20
+) -> TeamTips:
+    """Tips of the newest done analysis per conversation, grouped by their advice (exact text), of
+    the conversations ``scope`` may read."""
+    teams = None if scope.teams is None else sorted(scope.teams)
     rows = conn.execute(
         "WITH newest AS (SELECT DISTINCT ON (conversation_id) conversation_id, analysis FROM analyses"
         " WHERE status = 'done' AND (%(team)s::text IS NULL OR team = %(team)s)"
+        " AND (%(teams)s::text[] IS NULL OR team = ANY(%(teams)s))"
         " AND (%(since)s::timestamptz IS NULL OR finished_at >= %(since)s)"
         " ORDER BY conversation_id, finished_at DESC)"
         " SELECT (SELECT count(*) FROM newest), t->>'advice', count(*),"
@@ -61,13 +67,14 @@ def top_tips(conn: psycopg.Connection, team: str | None, since: datetime | None,
         " (array_agg(t->>'quote' ORDER BY n.conversation_id))[1]"
         " FROM newest n, jsonb_array_elements(n.analysis->'tips') t"
         " GROUP BY t->>'advice' ORDER BY count(*) DESC, t->>'advice' LIMIT %(limit)s",
-        {"team": team, "since": since, "limit": limit},
+        {"team": team, "since": since, "limit": limit, "teams": teams},
     ).fetchall()
     total = conn.execute(
         "SELECT count(DISTINCT conversation_id) FROM analyses WHERE status = 'done'"
         " AND (%(team)s::text IS NULL OR team = %(team)s)"
+        " AND (%(teams)s::text[] IS NULL OR team = ANY(%(teams)s))"
         " AND (%(since)s::timestamptz IS NULL OR finished_at >= %(since)s)",
-        {"team": team, "since": since},
+        {"team": team, "since": since, "teams": teams},
     ).fetchone()
     tips: list[TipCount] = [
         {"advice": r[1], "count": int(r[2]), "conversation_id": r[3], "request_id": r[4], "quote": r[5]}

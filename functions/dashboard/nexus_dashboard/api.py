@@ -30,6 +30,8 @@ from nexus_dashboard import (
     schemas,
     usage,
 )
+from nexus_dashboard.audit_log import AuditTrail
+from nexus_dashboard.auth import Caller, Scoped
 from nexus_dashboard.deps import (
     Access,
     Conn,
@@ -70,16 +72,16 @@ def list_conversations(
 
 @router.get("/conversations/{conversation_id}", summary="One conversation: tree, branches, time split")
 def get_conversation(
-    conn: Conn, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
+    conn: Conn, scope: Scoped, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
 ) -> schemas.Conversation:
-    return conversation_or_404(conn, conversation_id, branch)
+    return conversation_or_404(conn, scope, conversation_id, branch)
 
 
 @router.get("/conversations/{conversation_id}/timeline", summary="The conversation's messages in order")
 def get_timeline(
-    conn: Conn, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
+    conn: Conn, scope: Scoped, conversation_id: str, branch: Annotated[BranchName | None, Query()] = None
 ) -> schemas.Timeline:
-    conv = conversation_or_404(conn, conversation_id, branch)
+    conv = conversation_or_404(conn, scope, conversation_id, branch)
     return {
         "id": conv["id"],
         "branch_filter": conv["branch_filter"],
@@ -101,8 +103,8 @@ def get_timeline(
     "/conversations/{conversation_id}/analysis",
     summary="The conversation's AI analysis: the newest run's status and the newest finished analysis",
 )
-def get_analysis(conn: Conn, conversation_id: str) -> schemas.AnalysisStatus:
-    return analysis.status(conn, conversation_id_or_404(conn, conversation_id))
+def get_analysis(conn: Conn, scope: Scoped, conversation_id: str) -> schemas.AnalysisStatus:
+    return analysis.status(conn, conversation_id_or_404(conn, scope, conversation_id))
 
 
 @router.post(
@@ -110,8 +112,10 @@ def get_analysis(conn: Conn, conversation_id: str) -> schemas.AnalysisStatus:
     status_code=202,
     summary="Analyse the conversation (joins a run in flight; an unchanged conversation is not re-analysed)",
 )
-def post_analysis(conn: Conn, launcher: Launch, conversation_id: str) -> schemas.AnalysisStatus:
-    found = analysis.request(conn, launcher, conversation_id_or_404(conn, conversation_id), "manual")
+def post_analysis(
+    conn: Conn, scope: Scoped, launcher: Launch, conversation_id: str
+) -> schemas.AnalysisStatus:
+    found = analysis.request(conn, launcher, conversation_id_or_404(conn, scope, conversation_id), "manual")
     if found is None:
         raise HTTPException(404, f"no conversation {conversation_id!r}")
     return found
@@ -119,7 +123,7 @@ def post_analysis(conn: Conn, launcher: Launch, conversation_id: str) -> schemas
 
 @router.get("/analysis/tips", summary="The most frequent tips of the period's analyses, by team or all")
 def get_top_tips(conn: Conn, f: ListFilters) -> schemas.TeamTips:
-    return analysis.top_tips(conn, f.team, f.since)
+    return analysis.top_tips(conn, f.team, f.since, f.scope)
 
 
 def _versioned(request: Request, tag: str) -> Response:
@@ -141,8 +145,8 @@ _POLL = (
     description=_POLL,
     responses={304: {"description": "unchanged since the ETag sent"}},
 )
-def get_version(request: Request, conn: Conn) -> Response:
-    return _versioned(request, live.etag(conn, None))
+def get_version(request: Request, conn: Conn, scope: Scoped) -> Response:
+    return _versioned(request, live.etag(conn, scope, None))
 
 
 @router.get(
@@ -151,13 +155,14 @@ def get_version(request: Request, conn: Conn) -> Response:
     description=_POLL,
     responses={304: {"description": "unchanged since the ETag sent"}},
 )
-def get_conversation_version(request: Request, conn: Conn, conversation_id: str) -> Response:
-    return _versioned(request, live.etag(conn, conversation_id_or_404(conn, conversation_id)))
+def get_conversation_version(request: Request, conn: Conn, scope: Scoped, conversation_id: str) -> Response:
+    return _versioned(request, live.etag(conn, scope, conversation_id_or_404(conn, scope, conversation_id)))
 
 
 @router.get("/requests", summary="Recorded requests, newest first")
 def list_requests(
     conn: Conn,
+    scope: Scoped,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     session_id: Annotated[Name | None, Query()] = None,
     since: Annotated[
@@ -166,12 +171,12 @@ def list_requests(
     team: Annotated[Name | None, Query()] = None,
     user: Annotated[Name | None, Query()] = None,
 ) -> schemas.RequestList:
-    return {"requests": queries.list_requests(conn, limit, session_id, since, team, user)}
+    return {"requests": queries.list_requests(conn, limit, session_id, since, team, user, scope=scope)}
 
 
 @router.get("/requests/{request_id}", summary="One request: metadata, usage, timings, headers, bodies")
-def get_request(conn: Conn, request_id: str) -> schemas.RequestDetail:
-    return request_or_404(conn, request_id)
+def get_request(conn: Conn, scope: Scoped, request_id: str) -> schemas.RequestDetail:
+    return request_or_404(conn, scope, request_id)
 
 
 @router.get(
@@ -180,8 +185,8 @@ def get_request(conn: Conn, request_id: str) -> schemas.RequestDetail:
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
 )
-def raw_request(conn: Conn, request_id: str) -> Response:
-    body = queries.raw_request_body(conn, request_id_or_404(request_id))
+def raw_request(conn: Conn, scope: Scoped, request_id: str) -> Response:
+    body = queries.raw_request_body(conn, request_id_or_404(conn, scope, request_id))
     if body is None:
         raise HTTPException(404, f"no request {request_id!r}")
     return Response(body, media_type="application/json")
@@ -193,8 +198,8 @@ def raw_request(conn: Conn, request_id: str) -> Response:
     response_class=Response,
     responses={200: {"content": {"*/*": {}}}},
 )
-def raw_response(conn: Conn, request_id: str) -> Response:
-    found = queries.raw_response_body(conn, request_id_or_404(request_id))
+def raw_response(conn: Conn, scope: Scoped, request_id: str) -> Response:
+    found = queries.raw_response_body(conn, request_id_or_404(conn, scope, request_id))
     if found is None:
         raise HTTPException(404, f"no request {request_id!r}")
     body, headers = found
@@ -235,11 +240,12 @@ def get_ratelimits(conn: Conn, f: ListFilters) -> schemas.RateLimits:
 def list_alerts(
     request: Request,
     conn: Conn,
+    scope: Scoped,
     team: Annotated[Name | None, Query(description="only this team's alerts")] = None,
     kind: Annotated[Name | None, Query(description="only alerts of this kind")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> schemas.Alerts:
-    return alerts.alerts_data(conn, request.app.state.secret_store, team, kind, limit)
+    return alerts.alerts_data(conn, request.app.state.secret_store, scope, team, kind, limit)
 
 
 @router.get("/prompts", summary="The prompt library: current versions, use counts, the last sync")
@@ -254,10 +260,11 @@ def list_prompts(
 @router.get("/prompts/{name}", summary="One prompt: a version's template and arguments, history, use")
 def get_prompt(
     conn: Conn,
+    scope: Scoped,
     name: Annotated[Name, Path()],
     version: Annotated[int | None, Query(ge=1, le=2_147_483_647, description="default: the current")] = None,
 ) -> schemas.PromptDetail:
-    found = prompts.prompt_data(conn, name, version)
+    found = prompts.prompt_data(conn, name, scope, version)
     if found is None:
         raise HTTPException(404, f"no prompt {name!r}" + (f" version {version}" if version else ""))
     return found
@@ -269,9 +276,9 @@ def list_keys(conn: Conn, access: Access, f: ListFilters) -> schemas.KeyList:
 
 
 @router.post("/keys", status_code=201, summary="Create a key; the response is the only time it is shown")
-def create_key(access: Access, body: keys.NewKey) -> schemas.CreatedKey:
+def create_key(access: Access, log: AuditTrail, body: keys.NewKey) -> schemas.CreatedKey:
     try:
-        key, record = keys.create_key(access, body.model_dump())
+        key, record = keys.create_key(access, body.model_dump(), log)
     except keys.KeyInputError as exc:
         raise HTTPException(400, str(exc)) from None
     return {"key": key, "record": record}
@@ -289,23 +296,23 @@ def list_credentials(access: Access) -> schemas.CredentialList:
 )
 def store_oauth(
     access: Access,
+    log: AuditTrail,
     team: Annotated[str, Path(max_length=100, pattern=keys.ONE_LINE)],
     body: credentials.OAuthDocument,
 ) -> schemas.TeamCredential:
     try:
-        return credentials.store_oauth(access, team, body.model_dump())
+        return credentials.store_oauth(access, team, body.model_dump(), log)
     except credentials.CredentialInputError as exc:
         raise HTTPException(400, str(exc)) from None
 
 
 @router.post("/keys/{key_id}/revoke", summary="Revoke a key: proxies refuse it within their refresh time")
-def revoke_key(access: Access, key_id: str) -> schemas.RevokedKey:
+def revoke_key(access: Access, log: AuditTrail, key_id: str) -> schemas.RevokedKey:
     try:
-        rec = access.revoke_key(key_id)
+        revoked_at = keys.revoke_key(access, key_id, log)
     except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
-    assert rec.revoked_at is not None  # revoke_key sets it
-    return {"id": rec.id, "revoked_at": rec.revoked_at}
+    return {"id": key_id, "revoked_at": revoked_at}
 
 
 @router.get("/budgets", summary="Caps per team and key against this UTC month's and day's spend")
@@ -324,9 +331,11 @@ def list_budgets(conn: Conn, access: Access) -> schemas.BudgetList:
         }
     },
 )
-def set_budget(access: Access, kind: str, name: str, body: budgets.NewCap) -> schemas.BudgetCap:
+def set_budget(
+    access: Access, log: AuditTrail, kind: str, name: str, body: budgets.NewCap
+) -> schemas.BudgetCap:
     try:
-        return budgets.set_cap(access.store, {"kind": kind, "name": name, **body.model_dump()})
+        return budgets.set_cap(access.store, {"kind": kind, "name": name, **body.model_dump()}, log)
     except budgets.NoSuchSubject as exc:
         raise HTTPException(404, str(exc)) from None
     except budgets.Contradiction as exc:
@@ -336,22 +345,25 @@ def set_budget(access: Access, kind: str, name: str, body: budgets.NewCap) -> sc
 
 
 @router.post("/budgets/{kind}/{name}/clear", summary="Remove a team's or a key's cap (its refusal too)")
-def clear_budget(access: Access, kind: str, name: str) -> dict[str, str]:
+def clear_budget(access: Access, log: AuditTrail, kind: str, name: str) -> dict[str, str]:
     try:
-        budgets.clear_cap(access.store, kind, name)
+        budgets.clear_cap(access.store, kind, name, log)
     except BudgetInputError as exc:
         raise HTTPException(404, str(exc)) from None
     return {"cleared": f"{kind}:{name}"}
 
 
 @router.get("/session", summary="Who is asking; a browser session's CSRF token for state changes")
-def session(request: Request) -> schemas.Session:
+def session(request: Request, who: Caller) -> schemas.Session:
     s = getattr(request.state, "session", None)
+    teams = None if who.teams is None else sorted(who.teams)
     if s is None:
-        return {"auth": "bearer"}
+        return {"auth": "bearer", "principal": who.name, "role": who.role, "teams": teams}
     return {
         "auth": "session",
         "principal": s.principal,
+        "role": who.role,
+        "teams": teams,
         "csrf_token": s.csrf,
         "expires_at": int(s.expires_at.timestamp()),
     }

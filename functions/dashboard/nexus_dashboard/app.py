@@ -22,7 +22,7 @@ from nexus.analysis import launch
 from nexus.analysis.launch import Launcher
 from nexus.secret_store import SecretStore
 
-from nexus_dashboard import api, db, errors, mcp_prompts, openapi, pages, signin, throttle
+from nexus_dashboard import api, db, errors, mcp_prompts, oidc, openapi, pages, people, signin, throttle
 from nexus_dashboard.auth import require_auth
 from nexus_dashboard.security import SecurityHeaders
 from nexus_dashboard.settings import DashboardSettings
@@ -38,8 +38,10 @@ def create_app(
     launcher: Launcher | None = None,
     require_keys: bool = True,
     access_refresh_s: float = 1.0,
+    oidc_config: oidc.Config | None = None,
 ) -> FastAPI:
-    """``require_keys``: whether /mcp needs a Nexus key (False only for the local stack on localhost)."""
+    """``require_keys``: whether /mcp needs a Nexus key (False only for the local stack on localhost);
+    ``oidc_config``: sign-in through an OpenID Connect provider as well (``oidc.py``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +64,7 @@ def create_app(
     app.state.dashboard_key = dashboard_key
     app.state.secret_store = secret_store
     app.state.throttle = throttle_policy
+    app.state.oidc = oidc_config
     app.state.launcher = launcher or launch.from_env()
 
     errors.install(app)
@@ -69,7 +72,9 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     auth = [Depends(require_auth)]
     app.include_router(api.router, dependencies=auth)
+    app.include_router(people.api, dependencies=auth)
     app.include_router(pages.router, dependencies=auth)
+    app.include_router(people.pages, dependencies=auth)
     app.include_router(signin.router)
     # Its own auth (Nexus keys), no CSRF (no cookies are read there), every method the transport takes.
     app.add_route(
@@ -119,5 +124,9 @@ def create_from_env() -> FastAPI:
         raise SystemExit(f"dashboard: set {' and '.join(missing)}")
     store = LocalSecretStore.in_data_dir(settings.data_dir)
     return create_app(
-        settings.database_url, settings.dashboard_key, store, require_keys=settings.require_keys
+        settings.database_url,
+        settings.dashboard_key,
+        store,
+        require_keys=settings.require_keys,
+        oidc_config=settings.oidc_config(settings.oidc_client_secret),
     )

@@ -1,6 +1,8 @@
-"""Dashboard authentication, declared once and used by every route: a Bearer dashboard key (API
-clients) or a session cookie (browsers, ``sessions.py``) with CSRF on state changes. Key attempts,
-from the login form or a Bearer header, go through the failure throttle (``throttle.py``)."""
+"""Dashboard authentication, declared once and used by every route: a Bearer credential (the
+dashboard key, or a service token, ``service_tokens.py``) or a session cookie (browsers,
+``sessions.py``) with CSRF on state changes. Each resolves to a ``Principal`` (``scope.py``), which
+``scope.authorize`` then lets through or refuses for the route. Credential attempts, from the login
+form or a Bearer header, go through the failure throttle (``throttle.py``)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from urllib.parse import parse_qs
 import psycopg
 from fastapi import Depends, HTTPException, Request
 
-from nexus_dashboard import sessions, throttle
+from nexus_dashboard import scope, service_tokens, sessions, throttle
 from nexus_dashboard.deps import Conn
+from nexus_dashboard.scope import Principal, Scope
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -40,15 +43,27 @@ def too_many(retry_after: int) -> HTTPException:
     )
 
 
+def check(request: Request, conn: psycopg.Connection, account: str, correct: bool) -> throttle.Verdict:
+    """A credential attempt for ``account``, throttled: whether to let it in, or how long to wait."""
+    return throttle.attempt(
+        conn, request.app.state.throttle, throttle.client_address(request), account, correct
+    )
+
+
 def check_key(request: Request, conn: psycopg.Connection, candidate: str) -> throttle.Verdict:
     """A dashboard key attempt, throttled: the verdict says whether to let it in, or how long to wait."""
-    return throttle.attempt(
-        conn,
-        request.app.state.throttle,
-        throttle.client_address(request),
-        throttle.ACCOUNT,
-        key_matches(request, candidate),
-    )
+    return check(request, conn, throttle.ACCOUNT, key_matches(request, candidate))
+
+
+def bearer(
+    request: Request, conn: psycopg.Connection, token: str
+) -> tuple[throttle.Verdict, Principal | None]:
+    """A Bearer credential: a service token (``nxt_``) or the dashboard key."""
+    if token.startswith(service_tokens.PREFIX):
+        who = service_tokens.resolve(conn, token)
+        return check(request, conn, service_tokens.account(token), who is not None), who
+    verdict = check_key(request, conn, token)
+    return verdict, scope.DASHBOARD_KEY if verdict.ok else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +89,17 @@ def credentials(request: Request) -> Credentials:
 
 
 def authenticate(request: Request, creds: Annotated[Credentials, Depends(credentials)], conn: Conn) -> None:
-    """One indexed query on success: the throttle state for a key, the session for a cookie."""
+    """One indexed query on success: the throttle state for a key (and the token's row for a service
+    token), the session for a cookie. Sets ``request.state.principal``."""
     if creds.bearer is not None:
-        verdict = check_key(request, conn, creds.bearer)
+        verdict, who = bearer(request, conn, creds.bearer)
         if verdict.retry_after is not None:
             raise too_many(verdict.retry_after)
-        if not verdict.ok:
-            raise HTTPException(401, "missing or wrong dashboard key: send Authorization: Bearer <key>")
+        if not verdict.ok or who is None:
+            raise HTTPException(
+                401, "missing or wrong dashboard key or service token: send Authorization: Bearer <key>"
+            )
+        request.state.principal = who
         return
     assert creds.cookie is not None
     session = sessions.lookup(conn, creds.cookie, request.app.state.dashboard_key)
@@ -89,17 +108,34 @@ def authenticate(request: Request, creds: Annotated[Credentials, Depends(credent
             401, "not logged in (or logged out, or expired): log in at /login, or send a Bearer key"
         )
     request.state.session = session  # set first: a refused state change still renders as logged in
+    request.state.principal = session.who
 
 
 async def require_auth(request: Request, _: Annotated[None, Depends(authenticate)]) -> None:
+    """Authenticated, allowed by the role (``scope.authorize``), and for a browser's state change
+    carrying its session's CSRF token."""
     session = getattr(request.state, "session", None)
-    if session is None or request.method in SAFE_METHODS:
-        return
-    sent = request.headers.get("x-csrf-token")
-    if sent is None:
-        sent = (await form_fields(request)).get("csrf_token")
-    if not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
-        raise HTTPException(403, "missing or wrong CSRF token for this session")
+    if session is not None and request.method not in SAFE_METHODS:
+        sent = request.headers.get("x-csrf-token")
+        if sent is None:
+            sent = (await form_fields(request)).get("csrf_token")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+            raise HTTPException(403, "missing or wrong CSRF token for this session")
+    scope.authorize(request.state.principal, request.method, request.url.path)
 
 
 Authenticated = Annotated[None, Depends(require_auth)]
+
+
+def caller(request: Request, _: Authenticated) -> Principal:
+    """Who is asking (after ``require_auth``, which FastAPI runs once per request)."""
+    who: Principal = request.state.principal
+    return who
+
+
+def _scope(who: Annotated[Principal, Depends(caller)]) -> Scope:
+    return who.scope
+
+
+Caller = Annotated[Principal, Depends(caller)]
+Scoped = Annotated[Scope, Depends(_scope)]

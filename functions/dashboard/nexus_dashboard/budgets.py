@@ -15,6 +15,7 @@ from nexus.db.budgets import spend
 from nexus.secret_store import SecretStore
 from pydantic import BaseModel, ConfigDict, Field
 
+from nexus_dashboard.audit_log import Auditor
 from nexus_dashboard.keys import KeyInputError, one_line
 from nexus_dashboard.schemas import Budget, BudgetCap, BudgetList
 
@@ -41,8 +42,9 @@ class Contradiction(BudgetInputError):
     """Each amount is valid alone, not together: a daily cap above the monthly one."""
 
 
-def set_cap(store: SecretStore, fields: dict[str, Any]) -> BudgetCap:
-    """Validate and store a cap from the API's body or the page's form. BudgetInputError says why not."""
+def set_cap(store: SecretStore, fields: dict[str, Any], log: Auditor) -> BudgetCap:
+    """Validate and store a cap from the API's body or the page's form (recorded in the audit log).
+    BudgetInputError says why not."""
     try:
         name = one_line(fields.get("name"), "name")
     except KeyInputError as exc:
@@ -72,6 +74,11 @@ def set_cap(store: SecretStore, fields: dict[str, Any]) -> BudgetCap:
     if daily is not None and daily > monthly:
         raise Contradiction(f"the daily cap (${daily:g}) is larger than the monthly cap (${monthly:g})")
     cap = BudgetStore(store).set_cap(kind, name, monthly, amount("daily_usd"), amount("warn_at"))
+    log(
+        "budget.set",
+        f"{kind}:{name}",
+        {"monthly_usd": cap.monthly_usd, "daily_usd": cap.daily_usd, "warn_at": cap.warn_at},
+    )
     return {
         "kind": kind,
         "name": name,
@@ -82,10 +89,11 @@ def set_cap(store: SecretStore, fields: dict[str, Any]) -> BudgetCap:
     }
 
 
-def clear_cap(store: SecretStore, kind: str, name: str) -> None:
+def clear_cap(store: SecretStore, kind: str, name: str, log: Auditor) -> None:
     if kind not in ("team", "key"):
         raise NoSuchSubject(f"no budget subject of kind {kind!r}: team or key")
     BudgetStore(store).clear(kind, name)  # type: ignore[arg-type]  # checked just above
+    log("budget.clear", f"{kind}:{name}")
 
 
 def budgets_data(store: SecretStore, conn: psycopg.Connection) -> BudgetList:

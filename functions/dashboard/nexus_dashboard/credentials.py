@@ -11,6 +11,7 @@ from nexus.headers import fingerprint
 from nexus.oauth import MAX_EXPIRES, CredentialError, OAuthCredential, load, set_team_oauth
 from pydantic import BaseModel, ConfigDict, Field
 
+from nexus_dashboard.audit_log import Auditor
 from nexus_dashboard.keys import KeyInputError, one_line
 from nexus_dashboard.schemas import TeamCredential
 
@@ -98,7 +99,10 @@ def list_credentials(access: AccessStore) -> list[TeamCredential]:
     return out
 
 
-def store_oauth(access: AccessStore, team: str, document: str | dict[str, object]) -> TeamCredential:
+def store_oauth(
+    access: AccessStore, team: str, document: str | dict[str, object], log: Auditor
+) -> TeamCredential:
+    """Store a team's OAuth credential (never logged: the audit entry names the team and expiry)."""
     try:
         team = one_line(team, "team")
     except KeyInputError as exc:
@@ -108,4 +112,6 @@ def store_oauth(access: AccessStore, team: str, document: str | dict[str, object
     except CredentialError as exc:
         raise CredentialInputError(f"credential: {exc}") from None
     set_team_oauth(access.store, team, cred)
-    return next(c for c in list_credentials(access) if c["team"] == team)
+    stored = next(c for c in list_credentials(access) if c["team"] == team)
+    log("credential.store", team, {"kind": "oauth", "expires_at": stored.get("expires_at")})
+    return stored

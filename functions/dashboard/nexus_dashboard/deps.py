@@ -14,6 +14,7 @@ from nexus.analysis.launch import Launcher
 
 from nexus_dashboard import conversation_view, queries
 from nexus_dashboard.schemas import Conversation, RequestDetail
+from nexus_dashboard.scope import Scope
 
 
 def _conn(request: Request) -> Iterator[psycopg.Connection]:
@@ -45,29 +46,39 @@ def _uuid(value: str, what: str) -> str:
         raise HTTPException(404, f"no {what} {value!r}") from None
 
 
-def conversation_id_or_404(conn: psycopg.Connection, conversation_id: str) -> str:
-    """The id, normalised, of a conversation that exists; 404 otherwise."""
+def _visible(conn: psycopg.Connection, scope: Scope, table: str, row_id: str, what: str, sent: str) -> str:
+    """``row_id`` if the row exists and ``scope`` may read it; 404 otherwise (another team's row does
+    not exist for the caller: the answer must not tell it apart from an unknown id)."""
+    exists, team = queries.team_of(conn, table, row_id)
+    if not exists or not scope.allows(team):
+        raise HTTPException(404, f"no {what} {sent!r}")
+    return row_id
+
+
+def conversation_id_or_404(conn: psycopg.Connection, scope: Scope, conversation_id: str) -> str:
+    """The id, normalised, of a conversation that exists and the caller may read; 404 otherwise."""
     cid = _uuid(conversation_id, "conversation")
-    if conn.execute("SELECT 1 FROM conversations WHERE id = %s", (cid,)).fetchone() is None:
-        raise HTTPException(404, f"no conversation {conversation_id!r}")
-    return cid
+    return _visible(conn, scope, "conversations", cid, "conversation", conversation_id)
 
 
-def request_id_or_404(request_id: str) -> str:
-    return _uuid(request_id, "request")
+def request_id_or_404(conn: psycopg.Connection, scope: Scope, request_id: str) -> str:
+    """The id, normalised, of a request that exists and the caller may read; 404 otherwise."""
+    return _visible(conn, scope, "requests", _uuid(request_id, "request"), "request", request_id)
 
 
-def request_or_404(conn: psycopg.Connection, request_id: str) -> RequestDetail:
-    row = queries.get_request(conn, request_id_or_404(request_id))
+def request_or_404(conn: psycopg.Connection, scope: Scope, request_id: str) -> RequestDetail:
+    row = queries.get_request(conn, request_id_or_404(conn, scope, request_id))
     if row is None:
         raise HTTPException(404, f"no request {request_id!r}")
     return row
 
 
-def conversation_or_404(conn: psycopg.Connection, conversation_id: str, branch: str | None) -> Conversation:
+def conversation_or_404(
+    conn: psycopg.Connection, scope: Scope, conversation_id: str, branch: str | None
+) -> Conversation:
     """The conversation laid out (``conversation_view.layout``), narrowed to ``branch`` if given:
-    404 for an unknown conversation, 400 for a branch it does not have."""
-    conv = queries.get_conversation(conn, _uuid(conversation_id, "conversation"))
+    404 for an unknown conversation or one the caller may not read, 400 for a branch it does not have."""
+    conv = queries.get_conversation(conn, conversation_id_or_404(conn, scope, conversation_id))
     if conv is None:
         raise HTTPException(404, f"no conversation {conversation_id!r}")
     branch = branch or None

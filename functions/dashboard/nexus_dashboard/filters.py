@@ -17,6 +17,8 @@ from fastapi import Depends, Query
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
+from nexus_dashboard.scope import Scope, caller_scope
+
 Period = Literal["24h", "7d", "30d", "90d", "all"]
 Outcome = Literal["resolved", "partly", "not", "abandoned"]
 Bucket = Literal["day", "hour"]  # a chart's resolution
@@ -93,6 +95,7 @@ class Filters:
     q: str | None
     page: int
     now: datetime
+    scope: Scope  # the teams the caller may read (scope.py): every query narrows to them
     outcome: Outcome | None = None  # conversations whose newest analysis says so
     max_score: int | None = None  # ... whose newest analysis scored this or lower somewhere
 
@@ -138,6 +141,7 @@ def _blank_to_none(value: str | None) -> str | None:
 
 
 def filters(
+    caller: Annotated[Scope, Depends(caller_scope)],
     period: Annotated[Period, Query(description="time window ending now")] = "30d",
     team: Annotated[Name | None, Query()] = None,
     user: Annotated[Name | None, Query()] = None,
@@ -160,6 +164,7 @@ def filters(
         q=_blank_to_none(q),
         page=page,
         now=datetime.now(UTC),
+        scope=caller,
         outcome=outcome or None,  # a form's "any" sends it empty
         max_score=int(max_score) if max_score else None,
     )

@@ -9,6 +9,8 @@ for each new connection, and a connection refused for its password reads it afre
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger, Tracer
@@ -16,16 +18,24 @@ from aws_lambda_powertools.utilities import parameters
 from fastapi import FastAPI
 from mangum import Mangum
 from nexus import env
+from nexus.audit import log as audit_log
 from nexus.aws import client
 from nexus.db.connect import SECRET_MAX_AGE_S, SecretConninfo
+from nexus.logs import PowertoolsFormatter
 from nexus.secrets_manager import SecretsManagerStore
 
+from nexus_dashboard import oidc
 from nexus_dashboard.app import create_app
 from nexus_dashboard.db import Pool
 from nexus_dashboard.settings import DashboardSettings
 
 logger = Logger(service="nexus-dashboard")
 tracer = Tracer(service="nexus-dashboard")
+# Audit lines (nexus.audit) as Powertools JSON beside the function's own, and only there.
+_audit_lines = logging.StreamHandler(sys.stdout)
+_audit_lines.setFormatter(PowertoolsFormatter("nexus-dashboard"))
+audit_log.addHandler(_audit_lines)
+audit_log.propagate = False
 
 
 class _Current(TypedDict, total=False):
@@ -54,7 +64,13 @@ def _handler() -> Mangum:
     if _current.get("key") != key:
         old = _current.get("app")
         # /mcp requires Nexus keys here; a key check reads Secrets Manager at most every 30 s.
-        app = create_app(database, key, _secret_store(settings.secrets_prefix), access_refresh_s=30)
+        app = create_app(
+            database,
+            key,
+            _secret_store(settings.secrets_prefix),
+            access_refresh_s=30,
+            oidc_config=_oidc(settings),
+        )
         # Mangum would run the app's lifespan (opening and closing its pool) on every invocation;
         # the pool is opened once per execution environment and kept when the key changes.
         app.state.pool = (
@@ -64,6 +80,25 @@ def _handler() -> Mangum:
         )
         _current.update({"key": key, "app": app, "handler": Mangum(app, lifespan="off")})
     return _current["handler"]
+
+
+def _oidc(settings: DashboardSettings) -> oidc.Config | None:
+    """Sign-in through OIDC: with Cognito in the stack, its issuer and client id from the config
+    secret (``infra/identity.py``); with an external issuer, from the environment (and its client
+    secret, if any, from Secrets Manager)."""
+    if settings.oidc_config_secret:
+        doc = parameters.get_secret(settings.oidc_config_secret, transform="json", max_age=SECRET_MAX_AGE_S)
+        return oidc.Config(
+            str(doc["issuer"]),
+            str(doc["client_id"]),
+            None,
+            settings.oidc_groups_claim,
+            str(doc.get("label") or settings.oidc_label),
+        )
+    secret = settings.oidc_client_secret
+    if settings.oidc_client_secret_secret:
+        secret = parameters.get_secret(settings.oidc_client_secret_secret, max_age=SECRET_MAX_AGE_S)
+    return settings.oidc_config(secret)
 
 
 def _secret_store(prefix: str) -> SecretsManagerStore:

@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from nexus_dashboard.audit_log import Auditor
 from nexus_dashboard.filters import CONTROL_CHARS, Filters
 from nexus_dashboard.overview import USAGE_SUMS, usage_where
 from nexus_dashboard.schemas import Key, KeyRecord, KeyUsage
@@ -104,8 +105,9 @@ def one_line(value: Any, name: str) -> str:
     return text
 
 
-def create_key(access: AccessStore, fields: dict[str, Any]) -> tuple[str, KeyRecord]:
-    """A new key for a team member: the key itself (shown once, never stored) and its record."""
+def create_key(access: AccessStore, fields: dict[str, Any], log: Auditor) -> tuple[str, KeyRecord]:
+    """A new key for a team member: the key itself (shown once, never stored) and its record; the
+    action goes to the audit log."""
     team = _field(fields.get("team"), "team")
     user = _field(fields.get("user"), "user")
     name = _field(fields.get("name"), "name", required=False)
@@ -119,4 +121,13 @@ def create_key(access: AccessStore, fields: dict[str, Any]) -> tuple[str, KeyRec
         "revoked_at": rec.revoked_at,
         "name": rec.name,
     }
+    log("key.create", rec.id, {"team": rec.team, "user": rec.user, "name": rec.name})
     return key, record
+
+
+def revoke_key(access: AccessStore, key_id: str, log: Auditor) -> str:
+    """Revoke a key (UnknownKey if there is none): when; the action goes to the audit log."""
+    rec = access.revoke_key(key_id)
+    assert rec.revoked_at is not None  # revoke_key sets it
+    log("key.revoke", rec.id, {"team": rec.team, "user": rec.user})
+    return rec.revoked_at

@@ -11,12 +11,19 @@ import hashlib
 
 import psycopg
 
+from nexus_dashboard.scope import Scope
 
-def etag(conn: psycopg.Connection, conversation_id: str | None) -> str:
+
+def etag(conn: psycopg.Connection, scope: Scope, conversation_id: str | None) -> str:
+    """The tag of the overview (``conversation_id`` None: of the teams ``scope`` may read) or of one
+    conversation (already checked to be in scope)."""
     if conversation_id is None:
+        cond, args = scope.sql()
         row = conn.execute(
-            "SELECT (SELECT max(received_at) FROM requests), (SELECT max(last_at) FROM conversations),"
-            " (SELECT max(greatest(created_at, started_at, finished_at)) FROM analyses)"
+            f"SELECT (SELECT max(received_at) FROM requests WHERE {cond}),"
+            f" (SELECT max(last_at) FROM conversations WHERE {cond}),"
+            f" (SELECT max(greatest(created_at, started_at, finished_at)) FROM analyses WHERE {cond})",
+            args * 3,
         ).fetchone()
     else:
         row = conn.execute(

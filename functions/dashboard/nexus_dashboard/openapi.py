@@ -5,7 +5,8 @@ FastAPI documents a 422 for validation errors; this app answers 400 (``errors.py
 replaced. Every operation can answer 401 (no or wrong key), 429 (too many failed attempts from the
 caller's address or to the account, ``throttle.py``) and 503 (database unavailable, or no secret
 store for the keys routes); 400 where it takes query parameters or a body, 404 where it looks an id up,
-403 on state changes (a browser session without its CSRF token).
+403 everywhere (a role that may not call the route, ``scope.py``; on state changes also a browser
+session without its CSRF token).
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ def _complete(path: str, method: str, op: dict[str, Any]) -> None:
         responses["400"] = _error("Bad input: a parameter or the body is not what the operation accepts.")
     responses["401"] = _error("No dashboard key, or a wrong one.")
     if method not in SAFE_METHODS:
-        responses["403"] = _error("A browser session sent no CSRF token, or another session's.")
+        responses["403"] = _error(
+            "The caller's role may not do this (scope.py), or a browser session sent no CSRF token "
+            "(or another session's)."
+        )
+    else:
+        responses["403"] = _error("The caller's role may not read this (admin-only areas).")
     if "{" in path:
         responses["404"] = _error("Nothing with that id.")
     responses["429"] = _error(

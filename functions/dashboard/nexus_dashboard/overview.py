@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 from nexus_dashboard.filters import PAGE_SIZE, Filters
 from nexus_dashboard.queries import CONVERSATION_FIELDS, where, with_window
 from nexus_dashboard.schemas import Activity, Choices, ConversationSummary, Overview, Totals, UsageSums
+from nexus_dashboard.scope import Scope
 
 TOKEN_SUMS = (
     "coalesce(sum(input_tokens), 0)::bigint AS input_tokens,"
@@ -35,7 +36,8 @@ def usage_where(f: Filters, *extra: tuple[str, Any]) -> tuple[str, list[Any]]:
             ("user_id = %s", f.user),
             ("model = %s", f.model),
             *extra,
-        ]
+        ],
+        scope=f.scope,
     )
 
 
@@ -56,7 +58,8 @@ def _conversation_where(f: Filters) -> tuple[str, list[Any]]:
                 "id IN (SELECT conversation_id FROM conversation_analysis WHERE lowest_score <= %s)",
                 f.max_score,
             ),
-        ]
+        ],
+        scope=f.scope,
     )
 
 
@@ -128,17 +131,22 @@ CHOICES_TTL_S = 60.0
 _choices: dict[str, tuple[float, Choices]] = {}
 
 
-def choices(conn: psycopg.Connection) -> Choices:
-    """Values the filter menus offer: teams, users and models seen in conversations. Kept for a
-    minute per database: the query scans every conversation, and a new team can wait that long."""
-    key = conn.info.dsn
+def choices(conn: psycopg.Connection, scope: Scope) -> Choices:
+    """Values the filter menus offer: teams, users and models seen in the conversations ``scope``
+    may read. Kept for a minute per database and scope: the query scans every conversation, and a
+    new team can wait that long."""
+    key = f"{conn.info.dsn}\x1e{scope.key()}"
     cached = _choices.get(key)
     if cached and time.monotonic() - cached[0] < CHOICES_TTL_S:
         return cached[1]
+    cond, args = scope.sql()
     row = conn.execute(
-        "SELECT (SELECT array_agg(DISTINCT team ORDER BY team) FROM conversations WHERE team IS NOT NULL),"
-        " (SELECT array_agg(DISTINCT user_id ORDER BY user_id) FROM conversations WHERE user_id IS NOT NULL),"
-        " (SELECT array_agg(DISTINCT m ORDER BY m) FROM conversations, unnest(models) m)"
+        "SELECT (SELECT array_agg(DISTINCT team ORDER BY team) FROM conversations"
+        f" WHERE team IS NOT NULL AND {cond}),"
+        " (SELECT array_agg(DISTINCT user_id ORDER BY user_id) FROM conversations"
+        f" WHERE user_id IS NOT NULL AND {cond}),"
+        f" (SELECT array_agg(DISTINCT m ORDER BY m) FROM conversations, unnest(models) m WHERE {cond})",
+        args * 3,
     ).fetchone()
     teams, users, models = row or (None, None, None)
     found: Choices = {"teams": teams or [], "users": users or [], "models": models or []}
@@ -160,5 +168,5 @@ def overview_data(conn: psycopg.Connection, f: Filters) -> Overview:
         "conversation_total_capped": listed.capped,
         "page": f.page,
         "page_size": PAGE_SIZE,
-        "choices": choices(conn),
+        "choices": choices(conn, f.scope),
     }

@@ -30,7 +30,8 @@ from nexus_dashboard import (
     schemas,
     usage,
 )
-from nexus_dashboard.auth import form_fields
+from nexus_dashboard.audit_log import AuditTrail
+from nexus_dashboard.auth import Scoped, form_fields
 from nexus_dashboard.deps import (
     Access,
     Conn,
@@ -56,7 +57,8 @@ LIMITS: tuple[tuple[str, Literal["u5h", "u7d", "tokens", "requests"]], ...] = (
 def page(request: Request, name: str, nav: str | None = None, status: int = 200, **ctx: Any) -> HTMLResponse:
     session = getattr(request.state, "session", None)
     ctx.setdefault("live", None)
-    ctx.update(request=request, nav=nav, csrf=session.csrf if session else None)
+    who = getattr(request.state, "principal", None)
+    ctx.update(request=request, nav=nav, csrf=session.csrf if session else None, who=who)
     return templates.TemplateResponse(request, name, ctx, status_code=status)
 
 
@@ -91,11 +93,12 @@ def overview_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
 def conversation_page(
     request: Request,
     conn: Conn,
+    scope: Scoped,
     conversation_id: str,
     view: Literal["tree", "timeline"] = "tree",
     branch: Annotated[BranchName | None, Query()] = None,
 ) -> HTMLResponse:
-    c = conversation_or_404(conn, conversation_id, branch)
+    c = conversation_or_404(conn, scope, conversation_id, branch)
     numbers = {r["id"]: f"#{r['n']}" for r in c["requests"]}
     timeline = _timeline(conn, c) if view == "timeline" else []
     time_bar = charts.split_bar(
@@ -118,8 +121,8 @@ def conversation_page(
 
 
 @router.post("/conversations/{conversation_id}/analysis")
-def analyse_page(conn: Conn, launcher: Launch, conversation_id: str) -> Response:
-    cid = conversation_id_or_404(conn, conversation_id)
+def analyse_page(conn: Conn, scope: Scoped, launcher: Launch, conversation_id: str) -> Response:
+    cid = conversation_id_or_404(conn, scope, conversation_id)
     analysis.request(conn, launcher, cid, "manual")
     return RedirectResponse(f"/conversations/{cid}#analysis", 303)
 
@@ -142,8 +145,8 @@ def _timeline(conn: psycopg.Connection, c: schemas.Conversation) -> list[dict[st
 
 
 @router.get("/requests/{request_id}")
-def request_page(request: Request, conn: Conn, request_id: str) -> HTMLResponse:
-    r = request_or_404(conn, request_id)
+def request_page(request: Request, conn: Conn, scope: Scoped, request_id: str) -> HTMLResponse:
+    r = request_or_404(conn, scope, request_id)
     body = r["request_body"] if isinstance(r["request_body"], dict) else {}
     view = render.conversation(body, r["response"])
     response_json = (
@@ -169,7 +172,7 @@ def usage_page(
         "/usage",
         f=f,
         d=d,
-        choices=overview.choices(conn),
+        choices=overview.choices(conn, f.scope),
         csv_query={**f.query(page=None), "group": d["group"], "bucket": d["bucket"]},
         cost_chart=charts.stacked_bars(
             usage.chart_rows(d["rows"], series, "cost_usd"), series, fmt=usd, bucket=d["bucket"], title="cost"
@@ -199,10 +202,11 @@ def ratelimits_page(request: Request, conn: Conn, f: ListFilters) -> HTMLRespons
 def alerts_page(
     request: Request,
     conn: Conn,
+    scope: Scoped,
     team: Annotated[Name | None, Query()] = None,
     kind: Annotated[Name | None, Query()] = None,
 ) -> HTMLResponse:
-    d = alerts.alerts_data(conn, request.app.state.secret_store, team or None, kind or None, 200)
+    d = alerts.alerts_data(conn, request.app.state.secret_store, scope, team or None, kind or None, 200)
     return page(request, "alerts.html", "/alerts", d=d, team=team or "", kind=kind or "")
 
 
@@ -222,10 +226,11 @@ def prompts_page(
 def prompt_page(
     request: Request,
     conn: Conn,
+    scope: Scoped,
     name: Annotated[Name, Path()],
     version: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
 ) -> HTMLResponse:
-    p = prompts.prompt_data(conn, name, version)
+    p = prompts.prompt_data(conn, name, scope, version)
     if p is None:
         raise HTTPException(404, f"no prompt {name!r}" + (f" version {version}" if version else ""))
     return page(request, "prompt.html", "/prompts", p=p)
@@ -249,10 +254,12 @@ def keys_page(request: Request, conn: Conn, access: Access, f: ListFilters) -> H
 
 
 @router.post("/keys")
-async def create_key_page(request: Request, conn: Conn, access: Access, f: ListFilters) -> HTMLResponse:
+async def create_key_page(
+    request: Request, conn: Conn, access: Access, log: AuditTrail, f: ListFilters
+) -> HTMLResponse:
     fields = await form_fields(request)
     try:
-        key, record = keys.create_key(access, fields)
+        key, record = keys.create_key(access, fields, log)
     except keys.KeyInputError as exc:
         return _keys_page(request, conn, access, f, 400, error=str(exc), form=fields)
     # Rendered, not redirected: the key must not travel in a URL or survive a reload.
@@ -260,9 +267,9 @@ async def create_key_page(request: Request, conn: Conn, access: Access, f: ListF
 
 
 @router.post("/keys/{key_id}/revoke")
-def revoke_key_page(access: Access, key_id: str) -> Response:
+def revoke_key_page(access: Access, log: AuditTrail, key_id: str) -> Response:
     try:
-        access.revoke_key(key_id)
+        keys.revoke_key(access, key_id, log)
     except UnknownKey:
         raise HTTPException(404, f"no key {key_id!r}") from None
     return RedirectResponse(f"/keys#key-{key_id}", 303)
@@ -280,10 +287,12 @@ def credentials_page(request: Request, access: Access) -> HTMLResponse:
 
 
 @router.post("/credentials")
-async def store_oauth_page(request: Request, access: Access) -> HTMLResponse:
+async def store_oauth_page(request: Request, access: Access, log: AuditTrail) -> HTMLResponse:
     fields = await form_fields(request)
     try:
-        stored = credentials.store_oauth(access, fields.get("team") or "", fields.get("credential") or "")
+        stored = credentials.store_oauth(
+            access, fields.get("team") or "", fields.get("credential") or "", log
+        )
     except credentials.CredentialInputError as exc:
         # The team is kept for the retry; the credential is not echoed back into the page.
         return _credentials_page(request, access, 400, error=str(exc), form={"team": fields.get("team")})
@@ -304,19 +313,19 @@ def budgets_page(request: Request, conn: Conn, access: Access) -> HTMLResponse:
 
 
 @router.post("/budgets")
-async def set_budget_page(request: Request, conn: Conn, access: Access) -> Response:
+async def set_budget_page(request: Request, conn: Conn, access: Access, log: AuditTrail) -> Response:
     fields = await form_fields(request)
     try:
-        cap = budgets.set_cap(access.store, fields)
+        cap = budgets.set_cap(access.store, fields, log)
     except BudgetInputError as exc:
         return _budgets_page(request, conn, access, 400, error=str(exc), form=fields)
     return RedirectResponse(f"/budgets#budget-{cap['kind']}-{cap['name']}-monthly", 303)
 
 
 @router.post("/budgets/{kind}/{name}/clear")
-def clear_budget_page(access: Access, kind: str, name: str) -> Response:
+def clear_budget_page(access: Access, log: AuditTrail, kind: str, name: str) -> Response:
     try:
-        budgets.clear_cap(access.store, kind, name)
+        budgets.clear_cap(access.store, kind, name, log)
     except BudgetInputError as exc:
         raise HTTPException(404, str(exc)) from None
     return RedirectResponse("/budgets", 303)
@@ -329,8 +338,8 @@ def analysis_page(request: Request, conn: Conn, f: ListFilters) -> HTMLResponse:
         "analysis.html",
         "/analysis",
         f=f,
-        d=analysis.top_tips(conn, f.team, f.since),
-        choices=overview.choices(conn),
+        d=analysis.top_tips(conn, f.team, f.since, f.scope),
+        choices=overview.choices(conn, f.scope),
     )
 
 

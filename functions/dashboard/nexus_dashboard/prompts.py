@@ -16,6 +16,7 @@ from nexus_dashboard.schemas import (
     PromptUse,
     PromptVersion,
 )
+from nexus_dashboard.scope import Scope
 
 
 def library_data(conn: psycopg.Connection, query: str | None = None, removed: bool = False) -> PromptLibrary:
@@ -25,7 +26,11 @@ def library_data(conn: psycopg.Connection, query: str | None = None, removed: bo
     return {"prompts": rows, "last_sync": cast(PromptSync, sync) if sync else None}
 
 
-def prompt_data(conn: psycopg.Connection, name: str, version: int | None = None) -> PromptDetail | None:
+def prompt_data(
+    conn: psycopg.Connection, name: str, scope: Scope, version: int | None = None
+) -> PromptDetail | None:
+    """The library is the whole stage's; its recent uses name teams and people, so a caller sees the
+    uses of the teams ``scope`` may read (the counts stay the library's)."""
     row = library.version(conn, name, version)
     if row is None:
         return None
@@ -43,5 +48,5 @@ def prompt_data(conn: psycopg.Connection, name: str, version: int | None = None)
         "removed_at": row["removed_at"],
         "uses": sum(v["uses"] for v in versions),
         "versions": versions,
-        "recent_uses": [cast(PromptUse, u) for u in library.usage(conn, name)],
+        "recent_uses": [cast(PromptUse, u) for u in library.usage(conn, name) if scope.allows(u["team"])],
     }

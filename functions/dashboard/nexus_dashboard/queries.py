@@ -19,6 +19,7 @@ from nexus_dashboard.schemas import (
     RequestSummary,
     TreeRequest,
 )
+from nexus_dashboard.scope import Scope
 
 LIST_FIELDS = (
     "id, received_at, team, user_id AS user, session_id, agent_id, model, kind, path, stream, status, "
@@ -30,12 +31,23 @@ LIST_FIELDS = (
 )
 
 
-def where(filters: list[tuple[str, Any]]) -> tuple[str, list[Any]]:
-    """`` WHERE a AND b`` from (condition with one %s, value) pairs whose value is set."""
+def where(filters: list[tuple[str, Any]], *, scope: Scope) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b`` from (condition with one %s, value) pairs whose value is set, always
+    narrowed to the teams ``scope`` may read (``scope.py``)."""
     used = [(cond, value) for cond, value in filters if value]
-    if not used:
+    scoped, scope_args = scope.sql()
+    conds = [c for c, _ in used] + ([] if scope.everything else [scoped])
+    if not conds:
         return "", []
-    return " WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
+    return " WHERE " + " AND ".join(conds), [v for _, v in used] + scope_args
+
+
+def team_of(conn: psycopg.Connection, table: str, row_id: str) -> tuple[bool, str | None]:
+    """Whether a row of ``table`` (requests or conversations) exists, and its team: what
+    ``Scope.allows`` decides one row by."""
+    assert table in ("requests", "conversations")
+    row = conn.execute(f"SELECT team FROM {table} WHERE id = %s", (row_id,)).fetchone()
+    return (row is not None, row[0] if row else None)
 
 
 def list_requests(
@@ -45,6 +57,8 @@ def list_requests(
     since: datetime | None,
     team: str | None = None,
     user: str | None = None,
+    *,
+    scope: Scope,
 ) -> list[RequestSummary]:
     cond, args = where(
         [
@@ -52,7 +66,8 @@ def list_requests(
             ("received_at >= %s", since),
             ("team = %s", team),
             ("user_id = %s", user),
-        ]
+        ],
+        scope=scope,
     )
     sql = f"SELECT {LIST_FIELDS} FROM requests{cond} ORDER BY received_at DESC, id DESC LIMIT %s"
     with conn.cursor(row_factory=dict_row) as cur:

@@ -76,8 +76,10 @@ def reading(rl: dict[str, str]) -> Reading:
 
 def ratelimits(conn: psycopg.Connection, f: Filters) -> RateLimits:
     """Read from the rollups ingest maintains (migration 0003): the latest reading per account, its
-    hourly peaks, and the account's requests from the usage rollup."""
+    hourly peaks, and the account's requests from the usage rollup. A caller scoped to some teams sees
+    the accounts those teams' requests went through, with those teams' requests only."""
     since = f.since_hour
+    cond, scope_args = f.scope.sql()
     with conn.cursor(row_factory=dict_row) as cur:
         latest = cur.execute(
             "SELECT account, received_at, status, ratelimit FROM ratelimit_latest ORDER BY account"
@@ -90,8 +92,8 @@ def ratelimits(conn: psycopg.Connection, f: Filters) -> RateLimits:
                 " array_agg(DISTINCT team) FILTER (WHERE team IS NOT NULL) AS teams,"
                 " array_agg(DISTINCT user_id) FILTER (WHERE user_id IS NOT NULL) AS users"
                 " FROM usage_hourly WHERE account IS NOT NULL AND (%s::timestamptz IS NULL OR hour >= %s)"
-                " GROUP BY account",
-                (since, since),
+                f" AND {cond} GROUP BY account",
+                (since, since, *scope_args),
             ).fetchall()
         }
         history: dict[str, list[RateLimitPoint]] = {}
@@ -103,6 +105,11 @@ def ratelimits(conn: psycopg.Connection, f: Filters) -> RateLimits:
             # Less its account, the row is a RateLimitPoint (FastAPI checks the shape at runtime).
             history.setdefault(h.pop("account"), []).append(cast(RateLimitPoint, h))
     accounts: list[Account] = []
+    if not f.scope.everything:  # the accounts these teams used: any time, as the unscoped list shows
+        used = {
+            r[0] for r in conn.execute(f"SELECT DISTINCT account FROM usage_hourly WHERE {cond}", scope_args)
+        }
+        latest = [row for row in latest if row["account"] in used]
     for row in latest:
         s = stats.get(row["account"], {})
         accounts.append(

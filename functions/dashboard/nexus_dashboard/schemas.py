@@ -455,10 +455,17 @@ class CredentialList(TypedDict):
     credentials: list[TeamCredential]
 
 
+RoleName = Literal["admin", "member", "viewer"]
+Teams = Annotated[list[str] | None, Field(description="the teams it may read; null: every team (admins)")]
+
+
 class BearerSession(TypedDict):
-    """Asked with the dashboard key."""
+    """Asked with the dashboard key or a service token."""
 
     auth: Literal["bearer"]
+    principal: str
+    role: RoleName
+    teams: Teams
 
 
 class BrowserSession(TypedDict):
@@ -466,6 +473,8 @@ class BrowserSession(TypedDict):
 
     auth: Literal["session"]
     principal: str
+    role: RoleName
+    teams: Teams
     csrf_token: Annotated[str, Field(description="send as X-CSRF-Token with state changes")]
     expires_at: Annotated[int, Field(description="epoch seconds")]
 
@@ -672,3 +681,86 @@ class PromptDetail(TypedDict):
     uses: Annotated[int, Field(description="uses of every version")]
     versions: Annotated[list[PromptVersion], Field(description="newest first")]
     recent_uses: Annotated[list[PromptUse], Field(description="newest first, at most 50")]
+
+
+class SessionRow(TypedDict):
+    """A sign-in session as listed: never its cookie."""
+
+    id: Annotated[str, Field(description="hex SHA-256 of the cookie's token (cannot be turned into one)")]
+    principal: str
+    role: RoleName
+    teams: Teams
+    created_at: datetime
+    expires_at: datetime
+    last_seen_at: datetime
+    revoked_at: datetime | None
+    client_address: str | None
+    user_agent: str | None
+    live: bool
+    current: Annotated[bool, Field(description="the session this request was made with")]
+
+
+class SessionList(TypedDict):
+    sessions: list[SessionRow]
+
+
+class EndedSessions(TypedDict):
+    ended: Annotated[int, Field(description="how many live sessions were ended")]
+
+
+class UserRow(TypedDict):
+    name: str
+    principal: Annotated[str, Field(description="user:<name>: what sessions and the audit log call it")]
+    role: RoleName
+    teams: list[str]
+    created_at: datetime
+    updated_at: datetime
+    live_sessions: int
+
+
+class UserList(TypedDict):
+    users: list[UserRow]
+
+
+class TokenRow(TypedDict):
+    """A service token as listed: never the token."""
+
+    id: str
+    name: str
+    role: RoleName
+    teams: Teams
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    live: bool
+
+
+class TokenList(TypedDict):
+    tokens: list[TokenRow]
+
+
+class CreatedToken(TypedDict):
+    token: Annotated[str, Field(description="the token itself (nxt_...): shown this once, never stored")]
+    record: TokenRow
+
+
+class RevokedToken(TypedDict):
+    id: str
+    revoked_at: datetime
+
+
+class AuditRow(TypedDict):
+    id: int
+    at: datetime
+    actor: Annotated[
+        str, Field(description="dashboard-key, user:<name>, oidc:<subject>, token:<id>, cli:<user>")
+    ]
+    action: Annotated[str, Field(description="key.create, key.revoke, budget.set, user.set-role, ...")]
+    target: str
+    detail: dict[str, Any]
+    client_address: str | None
+
+
+class AuditLog(TypedDict):
+    entries: list[AuditRow]

@@ -18,8 +18,12 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
+
+from nexus_dashboard.scope import Principal, principal
 
 COOKIE = "nexus_session"
 MAX_AGE_S = 12 * 3600
@@ -35,6 +39,7 @@ class Session:
     principal: str
     csrf: str
     expires_at: datetime
+    who: Principal  # the role and teams it was issued with (a role change revokes it)
 
 
 def key_fingerprint(dashboard_key: str) -> bytes:
@@ -48,7 +53,7 @@ def _hash(token: str) -> bytes:
 def issue(
     conn: psycopg.Connection,
     dashboard_key: str,
-    principal: str,
+    who: Principal,
     client_address: str | None,
     user_agent: str | None,
 ) -> tuple[str, Session]:
@@ -56,12 +61,14 @@ def issue(
     the browser's next request finds it on any dashboard process."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     row = conn.execute(
-        "INSERT INTO dashboard_sessions (token_hash, principal, key_fingerprint, csrf_token, expires_at,"
-        " client_address, user_agent) VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s)"
-        " RETURNING expires_at",
+        "INSERT INTO dashboard_sessions (token_hash, principal, role, teams, key_fingerprint, csrf_token,"
+        " expires_at, client_address, user_agent)"
+        " VALUES (%s, %s, %s, %s, %s, %s, now() + make_interval(secs => %s), %s, %s) RETURNING expires_at",
         (
             _hash(token),
-            principal,
+            who.name,
+            who.role,
+            None if who.teams is None else sorted(who.teams),
             key_fingerprint(dashboard_key),
             csrf,
             MAX_AGE_S,
@@ -71,19 +78,19 @@ def issue(
     ).fetchone()
     assert row is not None
     conn.commit()
-    return token, Session(_hash(token), principal, csrf, row[0])
+    return token, Session(_hash(token), who.name, csrf, row[0], who)
 
 
 _LOOKUP = """
 WITH found AS (
-    SELECT token_hash, principal, csrf_token, expires_at, last_seen_at FROM dashboard_sessions
+    SELECT token_hash, principal, role, teams, csrf_token, expires_at, last_seen_at FROM dashboard_sessions
     WHERE token_hash = %(hash)s AND key_fingerprint = %(key)s AND revoked_at IS NULL AND expires_at > now()
 ), seen AS (
     UPDATE dashboard_sessions s SET last_seen_at = now() FROM found
     WHERE s.token_hash = found.token_hash AND found.last_seen_at < now() - make_interval(secs => %(every)s)
     RETURNING 1
 )
-SELECT principal, csrf_token, expires_at, (SELECT count(*) FROM seen) FROM found
+SELECT principal, role, teams, csrf_token, expires_at, (SELECT count(*) FROM seen) FROM found
 """
 
 
@@ -97,10 +104,10 @@ def lookup(conn: psycopg.Connection, token: str, dashboard_key: str) -> Session 
     ).fetchone()
     if row is None:
         return None
-    principal, csrf, expires_at, touched = row
+    name, role, teams, csrf, expires_at, touched = row
     if touched:
         conn.commit()  # release the row now, not at the end of the request
-    return Session(_hash(token), principal, csrf, expires_at)
+    return Session(_hash(token), name, csrf, expires_at, principal(name, role, teams))
 
 
 def revoke(conn: psycopg.Connection, session: Session) -> None:
@@ -116,3 +123,46 @@ def forget_old(conn: psycopg.Connection) -> None:
     conn.execute(
         "DELETE FROM dashboard_sessions WHERE expires_at < now() - make_interval(secs => %s)", (KEEP_ENDED_S,)
     )
+
+
+def listed(conn: psycopg.Connection, name: str | None) -> list[dict[str, Any]]:
+    """Sessions of one principal (``None``: everyone's), live first, newest first; ``id`` is the
+    hex SHA-256 of the cookie's token (what the table keys it by; it cannot be turned into a cookie)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT encode(token_hash, 'hex') AS id, principal, role, teams, created_at, expires_at,"
+            " last_seen_at, revoked_at, client_address, user_agent,"
+            " (revoked_at IS NULL AND expires_at > now()) AS live FROM dashboard_sessions"
+            " WHERE %(name)s::text IS NULL OR principal = %(name)s"
+            " ORDER BY (revoked_at IS NULL AND expires_at > now()) DESC, created_at DESC LIMIT 200",
+            {"name": name},
+        ).fetchall()
+
+
+def revoke_id(conn: psycopg.Connection, session_id: str, name: str | None) -> bool:
+    """End the session with this id (of principal ``name``, or anyone's for ``None``): whether a live
+    one was found."""
+    if len(session_id) != 64:
+        return False
+    try:
+        token_hash = bytes.fromhex(session_id)
+    except ValueError:
+        return False
+    found = conn.execute(
+        "UPDATE dashboard_sessions SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL"
+        " AND expires_at > now() AND (%s::text IS NULL OR principal = %s) RETURNING 1",
+        (token_hash, name, name),
+    ).fetchone()
+    conn.commit()
+    return found is not None
+
+
+def revoke_all(conn: psycopg.Connection, name: str) -> int:
+    """End every session of a principal (a user removed, or given another role); not committed, so
+    it goes with the change that calls for it."""
+    cur = conn.execute(
+        "UPDATE dashboard_sessions SET revoked_at = now() WHERE principal = %s AND revoked_at IS NULL"
+        " AND expires_at > now()",
+        (name,),
+    )
+    return cur.rowcount

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import psycopg
 from fastapi import Request
 
-ACCOUNT = "dashboard-key"  # the only account until per-person logins; then a user name
+ACCOUNT = "dashboard-key"  # the dashboard key's account; a user's is user:<name>, a token's token:<id>
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +96,18 @@ RETURNING ceil(extract(epoch FROM t.locked_until - now()))::int
 """
 
 
-def attempt(conn: psycopg.Connection, policy: Policy, address: str, account: str, correct: bool) -> Verdict:
+def attempt(
+    conn: psycopg.Connection, policy: Policy, address: str, account: str, correct: bool, dry_run: bool = False
+) -> Verdict:
     """Decide a sign-in attempt whose key was ``correct`` or not; failures are recorded and
-    committed at once (the error response that follows must not roll them back)."""
+    committed at once (the error response that follows must not roll them back). ``dry_run``: only
+    whether the address or account is locked out now (before a password costs a hash)."""
     waits = {scope: wait for scope, wait in conn.execute(_STATE, (address, account))}
     wait = max((w for w in waits.values() if w and w > 0), default=None)
     if wait is not None:
         return Verdict(False, wait)
+    if dry_run:
+        return Verdict(True)
     if correct:
         if "address" in waits:  # earlier typos from here are forgiven (a write only when there were any)
             conn.execute(

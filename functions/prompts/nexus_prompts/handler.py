@@ -22,6 +22,7 @@ import orjson
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from nexus import audit
 from nexus.aws import client
 from nexus.db import prompts as library
 from nexus.db.connect import DatabaseSettings, connect
@@ -113,6 +114,13 @@ def apply(event: dict[str, Any], context: Any) -> dict[str, Any]:
     snap = handoff.decode(event)  # ValueError: the invocation fails with what is wrong
     with connect(DatabaseSettings(), application_name="nexus-prompts", autocommit=True) as conn:
         result = library.apply(conn, snap)
-    summary = result.summary()
+        summary = result.summary()
+        audit.record(
+            conn,
+            "prompts-sync",
+            "prompts.sync",
+            f"{snap.repo}@{snap.ref or 'default'}:{snap.path or '/'}",
+            summary,
+        )
     logger.info("prompt library applied", extra=summary)
     return summary

@@ -30,6 +30,14 @@ LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"  # set by Lambda itself
 
 # The dashboard.
 DASHBOARD_KEY = "NEXUS_DASHBOARD_KEY"
+# Dashboard sign-in through an OpenID Connect provider (ADR 0025).
+OIDC_ISSUER = "NEXUS_OIDC_ISSUER"
+OIDC_CLIENT_ID = "NEXUS_OIDC_CLIENT_ID"
+OIDC_CLIENT_SECRET = "NEXUS_OIDC_CLIENT_SECRET"  # locally; in AWS the name of a secret holding it:
+OIDC_CLIENT_SECRET_SECRET = "NEXUS_OIDC_CLIENT_SECRET_SECRET"
+OIDC_GROUPS_CLAIM = "NEXUS_OIDC_GROUPS_CLAIM"
+OIDC_LABEL = "NEXUS_OIDC_LABEL"
+OIDC_CONFIG_SECRET = "NEXUS_OIDC_CONFIG_SECRET"  # AWS with Cognito: a secret {issuer, client_id, label}
 DASHBOARD_KEY_SECRET = "NEXUS_DASHBOARD_KEY_SECRET"  # AWS: the dashboard key's secret
 
 # The gateway in AWS: front (function URL, outside the VPC) -> router (in the VPC) -> workers (ECS).

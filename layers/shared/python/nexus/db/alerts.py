@@ -74,10 +74,15 @@ def recent(
     kind: str | None = None,
     limit: int = 100,
     before_id: int | None = None,
+    teams: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The log, newest first; ``team``/``kind`` narrow it."""
+    """The log, newest first; ``team``/``kind`` narrow it, and so does ``teams`` (only alerts of
+    these teams: a dashboard member's or viewer's; the stage's own alerts have no team)."""
     where: list[str] = []
     args: list[object] = []
+    if teams is not None:
+        where.append("team = ANY(%s)")
+        args.append(teams)
     for col, value in (("team", team), ("kind", kind)):
         if value is not None:
             where.append(f"{col} = %s")

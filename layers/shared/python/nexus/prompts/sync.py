@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from nexus import audit
 from nexus.db import prompts as library
 from nexus.prompts.source import read
 
@@ -61,9 +62,15 @@ def token_from_secret(value: str | None) -> tuple[str | None, str | None]:
     return (username or TOKEN_USER, token) if token else (None, None)
 
 
-def sync(conninfo: str, source: Source, cache_base: Path, token: str | None = None) -> library.SyncResult:
-    """Raises SourceError when the repository cannot be read (nothing is changed then)."""
+def sync(
+    conninfo: str, source: Source, cache_base: Path, token: str | None = None, actor: str = "prompts-sync"
+) -> library.SyncResult:
+    """Raises SourceError when the repository cannot be read (nothing is changed then). The sync is
+    written to the audit log as done by ``actor``."""
     token = token if token is not None else os.environ.get(TOKEN) or None
     snap = read(source.repo, source.ref, source.path, cache_base, TOKEN_USER if token else None, token)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return library.apply(conn, snap)
+        result = library.apply(conn, snap)
+        where = f"{source.repo}@{source.ref or 'default'}:{source.path or '/'}"
+        audit.record(conn, actor, "prompts.sync", where, result.summary())
+        return result
