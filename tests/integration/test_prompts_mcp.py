@@ -191,24 +191,7 @@ def test_claude_code_adds_the_server_and_sees_it_connected(library, tmp_path):
     assert listed.returncode == 0, listed.stdout + listed.stderr
     line = next(x for x in listed.stdout.splitlines() if x.startswith("nexus"))
     assert url in line and "Connected" in line, listed.stdout
-
-    # With a wrong key the CLI sees the server refuse it.
-    _claude(home, cwd, "mcp", "remove", "nexus")
-    _claude(
-        home,
-        cwd,
-        "mcp",
-        "add",
-        "--transport",
-        "http",
-        "nexus",
-        url,
-        "--header",
-        "Authorization: Bearer nxk_x_y",
-    )
-    refused = _claude(home, cwd, "mcp", "list")
-    line = next(x for x in refused.stdout.splitlines() if x.startswith("nexus"))
-    assert "Connected" not in line, refused.stdout
+    # (a wrong key's 401 is test_without_a_valid_nexus_key_the_endpoint_answers_401, by the SDK)
 
 
 def _user_texts(body: dict) -> list[str]:
