@@ -48,6 +48,7 @@ class Stack:
         self.proc: subprocess.Popen | None = None
         self.dashboard_key = "nxd_test_" + os.urandom(8).hex()
         self.log_path = data_dir / "nexus-dev.log"
+        self.log_start = 0  # where this start's lines begin in the log
 
     @property
     def proxy_url(self) -> str:
@@ -73,6 +74,8 @@ class Stack:
     def start(self, timeout: float = 60) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        # A restart on the same data directory appends to the log: wait for this start's banner.
+        self.log_start = log.tell()
         self.proc = subprocess.Popen(
             [
                 str(NEXUS),
@@ -102,16 +105,19 @@ class Stack:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nexus dev exited ({self.proc.returncode}):\n{self.log()}")
-            if "Nexus local stack is running" in self.log():
+            if b"Nexus local stack is running" in self._log_bytes()[self.log_start :]:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"nexus dev did not start in {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
+        return self._log_bytes().decode(errors="replace")
+
+    def _log_bytes(self) -> bytes:
         try:
-            return self.log_path.read_text(errors="replace")
+            return self.log_path.read_bytes()
         except FileNotFoundError:
-            return ""
+            return b""
 
     def stop(self, timeout: float = 60) -> int:
         """Ctrl-C equivalent: SIGTERM and wait for the clean shutdown."""
