@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.http import post
+from tests.support.secret_scan import ABUSE_KEYS
 from tests.support.stack import Stack, running_stack
 
 EXAMPLES = int(os.environ.get("NEXUS_ABUSE_EXAMPLES", "150"))
@@ -197,8 +198,8 @@ def extra_headers(draw: st.DrawFn) -> tuple[list[str], list[tuple[bytes, bytes]]
                             (b"content-type", b"application/json"),
                             (b"content-type", b"text/plain"),
                             (b"anthropic-version", b"2023-06-01"),
-                            (b"x-api-key", b"sk-ant-api03-abuse-one"),
-                            (b"x-api-key", b"sk-ant-api03-abuse-two"),
+                            (b"x-api-key", ABUSE_KEYS[0].encode()),
+                            (b"x-api-key", ABUSE_KEYS[1].encode()),
                         ]
                     )
                 )
@@ -212,7 +213,7 @@ def extra_headers(draw: st.DrawFn) -> tuple[list[str], list[tuple[bytes, bytes]]
         elif kind == "expect":
             out.append((b"expect", b"100-continue"))
         else:
-            out.append((b"authorization", b"Bearer sk-ant-oat01-abuse-token"))
+            out.append((b"authorization", b"Bearer " + ABUSE_KEYS[2].encode()))
     return kinds, out, clean
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support import secret_scan
+
 REPO = Path(__file__).resolve().parents[2]
 NEXUS = Path(sys.executable).with_name("nexus")
 
@@ -48,6 +50,7 @@ class Stack:
         self.proc: subprocess.Popen | None = None
         self.dashboard_key = "nxd_test_" + os.urandom(8).hex()
         self.log_path = data_dir / "nexus-dev.log"
+        secret_scan.register_data_dir(data_dir)  # scanned for client secrets after the suite
         self.log_start = 0  # where this start's lines begin in the log
 
     @property
@@ -176,7 +179,12 @@ class Stack:
         return self.wait_for(lambda rows: len(rows) >= n, timeout, **params)
 
     def nexus(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        """The `nexus` CLI on this stack's data directory. The credentials it is given on stdin
+        (``teams set-api-key``, ``teams set-oauth``) and the keys it prints are registered for the
+        secrets scan."""
+        if input and args[:1] == ("teams",):
+            _register_credential(input)
+        done = subprocess.run(
             [str(NEXUS), *args, "--data-dir", str(self.data_dir)],
             input=input,
             capture_output=True,
@@ -184,6 +192,22 @@ class Stack:
             env=self.env(),
             timeout=60,
         )
+        secret_scan.register_output(done.stdout)
+        return done
+
+
+def _register_credential(given: str) -> None:
+    """An API key, or an OAuth credential's JSON (its two tokens)."""
+    try:
+        doc = json.loads(given)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        for name in ("access_token", "refresh_token"):
+            if isinstance(doc.get(name), str):
+                secret_scan.register(doc[name])
+    else:
+        secret_scan.register(given)
 
 
 @contextlib.contextmanager
