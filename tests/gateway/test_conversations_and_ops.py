@@ -78,6 +78,42 @@ def test_conversations_created_continued_by_id_listed_and_read(gateway: Gateway,
         )
 
 
+def test_conversation_input_is_checked_and_a_nul_is_kept_readable(gateway: Gateway, upstream):
+    """Found by the OpenAPI suite: a non-string model or system answered 500 or was stored as given,
+    and text with U+0000 (which PostgreSQL cannot hold) answered 500."""
+    for body, param in (({"model": 5}, "model"), ({"system": ["x"]}, "system"), ({"system": {}}, "system")):
+        status, doc = _call(gateway, "POST", "/conversations", body)
+        assert status == 400 and doc["error"]["param"] == param, doc
+    status, conv = _call(
+        gateway, "POST", "/conversations", {"system": "a\u0000b", "metadata": {"k": "v\u0000"}}
+    )
+    assert status == 200, conv
+    status, got = _call(gateway, "GET", f"/conversations/{conv['id']}")
+    assert status == 200 and got["system"] == "a\u2400b" and got["metadata"] == {"k": "v\u2400"}
+    status, doc = _call(gateway, "GET", "/conversations/conv_%00")
+    assert status == 404 and doc["error"]["code"] == "conversation_not_found"
+    assert _call(gateway, "GET", "/conversations?after=conv_%00") == (
+        200,
+        {"object": "list", "data": [], "has_more": False, "last_id": None},
+    )
+    with pytest.raises(openai.NotFoundError):
+        gateway.client().chat.completions.create(
+            model="sonnet",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"conversation_id": "c\u0000"},
+        )
+    assert upstream.messages_requests() == []
+
+
+def test_a_wrong_method_is_told_every_method_the_path_allows(gateway: Gateway):
+    req = urllib.request.Request(gateway.url + "/conversations", method="DELETE")
+    req.add_header("authorization", f"Bearer {gateway.key}")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=10)
+    assert info.value.code == 405 and info.value.headers["allow"] == "GET, POST"  # was "POST"
+    assert json.loads(info.value.read())["error"]["message"] == "DELETE is not allowed on /v1/conversations."
+
+
 def test_stats_health_and_ready(gateway: Gateway):
     with urllib.request.urlopen(gateway.url.removesuffix("/v1") + "/health", timeout=5) as r:
         assert json.loads(r.read()) == {"status": "ok"}

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from nexus.secret_store import LocalSecretStore, SecretStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from nexus_gateway import cache, catalog, chat, chat_request, conversations, memory, responses
 from nexus_gateway.cloud import routing
@@ -75,6 +76,15 @@ async def _collect_or_abandon(request: Request, events: AsyncIterator[Any]) -> A
     return collecting.result()
 
 
+def _allowed(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
+    """The methods of every route whose path matches the request's."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
 def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
     gateway = Gateway(settings, secrets)
 
@@ -118,12 +128,17 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
             404: f"Unknown request URL: {request.method} {request.url.path}.",
             405: f"{request.method} is not allowed on {request.url.path}.",
         }.get(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route with this path only; a path served by
+            # two routes (GET and POST /v1/conversations) allows both.
+            headers = {"Allow": ", ".join(_allowed(app, request.scope))}
         return _error(
             GatewayError(
                 exc.status_code,
                 message,
                 code="unknown_url" if exc.status_code == 404 else None,
-                headers=dict(exc.headers or {}),
+                headers=headers,
             )
         )
 
