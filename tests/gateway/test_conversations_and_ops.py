@@ -1,8 +1,10 @@
-"""The seed project's conversation API, the operator's endpoints, and images fetched by URL."""
+"""The seed project's conversation API, the operator's endpoints, images fetched by URL, and the
+whole API against its OpenAPI document (schemathesis)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import urllib.error
@@ -12,9 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
+import schemathesis
 
 from tests.conftest import strict_skips
 from tests.gateway.conftest import Gateway
+from tests.support import openapi_run
 from tests.support.fake_upstream import text_reply
 
 PNG = bytes.fromhex(
@@ -214,3 +218,60 @@ def test_image_urls_that_redirect_inward_or_are_no_image_are_refused(
         _image(gateway, image_host + path)
     assert says in info.value.body["message"]
     assert upstream.messages_requests() == []
+
+
+# --- the whole API against its OpenAPI document ------------------------------------------------------
+# Here, on this module's gateway, rather than on a stack of its own: a gateway takes about 20 s to
+# start. Last in the module: it creates conversations the tests above do not expect.
+
+OPENAPI_EXAMPLES = int(os.environ.get("NEXUS_GATEWAY_OPENAPI_EXAMPLES", "10"))
+
+
+@pytest.fixture(scope="module")
+def gateway_schema(gateway: Gateway):
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    config = openapi_run.config(headers, max_examples=OPENAPI_EXAMPLES)
+    schema = schemathesis.openapi.from_url(gateway.url.removesuffix("/v1") + "/openapi.json", config=config)
+    schema.statuses = openapi_run.count_statuses(schema)  # type: ignore[attr-defined]
+    return schema
+
+
+def test_the_document_says_what_each_operation_takes_and_answers(gateway_schema) -> None:
+    doc = gateway_schema.raw_schema
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            codes = set(op["responses"])
+            assert "422" not in codes, (method, path)  # bad input is a 400 here
+            if path in ("/health", "/ready"):
+                assert op["security"] == [], path  # for health checks, without a key
+                continue
+            assert "401" in codes and op["security"] == [{"nexusKey": []}, {}], (
+                method,
+                path,
+            )  # optional here
+            assert ("404" in codes) == ("{" in path or method == "post"), (method, path)
+            for code in codes - {"200"}:
+                error = op["responses"][code]["content"]["application/json"]["schema"]
+                assert error == {"$ref": "#/components/schemas/Error"}, (method, path, code)
+    chat = doc["paths"]["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ChatCompletionRequest"
+    )
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"400", "429", "502", "504"} <= set(chat["responses"])
+    messages = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["messages"]
+    assert messages["items"] == {"$ref": "#/components/schemas/ChatMessage"}
+
+
+def test_the_api_keeps_to_its_openapi_document(gateway: Gateway, gateway_schema, upstream) -> None:
+    """Every phase and default check of schemathesis, authenticated with a Nexus key: no 5xx, only
+    documented statuses, content types and headers, errors in OpenAI's shape, 405 with every allowed
+    method. Model calls stay few (the settings bound their cases; most are refused as bad input or
+    an unknown model), and are answered by the scripted upstream at once."""
+    turns_before = gateway.stats()["requests"]
+    scenarios, findings = openapi_run.run(gateway_schema)
+    statuses = gateway_schema.statuses
+    assert scenarios >= 10, scenarios  # every operation was exercised
+    assert statuses[200] > 50 and statuses[400] > 50, statuses  # both valid and invalid input got through
+    assert not findings, "\n".join(findings)
+    assert gateway.stats()["requests"] - turns_before <= 10 * max(1, OPENAPI_EXAMPLES // 10)

@@ -24,7 +24,7 @@ from nexus.secret_store import LocalSecretStore, SecretStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from nexus_gateway import cache, catalog, chat, chat_request, conversations, memory, responses
+from nexus_gateway import cache, catalog, chat, chat_request, conversations, memory, openapi, responses
 from nexus_gateway.cloud import routing
 from nexus_gateway.engine.events import Answer
 from nexus_gateway.errors import GatewayError, bad_request
@@ -115,6 +115,7 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.openapi = lambda: openapi.document(app, settings.require_keys)  # type: ignore[method-assign]
     app.state.gateway = gateway
     app.state.ready = False
 
