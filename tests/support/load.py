@@ -69,9 +69,13 @@ class Load:
         pause_s: float = 0.0,
         extra_headers: dict[str, str] | None = None,
         timeout_s: float = 60.0,
+        session_every: int | None = None,
     ) -> None:
+        """``session_every``: each client starts a new session (``<session>-<client>-<n>``) every
+        that many requests, as Claude Code sessions come and go; None: one session for all."""
         self.url = url.rstrip("/") + "/v1/messages?beta=true"
         self.session = session
+        self.session_every = session_every
         self.concurrency = concurrency
         self.pause_s = pause_s
         self.headers = {**CLAUDE_HEADERS, SESSION_HEADER: session, **(extra_headers or {})}
@@ -116,8 +120,11 @@ class Load:
             if self._stop.is_set():
                 return
             body = message_body(f"client {n} request {i} of {self.session}")
+            headers = self.headers
+            if self.session_every:
+                headers = {**headers, SESSION_HEADER: f"{self.session}-{n}-{i // self.session_every}"}
             started = time.monotonic()
-            outcome = await self._one(session, body)
+            outcome = await self._one(session, body, headers)
             with self._lock:
                 self.seen.sent += 1
                 if outcome == "answered":
@@ -134,9 +141,9 @@ class Load:
             elif self.pause_s:
                 await asyncio.sleep(self.pause_s)
 
-    async def _one(self, session: aiohttp.ClientSession, body: bytes) -> str | int:
+    async def _one(self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]) -> str | int:
         try:
-            async with session.post(self.url, data=body, headers=self.headers) as resp:
+            async with session.post(self.url, data=body, headers=headers) as resp:
                 data = await resp.read()
                 if resp.status != 200:
                     return resp.status
@@ -182,22 +189,26 @@ def upstream_count(seen: list[Any], session: str) -> int:
     return sum(1 for s in list(seen) if s.header(SESSION_HEADER) == session)
 
 
-def recorded_in_database(conninfo: str, session: str) -> tuple[int, int, int]:
-    """(records with the upstream's answer, other records, duplicate rows) of ``session``."""
+def recorded_in_database(conninfo: str, session: str, prefix: bool = False) -> tuple[int, int, int]:
+    """(records with the upstream's answer, other records, duplicate rows) of ``session`` (of every
+    session whose id starts with it, with ``prefix``)."""
     import psycopg
 
+    where = "session_id LIKE %s" if prefix else "session_id = %s"
     with psycopg.connect(conninfo, connect_timeout=5) as conn:
         row = conn.execute(
             "SELECT count(DISTINCT id) FILTER (WHERE response_headers <> '[]'::jsonb),"
             " count(DISTINCT id) FILTER (WHERE response_headers = '[]'::jsonb),"
-            " count(*) - count(DISTINCT id) FROM requests WHERE session_id = %s",
-            (session,),
+            f" count(*) - count(DISTINCT id) FROM requests WHERE {where}",
+            (session + "%" if prefix else session,),
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def wait_recorded(conninfo: str, session: str, upstream: int, timeout: float = 60) -> tuple[int, int, int]:
+def wait_recorded(
+    conninfo: str, session: str, upstream: int, timeout: float = 60, prefix: bool = False
+) -> tuple[int, int, int]:
     """``recorded_in_database`` once the records of every upstream answer are in (or at ``timeout``:
     what is there then). The database may still be coming back: connection errors are waited out."""
     import psycopg
@@ -206,12 +217,12 @@ def wait_recorded(conninfo: str, session: str, upstream: int, timeout: float = 6
     got = (0, 0, 0)
     while time.monotonic() < deadline:
         try:
-            got = recorded_in_database(conninfo, session)
+            got = recorded_in_database(conninfo, session, prefix)
         except psycopg.OperationalError:
             pass
         else:
             if got[0] >= upstream:
                 time.sleep(0.3)  # and nothing more arrives (duplicates)
-                return recorded_in_database(conninfo, session)
+                return recorded_in_database(conninfo, session, prefix)
         time.sleep(0.2)
     return got
