@@ -109,6 +109,12 @@ def test_conversation_input_is_checked_and_a_nul_is_kept_readable(gateway: Gatew
     assert upstream.messages_requests() == []
 
 
+def test_forgetting_a_memory_item_by_an_id_with_a_nul_is_a_404(gateway: Gateway):
+    """PostgreSQL refused the id (500). Found reading the memory routes for the OpenAPI suite."""
+    status, doc = _call(gateway, "DELETE", "/memory/mem_%00")
+    assert status == 404 and doc["error"]["code"] == "memory_item_not_found", doc
+
+
 def test_a_wrong_method_is_told_every_method_the_path_allows(gateway: Gateway):
     req = urllib.request.Request(gateway.url + "/conversations", method="DELETE")
     req.add_header("authorization", f"Bearer {gateway.key}")
