@@ -243,9 +243,12 @@ def gateway_schema(gateway: Gateway):
 
 
 def test_the_document_says_what_each_operation_takes_and_answers(gateway_schema) -> None:
+    from nexus_gateway import openapi
+
     doc = gateway_schema.raw_schema
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
+            assert (method, path) in openapi.OPERATIONS or (method, path) in openapi.OPEN, (method, path)
             codes = set(op["responses"])
             assert "422" not in codes, (method, path)  # bad input is a 400 here
             if path in ("/health", "/ready"):
@@ -256,6 +259,8 @@ def test_the_document_says_what_each_operation_takes_and_answers(gateway_schema)
                 path,
             )  # optional here
             assert ("404" in codes) == ("{" in path or method == "post"), (method, path)
+            model_call = path in ("/v1/chat/completions", "/v1/responses")
+            assert ("403" in codes) == (model_call or path.startswith("/v1/memory")), (method, path)
             for code in codes - {"200"}:
                 error = op["responses"][code]["content"]["application/json"]["schema"]
                 assert error == {"$ref": "#/components/schemas/Error"}, (method, path, code)

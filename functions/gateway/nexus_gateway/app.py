@@ -77,12 +77,13 @@ async def _collect_or_abandon(request: Request, events: AsyncIterator[Any]) -> A
 
 
 def _allowed(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
-    """The methods of every route whose path matches the request's."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods and route.matches(scope)[0] is not Match.NONE:
-            methods |= route.methods
-    return sorted(methods)
+    """The methods of the path the request matched (its first route's template, as routing picks
+    it: /v1/memory/search is not /v1/memory/{item_id}), over every route with that template."""
+    routes = [r for r in app.router.routes if isinstance(r, Route) and r.methods]
+    matched = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
+    if matched is None:
+        return []
+    return sorted({m for r in routes if r.path == matched.path for m in r.methods or ()})
 
 
 def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:

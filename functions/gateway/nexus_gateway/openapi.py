@@ -254,13 +254,37 @@ OPERATIONS: dict[tuple[str, str], tuple[str | None, dict[str, Any], tuple[str, .
         False,
     ),
     ("get", "/v1/conversations/{conversation_id}"): (None, CONVERSATION, ("404",), False),
+    ("get", "/v1/memory/search"): (
+        None,
+        {
+            "type": "object",
+            "required": ["object", "data", "first_id", "last_id", "has_more"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        ("400", "403", "503"),
+        False,
+    ),
+    ("delete", "/v1/memory/{item_id}"): (
+        None,
+        {
+            "type": "object",
+            "required": ["id", "object", "deleted"],
+            "properties": {"object": {"const": "memory.item.deleted"}, "deleted": {"const": True}},
+        },
+        ("403", "404", "503"),
+        False,
+    ),
     ("get", "/stats"): (None, {"type": "object"}, (), False),
 }
 OPEN = {("get", "/health"), ("get", "/ready")}  # no key: load balancers and health checks call them
 DESCRIPTIONS = {
     "400": "Bad input: a parameter or the body is not what the operation accepts (`param` names it).",
     "401": "No Nexus key where keys are required, or a key that is wrong or revoked.",
-    "403": "The upstream refused the credential's permission (passed through).",
+    "403": "Not allowed: memory is off for this key or team, or the upstream refused the credential "
+    "(passed through).",
     "404": "Nothing with that id, or a model the gateway does not offer (`code` says which).",
     "409": "That point of the conversation cannot be continued.",
     "413": "The request is larger than the upstream accepts (passed through).",
@@ -268,7 +292,8 @@ DESCRIPTIONS = {
     "limit (passed through).",
     "500": "A fault of the gateway (logged).",
     "502": "Claude Code or the upstream failed to answer.",
-    "503": "The gateway is starting, or cannot continue this history without its database.",
+    "503": "The gateway is starting, or cannot do this without its database (continuing an unknown "
+    "history, memory).",
     "504": "The turn took longer than the gateway's limit.",
     "529": "The upstream is overloaded (passed through).",
 }
@@ -328,7 +353,12 @@ def _complete(method: str, path: str, op: dict[str, Any], security: list[dict[st
             responses["503"] = _error("503")
         op["security"] = []
         return
-    body, success, errors, streams = OPERATIONS[(method, path)]
+    # An operation missing from OPERATIONS still gets what every one answers (the document's test
+    # names it: each operation must be described here).
+    takes_input = "{" in path or bool(op.get("parameters"))
+    body, success, errors, streams = OPERATIONS.get(
+        (method, path), (None, {"type": "object"}, ("400", "404") if takes_input else (), False)
+    )
     content: dict[str, Any] = {"application/json": {"schema": success}}
     if streams:
         content["text/event-stream"] = {
