@@ -79,10 +79,10 @@ def local_faults(fake: FakeAnthropic, root: Path, p: Phases, only: set[str]) -> 
 
 
 def sqs_fault(fake: FakeAnthropic, root: Path, p: Phases, rate: float) -> Tally:
-    with emulated_aws() as aws, faults.aws_proxy(aws, fake, root / "lambda") as base:
+    with emulated_aws() as aws, faults.aws_proxy(aws, fake, root / "lambda") as proxy:
         aws.drain()
-        # A long episode: every send refused for longer than a 4-attempt retry lasts (up to 14 s).
-        tally = faults.sqs_throttled(base, aws, fake, p, rate=rate, episode=30)
+        # A long episode: several records in a row find every attempt refused and are kept in S3.
+        tally = faults.sqs_throttled(proxy, aws, fake, p, rate=rate, episode=30)
     print(tally.line(), flush=True)
     return tally
 

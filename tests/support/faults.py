@@ -225,13 +225,15 @@ def ingest_killed(stack: Stack, fake: FakeAnthropic, p: Phases) -> tuple[Stack, 
 
 
 @contextlib.contextmanager
-def aws_proxy(aws: EmulatedAws, upstream: FakeAnthropic, data_dir: Path) -> Iterator[str]:
-    """The proxy as Lambda runs it (keys from Secrets Manager, records to SQS), against ``aws``."""
+def aws_proxy(aws: EmulatedAws, upstream: FakeAnthropic, data_dir: Path) -> Iterator[tuple[str, Path]]:
+    """The proxy as Lambda runs it (keys from Secrets Manager, records to SQS), against ``aws``:
+    its base URL and its log."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "AWS_"))}
     environ.update(aws.env, NEXUS_UPSTREAM_URL=upstream.url, NEXUS_DATA_DIR=str(data_dir))
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "proxy.log", "ab") as log:
+    log_path = data_dir / "proxy.log"
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nexus_proxy.serve", "--port", str(port), "--log-level", "warning"],
             env=environ,
@@ -241,7 +243,7 @@ def aws_proxy(aws: EmulatedAws, upstream: FakeAnthropic, data_dir: Path) -> Iter
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, proc)
-        yield base
+        yield base, log_path
     finally:
         proc.terminate()
         proc.wait(30)
@@ -276,18 +278,48 @@ def queued(aws: EmulatedAws, session: str, records: dict[str, bool]) -> int:
     return copies
 
 
+def kept_for_replay(aws: EmulatedAws, session: str, records: dict[str, bool]) -> int:
+    """Take the records of ``session`` the proxy kept in S3 when SQS refused them (what ingest's
+    scheduled replay stores, ADR 0012) into ``records``, as the replay does; returns how many."""
+    from nexus.record import RawRecord
+    from nexus.sqs_queue import UNSENT_PREFIX
+
+    from tests.support.aws import BUCKET
+
+    kept = 0
+    listed = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=UNSENT_PREFIX).get("Contents", [])
+    for obj in listed:
+        record = RawRecord.decode(aws.s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read())
+        if record.header("x-claude-code-session-id") == session:
+            kept += 1
+            records[record.id] = bool(record.response_headers)
+            aws.s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    return kept
+
+
+def in_log_lines(log: Path, session: str) -> set[str]:
+    """Ids of the records of ``session`` that only the proxy's log line kept (S3 refused too)."""
+    from nexus.sqs_queue import records_in_log
+
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return {r.id for r in records_in_log(lines) if r.header("x-claude-code-session-id") == session}
+
+
 def sqs_throttled(
-    base: str, aws: EmulatedAws, fake: FakeAnthropic, p: Phases, rate: float, episode: int = 5
+    proxy: tuple[str, Path], aws: EmulatedAws, fake: FakeAnthropic, p: Phases, rate: float, episode: int = 5
 ) -> Tally:
     """While the load runs: the next ``episode`` sends are all refused (a throttling episode, which
     the first sender to meet it sees whole), then for ``during_s`` SQS takes at most ``rate`` sends
-    per second."""
+    per second. A record is kept if it reached the queue or, refused, was kept in S3 for the replay;
+    one only in the proxy's log line (S3 refused too) needs an operator and is counted apart."""
+    base, log = proxy
     headers = {"x-nexus-key": aws.key}
     with Load(base, _session("sqs"), pause_s=p.pause_s, extra_headers=headers) as load:
         time.sleep(p.before_s)
         throttled = aws.throttle.throttled
         aws.throttle.limit(rate, burst=1)
-        aws.throttle.refuse(episode)
+        if episode:
+            aws.throttle.refuse(episode)
         time.sleep(p.during_s)
         aws.throttle.limit(None)
         time.sleep(p.after_s)
@@ -297,8 +329,15 @@ def sqs_throttled(
     upstream = upstream_count(fake.seen, load.session)
     records: dict[str, bool] = {}
     duplicates = queued(aws, load.session, records)
+    in_queue = len(records)
+    spilled = kept_for_replay(aws, load.session, records)
+    logged = in_log_lines(log, load.session) - set(records)
     answered = sum(records.values())
-    note = f"SQS refused {refused} sends ({episode} in a row, then over {rate:g}/s)"
+    run = f"{episode} in a row, then " if episode else ""
+    note = (
+        f"SQS refused {refused} sends ({run}over {rate:g}/s); {in_queue} records queued, "
+        f"{spilled} kept in S3 for the replay, {len(logged)} only in the log line"
+    )
     return Tally(
         "SQS throttling (AWS path)", seen, upstream, answered, len(records) - answered, duplicates, note
     )
