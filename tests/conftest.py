@@ -63,6 +63,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         secret_scan.watch_output(f"{report.nodeid}: {title}", text)
 
 
+@pytest.hookimpl(trylast=True)  # after any other reordering
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The scan runs after every other test, whatever order the paths were given in."""
     last = [item for item in items if item.get_closest_marker("after_everything")]
