@@ -1,7 +1,7 @@
 """Faults under load, the long versions of tests/integration/test_faults_under_load.py: the same
 scenarios (tests/support/faults.py) with longer phases and as much load as the machine takes.
 
-16 clients send streamed requests through `nexus dev` (embedded PostgreSQL, its spool on a small
+16 clients send streamed requests through `nexus dev` (embedded PostgreSQL, its spool on a
 tmpfs) to the scripted upstream; each fault in turn: the upstream cutting every 4th stream, the
 spool's disk full, kill -9 of PostgreSQL, kill -9 of `nexus dev` (ingest) and a restart; then the
 AWS path (the proxy as Lambda runs it, moto behind an SQS rate limit) with SQS throttling. For each:
@@ -34,7 +34,7 @@ from tests.support.load import Tally
 from tests.support.stack import Stack
 
 FAULTS = ("cut", "disk", "pg", "ingest", "sqs")
-SPOOL_DISK_BYTES = 64 * 1024 * 1024
+SPOOL_DISK_BYTES = 256 * 1024 * 1024
 
 
 @contextlib.contextmanager

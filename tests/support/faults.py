@@ -65,16 +65,17 @@ def tmpfs(mountpoint: Path, size_bytes: int) -> Iterator[Path]:
 
 
 def fill(disk: Path) -> Path:
-    """Fill the filesystem of ``disk`` to the last byte; returns the file to delete to free it."""
+    """Fill the filesystem of ``disk`` to the last byte; returns the file to delete to free it (it
+    may not exist: the disk was full already)."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
-        chunk = b"\0" * 65536
-        try:
+    try:
+        with open(filler, "wb") as fh:
+            chunk = b"\0" * 65536
             while True:
                 fh.write(chunk)
                 fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
     return filler
 
 
@@ -163,7 +164,7 @@ def disk_full(stack: Stack, fake: FakeAnthropic, conninfo: str, spool_disk: Path
                 held = max(held, health(stack).get("recording", {}).get("held", 0))
                 time.sleep(0.05)
         finally:
-            os.unlink(filler)
+            filler.unlink(missing_ok=True)
         time.sleep(p.after_s)
         late = health(stack).get("recording", {}).get("written_late", 0)
         return _count(
