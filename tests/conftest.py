@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support import pg
+from tests.support import pg, secret_scan
 from tests.support.fake_upstream import FakeAnthropic
 from tests.support.stack import Stack, running_stack
 
@@ -51,3 +52,25 @@ def stack(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Stack]:
 
 def strict_skips() -> bool:
     return os.environ.get("NEXUS_NO_SKIP") == "1"
+
+
+# --- the secrets scan (tests/support/secret_scan.py, tests/test_secrets_scan.py) -------------------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Every test's captured output is kept for the scan (what could be a credential in it)."""
+    for title, text in report.sections:
+        secret_scan.watch_output(f"{report.nodeid}: {title}", text)
+
+
+@pytest.hookimpl(trylast=True)  # after any other reordering
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The scan runs after every other test, whatever order the paths were given in."""
+    last = [item for item in items if item.get_closest_marker("after_everything")]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker("after_everything")] + last
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for path in secret_scan.directories_to_remove():
+        shutil.rmtree(path, ignore_errors=True)

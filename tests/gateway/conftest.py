@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
+from tests.support.secret_scan import GATEWAY_TEAM_KEY
 from tests.support.stack import Stack, running_stack
 
-TEAM_KEY = "sk-ant-api03-team-gw-secret"
+TEAM_KEY = GATEWAY_TEAM_KEY
 
 
 @dataclass

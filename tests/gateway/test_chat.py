@@ -290,6 +290,38 @@ def test_the_dashboard_shows_gateway_calls_under_the_callers_team_and_user(gatew
         ),
         ({"messages": [{"role": "user", "content": "x"}]}, 400, "missing_required_parameter", "model"),
         ({"model": "sonnet", "messages": [{"role": "assistant", "content": "x"}]}, 400, None, "last message"),
+        # Found by the OpenAPI suite: these answered 500.
+        (
+            {
+                "model": "sonnet",
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "tool_calls": 5},
+                    {"role": "user", "content": "b"},
+                ],
+            },
+            400,
+            None,
+            "messages[1].tool_calls: must be a list",
+        ),
+        (
+            {
+                "model": "sonnet",
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "c", "type": "function", "function": {"name": "f", "arguments": []}}
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "c", "content": "r"},
+                ],
+            },
+            400,
+            None,
+            "function.arguments (a JSON text)",
+        ),
     ],
 )
 def test_bad_input_gets_openai_shaped_errors(gateway: Gateway, upstream, body, status, code, says):
@@ -319,6 +351,8 @@ def test_bad_input_gets_openai_shaped_errors(gateway: Gateway, upstream, body, s
         "http://10.0.0.8/x.png",
         "file:///etc/passwd",
         "/etc/passwd",
+        "http://[::1/x.png",  # not a URL: answered 500 before
+        "http://a..b/x.png",  # a host name IDNA cannot encode: answered 500 before
     ],
 )
 def test_image_urls_to_private_addresses_and_local_paths_are_refused(gateway: Gateway, upstream, url):

@@ -1,8 +1,10 @@
-"""The seed project's conversation API, the operator's endpoints, and images fetched by URL."""
+"""The seed project's conversation API, the operator's endpoints, images fetched by URL, and the
+whole API against its OpenAPI document (schemathesis)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 import urllib.error
@@ -12,9 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
+import schemathesis
 
 from tests.conftest import strict_skips
 from tests.gateway.conftest import Gateway
+from tests.support import openapi_run
 from tests.support.fake_upstream import text_reply
 
 PNG = bytes.fromhex(
@@ -76,6 +80,48 @@ def test_conversations_created_continued_by_id_listed_and_read(gateway: Gateway,
             messages=[{"role": "user", "content": "x"}],
             extra_body={"conversation_id": "conv_nope"},
         )
+
+
+def test_conversation_input_is_checked_and_a_nul_is_kept_readable(gateway: Gateway, upstream):
+    """Found by the OpenAPI suite: a non-string model or system answered 500 or was stored as given,
+    and text with U+0000 (which PostgreSQL cannot hold) answered 500."""
+    for body, param in (({"model": 5}, "model"), ({"system": ["x"]}, "system"), ({"system": {}}, "system")):
+        status, doc = _call(gateway, "POST", "/conversations", body)
+        assert status == 400 and doc["error"]["param"] == param, doc
+    status, conv = _call(
+        gateway, "POST", "/conversations", {"system": "a\u0000b", "metadata": {"k": "v\u0000"}}
+    )
+    assert status == 200, conv
+    status, got = _call(gateway, "GET", f"/conversations/{conv['id']}")
+    assert status == 200 and got["system"] == "a\u2400b" and got["metadata"] == {"k": "v\u2400"}
+    status, doc = _call(gateway, "GET", "/conversations/conv_%00")
+    assert status == 404 and doc["error"]["code"] == "conversation_not_found"
+    assert _call(gateway, "GET", "/conversations?after=conv_%00") == (
+        200,
+        {"object": "list", "data": [], "has_more": False, "last_id": None},
+    )
+    with pytest.raises(openai.NotFoundError):
+        gateway.client().chat.completions.create(
+            model="sonnet",
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"conversation_id": "c\u0000"},
+        )
+    assert upstream.messages_requests() == []
+
+
+def test_forgetting_a_memory_item_by_an_id_with_a_nul_is_a_404(gateway: Gateway):
+    """PostgreSQL refused the id (500). Found reading the memory routes for the OpenAPI suite."""
+    status, doc = _call(gateway, "DELETE", "/memory/mem_%00")
+    assert status == 404 and doc["error"]["code"] == "memory_item_not_found", doc
+
+
+def test_a_wrong_method_is_told_every_method_the_path_allows(gateway: Gateway):
+    req = urllib.request.Request(gateway.url + "/conversations", method="DELETE")
+    req.add_header("authorization", f"Bearer {gateway.key}")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=10)
+    assert info.value.code == 405 and info.value.headers["allow"] == "GET, POST"  # was "POST"
+    assert json.loads(info.value.read())["error"]["message"] == "DELETE is not allowed on /v1/conversations."
 
 
 def test_stats_health_and_ready(gateway: Gateway):
@@ -178,3 +224,65 @@ def test_image_urls_that_redirect_inward_or_are_no_image_are_refused(
         _image(gateway, image_host + path)
     assert says in info.value.body["message"]
     assert upstream.messages_requests() == []
+
+
+# --- the whole API against its OpenAPI document ------------------------------------------------------
+# Here, on this module's gateway, rather than on a stack of its own: a gateway takes about 20 s to
+# start. Last in the module: it creates conversations the tests above do not expect.
+
+OPENAPI_EXAMPLES = int(os.environ.get("NEXUS_GATEWAY_OPENAPI_EXAMPLES", "10"))
+
+
+@pytest.fixture(scope="module")
+def gateway_schema(gateway: Gateway):
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    config = openapi_run.config(headers, max_examples=OPENAPI_EXAMPLES)
+    schema = schemathesis.openapi.from_url(gateway.url.removesuffix("/v1") + "/openapi.json", config=config)
+    schema.statuses = openapi_run.count_statuses(schema)  # type: ignore[attr-defined]
+    return schema
+
+
+def test_the_document_says_what_each_operation_takes_and_answers(gateway_schema) -> None:
+    from nexus_gateway import openapi
+
+    doc = gateway_schema.raw_schema
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert (method, path) in openapi.OPERATIONS or (method, path) in openapi.OPEN, (method, path)
+            codes = set(op["responses"])
+            assert "422" not in codes, (method, path)  # bad input is a 400 here
+            if path in ("/health", "/ready"):
+                assert op["security"] == [], path  # for health checks, without a key
+                continue
+            assert "401" in codes and op["security"] == [{"nexusKey": []}, {}], (
+                method,
+                path,
+            )  # optional here
+            assert ("404" in codes) == ("{" in path or method == "post"), (method, path)
+            model_call = path in ("/v1/chat/completions", "/v1/responses")
+            assert ("403" in codes) == (model_call or path.startswith("/v1/memory")), (method, path)
+            for code in codes - {"200"}:
+                error = op["responses"][code]["content"]["application/json"]["schema"]
+                assert error == {"$ref": "#/components/schemas/Error"}, (method, path, code)
+    chat = doc["paths"]["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ChatCompletionRequest"
+    )
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"400", "429", "502", "504"} <= set(chat["responses"])
+    messages = doc["components"]["schemas"]["ChatCompletionRequest"]["properties"]["messages"]
+    assert messages["items"] == {"$ref": "#/components/schemas/ChatMessage"}
+
+
+def test_the_api_keeps_to_its_openapi_document(gateway: Gateway, gateway_schema, upstream) -> None:
+    """Every phase and default check of schemathesis, authenticated with a Nexus key: no 5xx, only
+    documented statuses, content types and headers, errors in OpenAI's shape, 405 with every allowed
+    method. Model calls stay few (the settings bound their cases; most are refused as bad input or
+    an unknown model), and are answered by the scripted upstream at once."""
+    turns_before = gateway.stats()["requests"]
+    scenarios, findings = openapi_run.run(gateway_schema)
+    statuses = gateway_schema.statuses
+    assert scenarios >= 10, scenarios  # every operation was exercised
+    assert statuses[200] > 50 and statuses[400] > 50, statuses  # both valid and invalid input got through
+    assert not findings, "\n".join(findings)
+    assert gateway.stats()["requests"] - turns_before <= 10 * max(1, OPENAPI_EXAMPLES // 10)

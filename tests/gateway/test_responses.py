@@ -118,6 +118,24 @@ def test_responses_bad_input(gateway: Gateway, upstream):
     assert info.value.body["code"] == "unsupported_parameter"
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="sonnet", input="x", temperature=0.1)
+    # Found by the OpenAPI suite: these answered 500.
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="sonnet", input="x", reasoning={"effort": []})
+    assert info.value.body["param"] == "reasoning.effort"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="sonnet", input="x", tools=[{"type": []}])
+    assert info.value.body["param"] == "tools[0].type"
+    call = {"type": "function_call", "call_id": "c1", "name": "f", "arguments": []}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(
+            model="sonnet",
+            input=[call, {"type": "function_call_output", "call_id": "c1", "output": "o"}],
+        )
+    assert info.value.body["param"] == "input[0].arguments"
+    with pytest.raises(openai.NotFoundError):  # a NUL: no stored id has one (PostgreSQL refused it: 500)
+        client.responses.create(model="sonnet", input="x", previous_response_id="resp_\u0000")
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_\u0000")
     assert upstream.messages_requests() == []
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.support.secret_scan import CLAUDE_CODE_KEY
+
 CLAUDE_HEADERS = {
     "anthropic-version": "2023-06-01",
     "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27",
@@ -16,7 +18,7 @@ CLAUDE_HEADERS = {
     "user-agent": "claude-cli/2.1.330 (external, sdk-cli)",
     "x-stainless-lang": "js",
     "x-stainless-retry-count": "0",
-    "x-api-key": "sk-ant-api03-test-secret-value",
+    "x-api-key": CLAUDE_CODE_KEY,
     "content-type": "application/json",
 }
 

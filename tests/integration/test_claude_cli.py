@@ -10,6 +10,7 @@ import pytest
 
 from tests.support import pg
 from tests.support.claude_cli import run_claude
+from tests.support.secret_scan import CLI_KEY
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.cli
@@ -147,7 +148,7 @@ def test_cli_with_a_nexus_key_in_custom_headers(pg_server, fake_upstream, tmp_pa
         assert out["is_error"] is False
         (row,) = s.wait_count(1, session_id=out["session_id"])
         assert (row["team"], row["user"]) == ("platform", "grace")
-        assert fake_upstream.messages_requests()[-1].header("x-api-key") == "sk-ant-api03-cli-test-key"
+        assert fake_upstream.messages_requests()[-1].header("x-api-key") == CLI_KEY
         assert fake_upstream.messages_requests()[-1].header("x-nexus-key") is None
         # without the key: the CLI fails at once with an authentication error (no minutes of retries)
         with pytest.raises(AssertionError, match='"api_error_type":"authentication_error"'):

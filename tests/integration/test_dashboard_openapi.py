@@ -8,26 +8,19 @@ few requests recorded through the real ingest path."""
 
 from __future__ import annotations
 
-import tomllib
-from collections import Counter
-
 import pytest
 import schemathesis
-import schemathesis.engine
 from nexus.db.migrate import migrate
 from nexus.record import RawRecord
 from nexus.secret_store import LocalSecretStore
 from nexus.spool import SpoolWriter
 from nexus_cli.spool_consumer import SpoolConsumer
 from nexus_dashboard.app import create_app
-from schemathesis.engine import Status, events
 
-from tests.support import pg
+from tests.support import openapi_run, pg
 from tests.support.fake_upstream import message_events
-from tests.support.stack import REPO
 
 KEY = "nxd_schemathesis_" + "k" * 24
-SETTINGS = REPO / "schemathesis.toml"
 
 
 def _recorded(i: int) -> RawRecord:
@@ -62,52 +55,18 @@ def dashboard_schema(pg_server, tmp_path_factory):
         pass
     store = LocalSecretStore(tmp_path_factory.mktemp("secrets") / "secrets.json")
     app = create_app(url, KEY, store)
-    config = schemathesis.Config.from_dict(
-        {
-            **tomllib.loads(SETTINGS.read_text()),  # what `st run` uses from the repository root
-            "seed": 20260101,  # the same cases every run: a finding reproduces
-            "cache": {"enabled": False},  # and no state carried over from earlier runs
-            "headers": {"Authorization": f"Bearer {KEY}"},
-            "generation": {"max-examples": 30},
-        }
-    )
+    config = openapi_run.config({"Authorization": f"Bearer {KEY}"}, max_examples=30)
     schema = schemathesis.openapi.from_asgi(
         "/api/openapi.json", app, config=config, headers={"Authorization": f"Bearer {KEY}"}
     )
 
-    schema.statuses = Counter()  # type: ignore[attr-defined]
-
-    @schema.hook
-    def after_call(ctx, case, response) -> None:
-        schema.statuses[response.status_code] += 1  # type: ignore[attr-defined]
-
+    schema.statuses = openapi_run.count_statuses(schema)  # type: ignore[attr-defined]
     return schema
 
 
-def _findings(event) -> list[str]:
-    if isinstance(event, events.FatalError | events.NonFatalError):
-        return [f"{type(event).__name__}: {getattr(event, 'info', None) or event}"]
-    if not isinstance(event, events.ScenarioFinished) or event.status not in (Status.FAILURE, Status.ERROR):
-        return []
-    out = [f"{event.label}: {event.status}"]
-    for checks in event.recorder.checks.values():
-        for check in checks:
-            if check.failure_info is not None:
-                f = check.failure_info.failure
-                out.append(f"  {check.name}: {f.title}: {f.message}\n    {check.failure_info.code_sample}")
-    return out
-
-
 def test_the_api_keeps_to_its_openapi_document(dashboard_schema) -> None:
-    """Every phase the CLI runs (examples, coverage, fuzzing, stateful) with every default check. The
-    engine is driven directly: schemathesis's lazy pytest fixture does not work with pytest 9."""
-    findings: list[str] = []
-    scenarios = 0
-    for event in schemathesis.engine.from_schema(dashboard_schema).execute():
-        scenarios += isinstance(event, events.ScenarioFinished)
-        findings += _findings(event)
-        if isinstance(event, events.EngineFinished):
-            findings += [f"after the run: {f.title}: {f.message}" for f in event.failures]
+    """Every phase the CLI runs (examples, coverage, fuzzing, stateful) with every default check."""
+    scenarios, findings = openapi_run.run(dashboard_schema)
     statuses = dashboard_schema.statuses
     assert scenarios >= 15  # every operation was exercised
     # and mostly got through: not locked out by the sign-in throttle, not all refused as bad input

@@ -4,19 +4,17 @@ the upstream is called, never served unrecorded. Runs on a real tmpfs the test f
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import strict_skips
 from tests.integration.http import CLAUDE_HEADERS, post, request
 from tests.support import pg
+from tests.support.faults import fill, tmpfs
 from tests.support.stack import Stack
 
 SESSION = "d15cf011-0000-4000-8000-000000000001"
@@ -26,33 +24,13 @@ HOLD_BYTES = 400 * 1024
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(mnt)], capture_output=True
-    )
-    if done.returncode != 0:
-        reason = f"cannot mount a tmpfs to fill: {done.stderr.decode().strip()} (needs root)"
-        if strict_skips():
-            pytest.fail(reason)
-        pytest.skip(reason)
     try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with open(filler, "wb") as fh:
-        chunk = b"\0" * 65536
-        try:
-            while True:
-                fh.write(chunk)
-                fh.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+        with tmpfs(tmp_path / "disk", TMPFS_BYTES) as mnt:
+            yield mnt
+    except PermissionError as exc:
+        if strict_skips():
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 def _body(n: int) -> bytes:
@@ -88,7 +66,7 @@ def test_disk_full_holds_records_refuses_past_the_hold_and_loses_none(small_disk
     try:
         assert _send(stack, 0).status == 200
         stack.wait_count(1, session_id=SESSION)
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
 
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda n: _send(stack, n), range(1, 41)))

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 
 from tests.integration.http import CLAUDE_HEADERS, post
+from tests.support import pg
 from tests.support.stack import Stack
 
 BODY = b'{"model":"claude-opus-5-5","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
@@ -57,3 +60,40 @@ def test_a_killed_embedded_postgres_is_restarted_and_stopped_with_the_stack(fake
         stack.stop()
     assert not _alive(second), "nexus dev left the restarted PostgreSQL running"
     assert not (stack.data_dir / "pg" / "postmaster.pid").exists()
+
+
+# Run in a process of its own that adopts orphans and never reaps them (PR_SET_CHILD_SUBREAPER):
+# the postmaster, daemonized by pg_ctl, becomes its child, and once killed stays a zombie, as under
+# a container init that does not reap.
+ZOMBIE_KEEPER = """
+import ctypes, os, signal, sys, time
+from pathlib import Path
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+from nexus.db.embedded import EmbeddedPostgres
+pg = EmbeddedPostgres(Path(sys.argv[1]))
+pg.supervise()
+first = pg.pid
+os.kill(first, signal.SIGKILL)
+started = time.monotonic()
+while time.monotonic() - started < 20 and pg.restarts == 0:
+    time.sleep(0.1)
+zombie = open(f"/proc/{first}/stat").read().split(")")[1].split()[0] == "Z"
+print(f"zombie={zombie} restarts={pg.restarts} after={time.monotonic() - started:.1f}", flush=True)
+pg.stop()
+"""
+
+
+def test_a_killed_postgres_that_stays_a_zombie_is_restarted_at_once():
+    """Its pid file and its socket's lock file name a process that still "exists" (a zombie) until
+    it is reaped: both are cleared, and the server comes back in seconds, not when the zombie goes."""
+    with pg.server_dir("nexus-zombie-pg-") as root:
+        done = subprocess.run(
+            [sys.executable, "-c", ZOMBIE_KEEPER, str(root / "pg")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.startswith("zombie=True restarts=1 "), line
+    assert float(line.rsplit("=", 1)[1]) < 10, line

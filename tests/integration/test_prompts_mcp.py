@@ -20,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.integration.test_prompt_sync import Repo, review
 from tests.support.claude_cli import CLAUDE, run_claude
+from tests.support.secret_scan import CLI_KEY
 from tests.support.stack import running_stack
 
 EXPLAIN = """---
@@ -168,7 +169,7 @@ def _claude(home, cwd, *args: str, timeout: float = 90) -> subprocess.CompletedP
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(home),
-        "ANTHROPIC_API_KEY": "sk-ant-api03-cli-test-key",
+        "ANTHROPIC_API_KEY": CLI_KEY,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
     return subprocess.run(

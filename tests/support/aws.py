@@ -1,20 +1,26 @@
 """AWS for the proxy's cloud path, emulated by moto's server on 127.0.0.1 (over HTTP): what the stack
 creates for the proxy (the record queue, the record bucket, a team and a Nexus key in Secrets
 Manager), and the environment the stack gives the function, pointed at moto with ``AWS_ENDPOINT_URL``.
+``SqsThrottle`` makes the emulated SQS refuse sends over a rate, as SQS does (``RequestThrottled``).
 
-Used by the integration tests of the proxy's AWS path and by ``bench/cold_start.py``.
+Used by the integration tests of the proxy's AWS path, the fault tests, and ``bench/cold_start.py``
+and ``bench/faults.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
 from nexus import env
 from nexus.access import AccessStore
@@ -38,6 +44,87 @@ FUNCTION_ENV = {
 }
 
 
+class SqsThrottle:
+    """SQS's request rate limit in front of moto: ``SendMessage`` calls over ``rate`` per second
+    (a token bucket ``burst`` deep) are refused as SQS refuses them, ``400 RequestThrottled``; and
+    ``refuse(n)``: the next ``n`` sends are refused whatever the rate (a throttling episode, as
+    the one sender that meets it sees it). Off until set; ``throttled`` and ``passed`` count."""
+
+    def __init__(self) -> None:
+        self.rate: float | None = None
+        self.burst = 1.0
+        self.throttled = 0
+        self.passed = 0
+        self.refusing = 0
+        self._tokens = 0.0
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def limit(self, rate: float | None, burst: float = 1.0) -> None:
+        with self._lock:
+            self.rate, self.burst, self._tokens, self._at = rate, burst, burst, time.monotonic()
+
+    def refuse(self, n: int) -> None:
+        with self._lock:
+            self.refusing = n
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.refusing > 0:
+                self.refusing -= 1
+                self.throttled += 1
+                return False
+            if self.rate is None:
+                self.passed += 1
+                return True
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                self.passed += 1
+                return True
+            self.throttled += 1
+            return False
+
+    def wrap(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def throttled(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.SendMessage" and not self.allow():
+                body = json.dumps(
+                    {"__type": "com.amazonaws.sqs#RequestThrottled", "message": "Request is throttled."}
+                ).encode()
+                start_response(
+                    "400 Bad Request",
+                    [
+                        ("Content-Type", "application/x-amz-json-1.0"),
+                        ("x-amzn-query-error", "RequestThrottled;Sender"),
+                        ("Content-Length", str(len(body))),
+                    ],
+                )
+                return [body]
+            return app(environ, start_response)
+
+        return throttled
+
+
+class _MotoServer(ThreadedMotoServer):
+    """moto's threaded server with the throttle in front of it."""
+
+    def __init__(self, throttle: SqsThrottle, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.throttle = throttle
+
+    def _server_entry(self) -> None:
+        from werkzeug.serving import make_server
+
+        app = self.throttle.wrap(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 @dataclass
 class EmulatedAws:
     env: dict[str, str]  # FUNCTION_ENV plus the endpoint and the queue's URL
@@ -45,6 +132,7 @@ class EmulatedAws:
     queue_url: str
     sqs: Any
     s3: Any
+    throttle: SqsThrottle = field(default_factory=SqsThrottle)
 
     def drain(self) -> list[dict[str, Any]]:
         """The messages in the record queue, removed from it."""
@@ -69,7 +157,8 @@ def _free_port() -> int:
 def emulated_aws() -> Iterator[EmulatedAws]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no log line per emulated call
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    throttle = SqsThrottle()
+    server = _MotoServer(throttle, ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
         endpoint = f"http://127.0.0.1:{port}"
@@ -85,6 +174,6 @@ def emulated_aws() -> Iterator[EmulatedAws]:
         access.set_team("bench", "passthrough")
         key, _ = access.create_key("bench", "cold-start")
         environ = {**FUNCTION_ENV, "AWS_ENDPOINT_URL": endpoint, env.QUEUE_URL: queue_url}
-        yield EmulatedAws(environ, key, queue_url, sqs, s3)
+        yield EmulatedAws(environ, key, queue_url, sqs, s3, throttle)
     finally:
         server.stop()

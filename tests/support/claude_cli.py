@@ -9,6 +9,8 @@ from typing import Any
 
 import claude_agent_sdk
 
+from tests.support.secret_scan import CLI_KEY
+
 CLAUDE = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
 
 
@@ -29,7 +31,7 @@ def run_claude(
         "PATH": "/usr/bin:/bin",
         "HOME": str(home),
         "ANTHROPIC_BASE_URL": base_url,
-        "ANTHROPIC_API_KEY": "sk-ant-api03-cli-test-key",
+        "ANTHROPIC_API_KEY": CLI_KEY,
         # Without it the CLI probes api.anthropic.com and <base>/api/hello; there is no internet here.
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }

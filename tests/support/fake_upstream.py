@@ -328,6 +328,7 @@ class FakeAnthropic:
         self.usage = Usage()
         self.cut_connections = 0
         self.client_gone = 0  # streams the client (the proxy) abandoned before their end
+        self.received = 0  # requests received, also while ``record`` is off
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -394,6 +395,7 @@ class FakeAnthropic:
     # handling
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        self.received += 1
         if self.record:
             self.seen.append(
                 Seen(

@@ -16,15 +16,25 @@ import psycopg
 
 @contextlib.contextmanager
 def temporary_server(prefix: str = "nexus-test-pg-") -> Iterator:
-    """A server in a fresh directory, removed afterwards. Not under pytest's tmp dir: that is private
-    to root (0700), and the server runs as its own user."""
+    """A server in a fresh directory, removed afterwards."""
+    with server_dir(prefix) as root:
+        server = start_server(root / "data")
+        try:
+            yield server
+        finally:
+            server.cleanup()
+
+
+@contextlib.contextmanager
+def server_dir(prefix: str) -> Iterator[Path]:
+    """A fresh directory a PostgreSQL server (running as its own user) can use, removed afterwards.
+    Not under pytest's tmp dir: that is private to root (0700), and any pytest starting on the
+    machine sets it back to 0700, locking a server out of its own data mid-test."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)
-    server = start_server(root / "data")
     try:
-        yield server
+        yield root
     finally:
-        server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support import secret_scan
+
 REPO = Path(__file__).resolve().parents[2]
 NEXUS = Path(sys.executable).with_name("nexus")
 
@@ -48,6 +50,8 @@ class Stack:
         self.proc: subprocess.Popen | None = None
         self.dashboard_key = "nxd_test_" + os.urandom(8).hex()
         self.log_path = data_dir / "nexus-dev.log"
+        secret_scan.register_data_dir(data_dir)  # scanned for client secrets after the suite
+        self.log_start = 0  # where this start's lines begin in the log
 
     @property
     def proxy_url(self) -> str:
@@ -73,6 +77,8 @@ class Stack:
     def start(self, timeout: float = 60) -> Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        # A restart on the same data directory appends to the log: wait for this start's banner.
+        self.log_start = log.tell()
         self.proc = subprocess.Popen(
             [
                 str(NEXUS),
@@ -102,16 +108,19 @@ class Stack:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nexus dev exited ({self.proc.returncode}):\n{self.log()}")
-            if "Nexus local stack is running" in self.log():
+            if b"Nexus local stack is running" in self._log_bytes()[self.log_start :]:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"nexus dev did not start in {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
+        return self._log_bytes().decode(errors="replace")
+
+    def _log_bytes(self) -> bytes:
         try:
-            return self.log_path.read_text(errors="replace")
+            return self.log_path.read_bytes()
         except FileNotFoundError:
-            return ""
+            return b""
 
     def stop(self, timeout: float = 60) -> int:
         """Ctrl-C equivalent: SIGTERM and wait for the clean shutdown."""
@@ -170,7 +179,12 @@ class Stack:
         return self.wait_for(lambda rows: len(rows) >= n, timeout, **params)
 
     def nexus(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
+        """The `nexus` CLI on this stack's data directory. The credentials it is given on stdin
+        (``teams set-api-key``, ``teams set-oauth``) and the keys it prints are registered for the
+        secrets scan."""
+        if input and args[:1] == ("teams",):
+            _register_credential(input)
+        done = subprocess.run(
             [str(NEXUS), *args, "--data-dir", str(self.data_dir)],
             input=input,
             capture_output=True,
@@ -178,6 +192,22 @@ class Stack:
             env=self.env(),
             timeout=60,
         )
+        secret_scan.register_output(done.stdout)
+        return done
+
+
+def _register_credential(given: str) -> None:
+    """An API key, or an OAuth credential's JSON (its two tokens)."""
+    try:
+        doc = json.loads(given)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        for name in ("access_token", "refresh_token"):
+            if isinstance(doc.get(name), str):
+                secret_scan.register(doc[name])
+    else:
+        secret_scan.register(given)
 
 
 @contextlib.contextmanager

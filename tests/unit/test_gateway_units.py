@@ -192,3 +192,23 @@ def test_the_relay_leaves_the_clients_system_prompt_alone_and_only_it():
     assert scrub(b'{"model":"m","system":[' + PREAMBLE + b'],"tools":[]}') == b'{"model":"m","tools":[]}'
     quoted = b'{"messages":[{"role":"user","content":"the preamble says You are a Claude agent"}]}'
     assert scrub(quoted) is quoted
+
+
+def test_the_openapi_document_requires_the_key_where_keys_are_required(tmp_path) -> None:
+    from nexus.secret_store import LocalSecretStore
+    from nexus_gateway.app import create_app
+    from nexus_gateway.settings import GatewaySettings
+
+    def doc(require_keys: bool) -> dict:
+        settings = GatewaySettings(data_dir=tmp_path, require_keys=require_keys)
+        return create_app(settings, LocalSecretStore(tmp_path / "secrets.json")).openapi()
+
+    required, optional = doc(True), doc(False)
+    chat = required["paths"]["/v1/chat/completions"]["post"]
+    assert chat["security"] == [{"nexusKey": []}]
+    assert optional["paths"]["/v1/chat/completions"]["post"]["security"] == [{"nexusKey": []}, {}]
+    assert required["paths"]["/health"]["get"]["security"] == []
+    assert required["components"]["securitySchemes"]["nexusKey"]["scheme"] == "bearer"
+    assert "HTTPValidationError" not in required["components"]["schemas"]
+    error = required["components"]["schemas"]["Error"]["properties"]["error"]
+    assert error["required"] == ["message", "type", "param", "code"]

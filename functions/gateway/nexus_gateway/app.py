@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,8 +22,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from nexus.secret_store import LocalSecretStore, SecretStore
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
-from nexus_gateway import cache, catalog, chat, chat_request, conversations, memory, responses
+from nexus_gateway import cache, catalog, chat, chat_request, conversations, memory, openapi, responses
 from nexus_gateway.cloud import routing
 from nexus_gateway.engine.events import Answer
 from nexus_gateway.errors import GatewayError, bad_request
@@ -75,6 +76,16 @@ async def _collect_or_abandon(request: Request, events: AsyncIterator[Any]) -> A
     return collecting.result()
 
 
+def _allowed(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
+    """The methods of the path the request matched (its first route's template, as routing picks
+    it: /v1/memory/search is not /v1/memory/{item_id}), over every route with that template."""
+    routes = [r for r in app.router.routes if isinstance(r, Route) and r.methods]
+    matched = next((r for r in routes if r.matches(scope)[0] is not Match.NONE), None)
+    if matched is None:
+        return []
+    return sorted({m for r in routes if r.path == matched.path for m in r.methods or ()})
+
+
 def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
     gateway = Gateway(settings, secrets)
 
@@ -105,6 +116,7 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.openapi = lambda: openapi.document(app, settings.require_keys)  # type: ignore[method-assign]
     app.state.gateway = gateway
     app.state.ready = False
 
@@ -118,12 +130,17 @@ def create_app(settings: GatewaySettings, secrets: SecretStore) -> FastAPI:
             404: f"Unknown request URL: {request.method} {request.url.path}.",
             405: f"{request.method} is not allowed on {request.url.path}.",
         }.get(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route with this path only; a path served by
+            # two routes (GET and POST /v1/conversations) allows both.
+            headers = {"Allow": ", ".join(_allowed(app, request.scope))}
         return _error(
             GatewayError(
                 exc.status_code,
                 message,
                 code="unknown_url" if exc.status_code == 404 else None,
-                headers=dict(exc.headers or {}),
+                headers=headers,
             )
         )
 

@@ -206,15 +206,19 @@ def _assistant_blocks(msg: dict[str, Any], param: str) -> list[dict[str, Any]]:
             raise bad_request(
                 f"{param}.content: must be a string, a list of parts or null", f"{param}.content"
             )
-    for j, call in enumerate(msg.get("tool_calls") or []):
+    calls = msg.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise bad_request(f"{param}.tool_calls: must be a list of tool calls", f"{param}.tool_calls")
+    for j, call in enumerate(calls or []):
         where = f"{param}.tool_calls[{j}]"
         fn = call.get("function") if isinstance(call, dict) else None
         if (
             not isinstance(fn, dict)
             or not isinstance(call.get("id"), str)
             or not isinstance(fn.get("name"), str)
+            or not isinstance(fn.get("arguments", ""), str)
         ):
-            raise bad_request(f"{where}: needs id, function.name and function.arguments", where)
+            raise bad_request(f"{where}: needs id, function.name and function.arguments (a JSON text)", where)
         import orjson
 
         try:

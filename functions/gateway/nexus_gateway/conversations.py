@@ -13,10 +13,21 @@ from typing import Any
 from claude_agent_sdk import project_key_for_directory
 from fastapi import FastAPI, Query, Request
 from nexus.memory.context import is_block
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nexus_gateway import catalog
 from nexus_gateway.engine.state import Conversation, new_conversation_id
-from nexus_gateway.errors import GatewayError, bad_request
+from nexus_gateway.errors import GatewayError, bad_request, invalid
+
+
+class ConversationCreate(BaseModel):
+    """``POST /v1/conversations``: every field optional; the model defaults to the gateway's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="a model id or alias (GET /v1/models); others answer 404")
+    system: str | None = Field(None, description="the system prompt of every turn")
+    metadata: dict[str, str] | None = None
 
 
 def _doc(c: Conversation) -> dict[str, Any]:
@@ -90,20 +101,11 @@ def register(
         body = await json_body(request) if await request.body() else {}
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object")
-        unknown = set(body) - {"model", "metadata", "system"}
-        if unknown:
-            raise GatewayError(
-                400,
-                f"Unrecognized request argument supplied: {sorted(unknown)[0]}",
-                param=sorted(unknown)[0],
-                code="unknown_parameter",
-            )
-        model = catalog.resolve(body.get("model") or gateway.settings.default_model)
-        metadata = body.get("metadata")
-        if metadata is not None and (
-            not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
-        ):
-            raise bad_request("metadata: must be an object of strings", "metadata")
+        try:
+            req = ConversationCreate.model_validate(body)
+        except ValidationError as exc:
+            raise invalid(exc) from None
+        model = catalog.resolve(req.model or gateway.settings.default_model)
         conv = Conversation(
             new_conversation_id(),
             "",
@@ -111,9 +113,9 @@ def register(
             caller.team,
             caller.user,
             model.id,
-            body.get("system"),
+            req.system,
             "",
-            metadata=metadata,
+            metadata=req.metadata,
         )
         await gateway.state.create(conv)
         return _doc(conv)

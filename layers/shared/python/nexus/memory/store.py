@@ -284,6 +284,6 @@ class MemoryStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "DELETE FROM gateway_memory WHERE id = %s AND team = %s AND user_id = %s",
-                (item_id, team, user),
+                (pg_text.text(item_id), team, user),  # an id with U+0000 names nothing (and PG refuses it)
             )
         return cur.rowcount > 0
