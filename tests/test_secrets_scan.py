@@ -32,8 +32,8 @@ def test_the_scan_finds_a_secret_planted_where_it_looks(pg_server, tmp_path: Pat
     (tmp_path / "secrets.json").write_text(f'{{"nexus/team/t/anthropic-api-key": "{secret}"}}')
     try:
         scanner = Scanner({secret})
-        in_db = [f.where for f in scanner.database(pg_server.get_uri())]
-        assert any(url.split("?")[0].rsplit("/", 1)[1] in w and "planted" in w for w in in_db), in_db
+        in_db = [f.where for f in scanner.one_database(url)]
+        assert in_db == [f"database {url.split('?')[0].rsplit('/', 1)[1]}, table public.planted"], in_db
         assert [f.where for f in scanner.tree(tmp_path)] == [
             str(tmp_path / "spool" / "segments" / "1-2-3.seg")
         ]

@@ -189,19 +189,21 @@ class Scanner:
                 )
             ]
         for name in names:
-            out += self._one_database(_with_database(conninfo, name), name)
-        self.databases += len(names)
+            out += self.one_database(_with_database(conninfo, name))
         return out
 
-    def _one_database(self, conninfo: str, name: str) -> list[Finding]:
+    def one_database(self, conninfo: str) -> list[Finding]:
+        """Every column of every row of every user table of the database ``conninfo`` names."""
         import psycopg
         from psycopg import sql
 
+        name = conninfo.partition("?")[0].rsplit("/", 1)[1]
         out: list[Finding] = []
         try:
             conn = psycopg.connect(conninfo, autocommit=True)
         except psycopg.OperationalError:
             return []  # dropped meanwhile
+        self.databases += 1
         with conn:
             tables = conn.execute(
                 "SELECT table_schema, table_name,"
