@@ -20,17 +20,23 @@ TOOLS = [
 ]
 
 
-def record_conversation(
-    conn: psycopg.Connection, prompts: list[str], team: str = "web", model: str = "claude-sonnet-5"
-) -> str:
-    """One conversation of ``prompts`` (each answered), ingested; its id."""
+def conversation_records(
+    prompts: list[str],
+    answers: list[str] | None = None,
+    team: str = "web",
+    user: str = "ann",
+    model: str = "claude-sonnet-5",
+    **fields: Any,
+) -> list[RawRecord]:
+    """One conversation of ``prompts``, each answered (``answers``, or "Done with step n."), as the
+    proxy records it; ``fields`` are further RawRecord fields (``key_id``, ``account``)."""
     session = str(uuid.uuid4())
     messages: list[dict[str, Any]] = []
     records = []
     t0 = time.time() - 3600
     for i, p in enumerate(prompts):
         messages.append({"role": "user", "content": [{"type": "text", "text": p}]})
-        answer = f"Done with step {i + 1}."
+        answer = answers[i] if answers else f"Done with step {i + 1}."
         body = {
             "model": model,
             "max_tokens": 1000,
@@ -51,12 +57,21 @@ def record_conversation(
                 ttfb_ms=100.0,
                 duration_ms=900.0,
                 team=team,
-                user="ann",
+                user=user,
                 request_body=json.dumps(body).encode(),
                 response_body=b"".join(message_events([{"type": "text", "text": answer}], model)),
+                **fields,
             )
         )
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return records
+
+
+def record_conversation(
+    conn: psycopg.Connection, prompts: list[str], team: str = "web", model: str = "claude-sonnet-5"
+) -> str:
+    """One conversation of ``prompts`` (each answered), ingested; its id."""
+    records = conversation_records(prompts, team=team, model=model)
     ingest_batch(conn, records, KnownHashes())
     row = conn.execute(
         "SELECT conversation_id::text FROM requests WHERE id = %s", (records[0].id,)

@@ -4,10 +4,8 @@ test module (the role matrix, the OIDC sign-in)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,8 +20,7 @@ from nexus.record import RawRecord
 from nexus_ingest.pipeline import ingest_batch
 
 from tests.support import pg
-from tests.support.conversations import TOOLS
-from tests.support.fake_upstream import message_events
+from tests.support.conversations import conversation_records
 from tests.support.stack import free_port
 
 # Each team's traffic carries its own marker in prompts and answers: a page or an API response that
@@ -34,42 +31,14 @@ TEAMS = {"alpha": ("ann", "ALPHA-MARKER"), "bravo": ("bob", "BRAVO-MARKER")}
 def recorded(team: str, turns: int = 2) -> list[RawRecord]:
     """One conversation of ``team``'s user, ``turns`` prompts each answered, as the proxy records it."""
     user, marker = TEAMS[team]
-    session = str(uuid.uuid4())
-    messages: list[dict[str, Any]] = []
-    out = []
-    t0 = time.time() - 3600
-    for i in range(turns):
-        messages.append({"role": "user", "content": [{"type": "text", "text": f"{marker} question {i}"}]})
-        answer = f"{marker} answer {i}"
-        body = {
-            "model": "claude-sonnet-5",
-            "max_tokens": 100,
-            "stream": True,
-            "tools": TOOLS,
-            "messages": list(messages),
-        }
-        out.append(
-            RawRecord(
-                id=str(uuid.uuid4()),
-                received_at=t0 + 10 * i,
-                method="POST",
-                path="/v1/messages",
-                query="beta=true",
-                request_headers=[["x-claude-code-session-id", session], ["content-type", "application/json"]],
-                status=200,
-                response_headers=[["content-type", "text/event-stream"]],
-                ttfb_ms=100.0,
-                duration_ms=900.0,
-                team=team,
-                user=user,
-                key_id=f"key{team}",
-                account=f"acct-{team}",
-                request_body=json.dumps(body).encode(),
-                response_body=b"".join(message_events([{"type": "text", "text": answer}], "claude-sonnet-5")),
-            )
-        )
-        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return out
+    return conversation_records(
+        [f"{marker} question {i}" for i in range(turns)],
+        [f"{marker} answer {i}" for i in range(turns)],
+        team=team,
+        user=user,
+        key_id=f"key{team}",
+        account=f"acct-{team}",
+    )
 
 
 def seed(url: str) -> dict[str, Any]:
