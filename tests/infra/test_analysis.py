@@ -6,7 +6,6 @@ conversation not analysed again."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 import zipfile
@@ -23,6 +22,7 @@ from nexus.analysis import pipeline, store
 from nexus.analysis.launch import StepFunctionsLauncher
 from nexus.db.migrate import migrate
 
+from tests.support.aws import lambda_in_process
 from tests.support.conversations import record_conversation
 from tests.support.fake_upstream import error_reply
 
@@ -127,20 +127,6 @@ def test_pipeline_resources(template: Template) -> None:
 # -- executed by moto ---------------------------------------------------------------------------------
 
 
-def in_process(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-    """moto's Lambda invocation, redirected: the function's handler runs in this process."""
-    module, _, name = self.handler.rpartition(".")
-    handler = getattr(importlib.import_module(module), name)
-    try:
-        return (
-            json.dumps(handler(event if isinstance(event, dict) else json.loads(event or "{}"), None)),
-            False,
-            "",
-        )
-    except Exception as exc:
-        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
-
-
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, templates: dict[str, Template], database_url: str, upstream) -> Any:
     from nexus_analysis import handler
@@ -157,7 +143,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, templates: dict[str, Template], databas
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(handler, "_cached", {})
-    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", in_process)
+    monkeypatch.setattr(LambdaFunction, "_invoke_lambda", lambda_in_process)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         iam = boto3.client("iam")
         role = iam.create_role(RoleName="pipeline", AssumeRolePolicyDocument="{}")["Role"]["Arn"]

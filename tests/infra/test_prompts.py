@@ -14,7 +14,6 @@ real PostgreSQL; ``nexus prompts sync --stage`` finds the fetcher through the st
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import zipfile
@@ -35,8 +34,8 @@ from nexus.prompts import handoff
 from infra.config import load_stage
 from tests.infra.conftest import OPTIONS, synth
 from tests.infra.test_stacks import actions_of, function, resources, statements
-from tests.integration.test_cloud_queue import LambdaContext
 from tests.integration.test_prompt_sync import Repo, review
+from tests.support.aws import lambda_in_process
 from tests.support.git_http import PrivateGitHost
 
 REGION = "us-east-1"
@@ -195,22 +194,6 @@ TOKEN = "glpat-prompts-test-token"
 EXPLAIN = "---\ndescription: Explain a topic\narguments: [topic]\n---\nExplain {{topic}} simply.\n"
 
 
-def in_process(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
-    """moto's Lambda invocation, redirected: the function's handler runs in this process (with a
-    context object, which Powertools' logger reads)."""
-    module, _, name = self.handler.rpartition(".")
-    handler = getattr(importlib.import_module(module), name)
-    context = LambdaContext(function_name=self.function_name, invoked_function_arn=self.function_arn)
-    try:
-        return (
-            json.dumps(handler(event if isinstance(event, dict) else json.loads(event or "{}"), context)),
-            False,
-            "",
-        )
-    except Exception as exc:
-        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
-
-
 class Deployed:
     """The stage as the template wires it: both functions in moto's Lambda, the token secret as the
     stack creates it, the stack with its output, and the database."""
@@ -276,7 +259,7 @@ def deployed(
             monkeypatch.setenv(k, v)
         monkeypatch.setattr(handler, "_state", {})
         monkeypatch.setattr(handler, "CACHE", tmp_path / "cache")
-        monkeypatch.setattr(LambdaFunction, "_invoke_lambda", in_process)
+        monkeypatch.setattr(LambdaFunction, "_invoke_lambda", lambda_in_process)
         with mock_aws():
             role = boto3.client("iam").create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"][
                 "Arn"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 import boto3
 import psycopg
@@ -17,6 +16,7 @@ from nexus.secrets_manager import SecretsManagerStore
 from nexus.sqs_queue import SqsSink
 
 from tests.integration.test_ingest import _record
+from tests.support.aws import LambdaContext
 
 REGION = "eu-west-1"
 
@@ -57,17 +57,7 @@ def handler(database_url, monkeypatch):
     h._state.clear()
 
 
-@dataclass
-class LambdaContext:
-    """What Powertools reads from the Lambda context object."""
-
-    function_name: str = "nexus-ingest"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:nexus-ingest"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-
-
-CTX = LambdaContext()
+CTX = LambdaContext()  # an ingest function in eu-west-1
 
 
 def _event(sqs, queue: str) -> tuple[dict, list[dict]]:

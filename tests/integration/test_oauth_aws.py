@@ -12,7 +12,8 @@ from nexus.access import AccessStore, Authenticator
 from nexus.oauth import OAuthCredential, load, set_team_oauth
 from nexus.secrets_manager import SecretsManagerStore
 
-from tests.integration.test_cloud_queue import REGION, LambdaContext, aws  # noqa: F401 - fixture
+from tests.integration.test_cloud_queue import REGION, aws  # noqa: F401 - fixture
+from tests.support.aws import LambdaContext
 from tests.support.fake_oauth import FakeTokenEndpoint
 
 

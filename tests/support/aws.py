@@ -10,6 +10,7 @@ and ``bench/faults.py``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import socket
@@ -177,3 +178,30 @@ def emulated_aws() -> Iterator[EmulatedAws]:
         yield EmulatedAws(environ, key, queue_url, sqs, s3, throttle)
     finally:
         server.stop()
+
+
+@dataclass
+class LambdaContext:
+    """What Powertools reads from the Lambda context object."""
+
+    function_name: str = "nexus-ingest"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:nexus-ingest"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+
+
+def lambda_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
+    """moto's Lambda invocation (``LambdaFunction._invoke_lambda``), redirected: the function's
+    handler runs in this process, with a context object, and its exception is the invocation's
+    error, as Lambda reports it."""
+    module, _, name = self.handler.rpartition(".")
+    handler = getattr(importlib.import_module(module), name)
+    context = LambdaContext(function_name=self.function_name, invoked_function_arn=self.function_arn)
+    try:
+        return (
+            json.dumps(handler(event if isinstance(event, dict) else json.loads(event or "{}"), context)),
+            False,
+            "",
+        )
+    except Exception as exc:
+        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
