@@ -13,11 +13,10 @@ import boto3
 import psycopg
 import pytest
 from nexus.aws_calls import S3Client, SqsClient
-from nexus.db.migrate import migrate
 from nexus.db.records import raw_records
 from nexus.sqs_queue import UNSENT_PREFIX, SqsSink, records_in_log
 
-from tests.integration.test_cloud_queue import CTX
+from tests.integration.test_cloud_queue import CTX, handler  # noqa: F401 - fixture
 from tests.integration.test_ingest import _record
 from tests.support.aws import BUCKET, REGION, EmulatedAws, emulated_aws
 
@@ -31,23 +30,15 @@ def aws() -> Iterator[EmulatedAws]:
 
 
 @pytest.fixture
-def ingest(aws, database_url, monkeypatch):
-    """The ingest Lambda's handler, in this process, on moto's S3 and a fresh database. moto's state
+def ingest(aws, handler, monkeypatch):  # noqa: F811 - the imported fixture
+    """The ingest Lambda's handler (in this process, on a fresh database) on moto's S3. moto's state
     is one per process: what other modules left under records/unsent/ is cleared first."""
     for key in _unsent(aws):
         aws.s3.delete_object(Bucket=BUCKET, Key=key)
-    migrate(database_url)
-    monkeypatch.setenv("DATABASE_URL", database_url)
     for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         monkeypatch.setenv(k, aws.env.get(k, REGION))
     monkeypatch.setenv("NEXUS_RECORD_BUCKET", BUCKET)
-    from nexus_ingest import handler
-
-    handler._state.clear()
-    yield handler
-    if handler._state.get("conn") is not None:
-        handler._state["conn"].close()
-    handler._state.clear()
+    return handler
 
 
 def _unsent(aws: EmulatedAws) -> list[str]:
