@@ -225,17 +225,30 @@ def link_request(conn: psycopg.Connection, r: LinkInput) -> None:
 
 def _reanchor_side_requests(cur: Rows, r: LinkInput) -> None:
     """Side requests of ``r``'s session whose anchor (``_side_anchor``) is now ``r``: sent after it
-    with an older (or no) anchor, or sent before the session's first turn with a later one."""
+    with an older (or no) anchor, or sent before the session's first turn with a later one. Only
+    those sent between the turns on either side of ``r`` can be: the scan is that stretch of the
+    session (an index range), not the whole session, so a long session costs no more per turn."""
+    args = {"s": r.session_id, "turns": list(_TURN_KINDS), "id": r.id, "at": r.received_at}
+    bounds = cur.execute(
+        "SELECT (SELECT received_at FROM requests WHERE session_id = %(s)s AND kind = ANY(%(turns)s)"
+        "        AND (received_at, id) < (%(at)s, %(id)s::uuid) ORDER BY received_at DESC, id DESC LIMIT 1)"
+        "  AS since,"
+        " (SELECT received_at FROM requests WHERE session_id = %(s)s AND kind = ANY(%(turns)s)"
+        "        AND (received_at, id) > (%(at)s, %(id)s::uuid) ORDER BY received_at, id LIMIT 1) AS until",
+        args,
+    ).fetchone()
     rows = cur.execute(
         "SELECT s.id::text, s.received_at, s.conversation_id FROM requests s"
         " LEFT JOIN requests p ON p.id = s.parent_request_id"
-        " WHERE s.session_id = %(s)s AND NOT (s.kind = ANY(%(turns)s)) AND s.id <> %(id)s AND ("
+        " WHERE s.session_id = %(s)s AND NOT (s.kind = ANY(%(turns)s)) AND s.id <> %(id)s"
+        " AND s.received_at >= coalesce(%(since)s, '-infinity'::timestamptz)"
+        " AND s.received_at <= coalesce(%(until)s, 'infinity'::timestamptz) AND ("
         "   ((s.received_at, s.id) >= (%(at)s, %(id)s::uuid)"
         "     AND (p.id IS NULL OR (p.received_at, p.id) < (%(at)s, %(id)s::uuid)"
         "          OR (p.received_at, p.id) > (s.received_at, s.id)))"
         "   OR ((s.received_at, s.id) < (%(at)s, %(id)s::uuid)"
         "     AND (p.id IS NULL OR (p.received_at, p.id) > (%(at)s, %(id)s::uuid))))",
-        {"s": r.session_id, "turns": list(_TURN_KINDS), "id": r.id, "at": r.received_at},
+        {**args, "since": bounds["since"] if bounds else None, "until": bounds["until"] if bounds else None},
     ).fetchall()
     touched: set[Any] = set()
     for row in rows:
