@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,26 +27,51 @@ def _insert_sql(columns: tuple[str, ...]) -> str:
     )
 
 
+_EMPTY = bytes(32)
+
+
 class KnownHashes:
     """Hashes already in the database (blobs and chain nodes are never rewritten): skips the
-    existence check for the pieces every request repeats (tools, system prompt, history)."""
+    existence check for the pieces every request repeats (tools, system prompt, history).
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self.capacity = capacity
-        self._seen: OrderedDict[bytes, None] = OrderedDict()
+    A fixed block of memory, not a dict: ``max_bytes`` holds ``max_bytes // 32`` SHA-256 hashes in
+    sets of ``WAYS`` slots, the set picked by the hash's first bytes (uniform), least recently used
+    slot replaced. A dict of bytes costs ~175 bytes a hash and grew a long-running ingest by 35 MB
+    (bench/soak.py); this costs 32. Full hashes are compared, so a hit is never wrong; a miss only
+    costs the existence check."""
+
+    HASH = 32
+    WAYS = 4
+
+    def __init__(self, max_bytes: int = 8 << 20) -> None:
+        row = self.HASH * self.WAYS
+        sets = 1 << max(0, (max(max_bytes, row) // row).bit_length() - 1)  # a power of two
+        self._mask = sets - 1
+        self._table = bytearray(sets * row)
+        self.capacity = sets * self.WAYS
+
+    def _row(self, h: bytes) -> int:
+        return (int.from_bytes(h[:8], "little") & self._mask) * self.HASH * self.WAYS
 
     def __contains__(self, h: bytes) -> bool:
-        if h in self._seen:
-            self._seen.move_to_end(h)
-            return True
-        return False
+        if len(h) != self.HASH or h == _EMPTY:  # an unused slot reads as zeros
+            return False
+        t, o = self._table, self._row(h)
+        at = t.find(h, o, o + self.HASH * self.WAYS)
+        if at < 0 or (at - o) % self.HASH:  # absent, or bytes across two slots that happen to match
+            return False
+        if at != o:  # most recently used first
+            t[o + self.HASH : at + self.HASH] = t[o:at]
+            t[o : o + self.HASH] = h
+        return True
 
     def add_all(self, hashes: Iterable[bytes]) -> None:
+        t, last = self._table, self.HASH * (self.WAYS - 1)
         for h in hashes:
-            self._seen[h] = None
-            self._seen.move_to_end(h)
-        while len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+            if len(h) == self.HASH and h not in self:  # a hit moves it first already
+                o = self._row(h)
+                t[o + self.HASH : o + self.HASH * self.WAYS] = t[o : o + last]  # the last one goes
+                t[o : o + self.HASH] = h
 
 
 def _missing(conn: psycopg.Connection, table: str, col: str, candidates: list[bytes]) -> set[bytes]:
