@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 # The CDK CLI and a supported Node (for jsii) come from package.json, not from the machine.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup dev test lint format bench bench-proxy bench-analysis bench-tracking bench-dashboard bench-gateway bench-gateway-relay bench-cold-start bench-budgets bench-memory bench-faults bench-soak synth
+.PHONY: setup dev test lint format bench bench-proxy bench-analysis bench-tracking bench-dashboard bench-gateway bench-gateway-relay bench-cold-start bench-budgets bench-memory bench-faults bench-soak bench-ingest-cache synth
 
 # Create or refresh .venv and node_modules from the lock files; nothing else. Bytecode is compiled at
 # install: every process the suite starts (stacks, CLIs, uvicorn children) imports without compiling.
@@ -71,6 +71,9 @@ bench-faults: setup
 
 bench-soak: setup
 	$(VENV)/bin/python bench/soak.py $(ARGS)
+
+bench-ingest-cache: setup
+	$(VENV)/bin/python bench/ingest_cache.py $(ARGS)
 
 # Synthesize both stages with the real CDK CLI (cdk-nag runs as part of synth).
 synth: setup

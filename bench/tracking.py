@@ -40,14 +40,12 @@ from psycopg.adapt import PyFormat, Transformer
 from bench.lib.procs import OtherLoad, cpu_s, postmaster_pid
 from bench.lib.report import checks_table, print_sections, ratio
 from bench.lib.stats import mean, pct
-from bench.lib.traffic import Convo, Generator, Shapes, Text, write_retrying
+from bench.lib.traffic import PARKED_SESSIONS, Convo, Generator, Shapes, Text, Workload, write_retrying
 from tests.support.pg import create_database, temporary_server
 
 FULL_STAGES = (10_000, 50_000, 100_000, 200_000)
 QUICK_STAGES = (2_000, 10_000, 20_000)
 FILL_BATCH = 200
-ACTIVE_SESSIONS = 16  # sessions interleaved during the fill
-PARKED_SESSIONS = 500  # finished sessions kept in memory, to be continued by the timed samples
 SAMPLES = 300  # timed turns of existing conversations per stage (half resumed, half next turn)
 SUBAGENT_SAMPLES = 30
 COMPACTION_SAMPLES = 20
@@ -130,48 +128,6 @@ def statement_label(sql: str) -> str:
 
 
 # --- the fill -----------------------------------------------------------------------------------
-
-
-class Workload:
-    """Many users' sessions, interleaved; 4% of long-enough sessions end in a compaction. Finished
-    sessions are parked (a reservoir sample since the last ``take_parked``) so that the timed samples
-    can continue them later."""
-
-    def __init__(self, gen: Generator, rng: random.Random) -> None:
-        self.gen, self.rng = gen, rng
-        self.active = [gen.new_main() for _ in range(ACTIVE_SESSIONS)]
-        self.parked: list[Convo] = []
-        self.finished = 0
-        self._since_take = 0
-
-    def records(self, n: int) -> Iterator[RawRecord]:
-        produced = 0
-        while produced < n:
-            i = self.rng.randrange(len(self.active))
-            convo = self.active[i]
-            if not convo.finished:
-                produced += 1
-                yield self.gen.step(convo)
-                continue
-            if convo.turns >= 8 and self.rng.random() < 0.04:
-                rec, self.active[i] = self.gen.compact(convo)
-                produced += 1
-                yield rec
-                continue
-            self._park(convo)
-            self.active[i] = self.gen.new_main()
-
-    def _park(self, convo: Convo) -> None:
-        self.finished += 1
-        self._since_take += 1
-        if len(self.parked) < PARKED_SESSIONS:
-            self.parked.append(convo)
-        elif self.rng.random() < PARKED_SESSIONS / self._since_take:
-            self.parked[self.rng.randrange(PARKED_SESSIONS)] = convo
-
-    def take_parked(self) -> list[Convo]:
-        out, self.parked, self._since_take = self.parked, [], 0
-        return out
 
 
 def fill(conn: psycopg.Connection, workload: Workload, n: int, known: KnownHashes) -> None:

@@ -28,6 +28,8 @@ from nexus.record import RawRecord
 from tests.support.fake_upstream import Usage, message_events
 
 MODEL = "claude-sonnet-4-5-20250929"
+ACTIVE_SESSIONS = 16  # sessions a Workload interleaves
+PARKED_SESSIONS = 500  # finished sessions a Workload keeps, to be continued later
 CLI_VERSION = "2.1.330"
 COMPACT_PROMPT = (
     "Your task is to create a detailed summary of the conversation so far, paying close attention to"
@@ -486,6 +488,48 @@ class Generator:
         )
         cont = self.new_main(convo.ident, self.planned_turns(), convo.session_id, opening)
         return rec, cont
+
+
+class Workload:
+    """Many users' sessions, interleaved; 4% of long-enough sessions end in a compaction. Finished
+    sessions are parked (a reservoir sample since the last ``take_parked``) so that the timed samples
+    can continue them later."""
+
+    def __init__(self, gen: Generator, rng: random.Random) -> None:
+        self.gen, self.rng = gen, rng
+        self.active = [gen.new_main() for _ in range(ACTIVE_SESSIONS)]
+        self.parked: list[Convo] = []
+        self.finished = 0
+        self._since_take = 0
+
+    def records(self, n: int) -> Iterator[RawRecord]:
+        produced = 0
+        while produced < n:
+            i = self.rng.randrange(len(self.active))
+            convo = self.active[i]
+            if not convo.finished:
+                produced += 1
+                yield self.gen.step(convo)
+                continue
+            if convo.turns >= 8 and self.rng.random() < 0.04:
+                rec, self.active[i] = self.gen.compact(convo)
+                produced += 1
+                yield rec
+                continue
+            self._park(convo)
+            self.active[i] = self.gen.new_main()
+
+    def _park(self, convo: Convo) -> None:
+        self.finished += 1
+        self._since_take += 1
+        if len(self.parked) < PARKED_SESSIONS:
+            self.parked.append(convo)
+        elif self.rng.random() < PARKED_SESSIONS / self._since_take:
+            self.parked[self.rng.randrange(PARKED_SESSIONS)] = convo
+
+    def take_parked(self) -> list[Convo]:
+        out, self.parked, self._since_take = self.parked, [], 0
+        return out
 
 
 def write_retrying(conn: psycopg.Connection, batch: list[Any], known: KnownHashes) -> None:

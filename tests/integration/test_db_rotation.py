@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,7 +99,36 @@ def rotate(database: Database, sm: Any, arn: str, password: str) -> None:
     sm.put_secret_value(SecretId=arn, SecretString=database.secret(password))
 
 
-def test_the_dashboard_serves_every_request_through_a_rotation(database, secret, monkeypatch) -> None:
+def lambda_event(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Function URL event (payload 2.0) from the dashboard key's holder."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "authorization": "Bearer nxd_rotation_key",
+            "host": "x.lambda-url.on.aws",
+            "content-type": "application/json",
+        },
+        "requestContext": {
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "t",
+            },
+            "stage": "$default",
+        },
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+@pytest.fixture
+def dashboard(secret, monkeypatch) -> Iterator[Any]:
+    """The dashboard's Lambda entry on the rotated database, as a new execution environment."""
     sm, arn = secret
     sm.create_secret(Name="staging/dashboard-key", SecretString="nxd_rotation_key")
     monkeypatch.setenv("NEXUS_DASHBOARD_KEY_SECRET", "staging/dashboard-key")
@@ -108,27 +138,19 @@ def test_the_dashboard_serves_every_request_through_a_rotation(database, secret,
     from nexus_dashboard import handler as dash
 
     monkeypatch.setattr(dash, "_current", {})
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield dash
+    if "app" in dash._current:
+        dash._current["app"].state.pool.close()
+    root.handlers[:], root.level = handlers, level  # the entry set JSON lines up for the process
+
+
+def test_the_dashboard_serves_every_request_through_a_rotation(database, secret, dashboard) -> None:
+    sm, arn = secret
 
     def get() -> int:
-        event = {
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": "/api/requests",
-            "rawQueryString": "",
-            "headers": {"authorization": "Bearer nxd_rotation_key", "host": "x.lambda-url.on.aws"},
-            "requestContext": {
-                "http": {
-                    "method": "GET",
-                    "path": "/api/requests",
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "127.0.0.1",
-                    "userAgent": "t",
-                },
-                "stage": "$default",
-            },
-            "isBase64Encoded": False,
-        }
-        return int(dash.handle(event, CTX)["statusCode"])
+        return int(dashboard.handle(lambda_event("GET", "/api/requests"), CTX)["statusCode"])
 
     assert get() == 200
     rotate(database, sm, arn, "second-password")
@@ -138,7 +160,17 @@ def test_the_dashboard_serves_every_request_through_a_rotation(database, secret,
     rotate(database, sm, arn, "third-password")
     database.drop_connections()
     assert [get() for _ in range(5)] == [200] * 5
-    dash._current["app"].state.pool.close()
+
+
+def test_the_dashboards_lines_are_json_for_cloudwatch(dashboard, capsys) -> None:
+    """An admin action's audit line, like every other, in Powertools' JSON: Logs Insights queries
+    it by field (``message.action``)."""
+    created = dashboard.handle(lambda_event("POST", "/api/keys", {"team": "web", "user": "ann"}), CTX)
+    assert created["statusCode"] == 201
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [audit] = [line for line in lines if isinstance(line["message"], dict) and line["message"].get("audit")]
+    assert audit["service"] == "nexus-dashboard" and audit["level"] == "INFO"
+    assert audit["message"]["action"] == "key.create" and audit["message"]["actor"]
 
 
 def test_the_gateways_async_pool_reconnects_with_the_rotated_password(database, secret) -> None:

@@ -9,8 +9,6 @@ for each new connection, and a connection refused for its password reads it afre
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger, Tracer
@@ -18,10 +16,9 @@ from aws_lambda_powertools.utilities import parameters
 from fastapi import FastAPI
 from mangum import Mangum
 from nexus import env
-from nexus.audit import log as audit_log
 from nexus.aws import client
 from nexus.db.connect import SECRET_MAX_AGE_S, SecretConninfo
-from nexus.logs import PowertoolsFormatter
+from nexus.logs import json_logging
 from nexus.secrets_manager import SecretsManagerStore
 
 from nexus_dashboard import oidc
@@ -31,11 +28,6 @@ from nexus_dashboard.settings import DashboardSettings
 
 logger = Logger(service="nexus-dashboard")
 tracer = Tracer(service="nexus-dashboard")
-# Audit lines (nexus.audit) as Powertools JSON beside the function's own, and only there.
-_audit_lines = logging.StreamHandler(sys.stdout)
-_audit_lines.setFormatter(PowertoolsFormatter("nexus-dashboard"))
-audit_log.addHandler(_audit_lines)
-audit_log.propagate = False
 
 
 class _Current(TypedDict, total=False):
@@ -54,6 +46,9 @@ _current: _Current = {}
 def _handler() -> Mangum:
     settings = _current.get("settings")
     if settings is None:
+        # Every line (audit, database pool, MCP) as Powertools JSON, as the function's own: Lambda's
+        # default handler would write the nexus.* ones as plain text.
+        json_logging("nexus-dashboard")
         settings = _current["settings"] = DashboardSettings()
     if not settings.dashboard_key_secret or settings.secrets_prefix is None:
         raise RuntimeError(f"set {env.DASHBOARD_KEY_SECRET} and {env.SECRETS_PREFIX}")
