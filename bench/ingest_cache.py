@@ -12,7 +12,7 @@ records/s (mean of both), its ratio to ``none``, the share of lookups the cache 
 memory the cache holds when full (traced with tracemalloc, filled with random hashes apart from the
 timed runs). Records are prepared once, before any timing: only the writing is compared.
 
-    .venv/bin/python bench/ingest_cache.py [--records 20000] [--quick]
+    .venv/bin/python bench/ingest_cache.py [--records 20000] [--sessions 16] [--quick]
 """
 
 from __future__ import annotations
@@ -113,10 +113,10 @@ def held_when_full(make: Callable[[], KnownHashes | DictLRU | Nothing]) -> float
         tracemalloc.stop()
 
 
-def records(n: int, seed: int) -> list[Prepared]:
+def records(n: int, seed: int, sessions: int) -> list[Prepared]:
     rng = random.Random(seed)
     text = Text(rng)
-    workload = Workload(Generator(rng, text, Shapes.build(text)), rng)
+    workload = Workload(Generator(rng, text, Shapes.build(text)), rng, sessions)
     return [prepare(r) for r in workload.records(n)]
 
 
@@ -139,6 +139,9 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=20_000)
     ap.add_argument("--quick", action="store_true", help="4,000 records")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--sessions", type=int, default=16, help="sessions in flight at once (the working set grows with it)"
+    )
     args = ap.parse_args()
     n = 4_000 if args.quick else args.records
 
@@ -150,7 +153,7 @@ def main() -> None:
         Variant("table 32 MB", lambda: KnownHashes(32 << 20), []),
     ]
     t0 = time.monotonic()
-    batch = records(n, args.seed)
+    batch = records(n, args.seed, args.sessions)
     pieces = sum(len(p.blobs) + len(p.chain) for p in batch)
     took = time.monotonic() - t0
     print(f"{n:,} records prepared in {took:.0f} s ({pieces / n:.0f} pieces each)", flush=True)
@@ -181,7 +184,11 @@ def main() -> None:
     ]  # fmt: skip
     print_sections(
         [
-            [f"{os.cpu_count()} CPUs; {n:,} records, batches of {BATCH}, a fresh database per run", *rows],
+            [
+                f"{os.cpu_count()} CPUs; {n:,} records of {args.sessions} interleaved sessions, batches of"
+                f" {BATCH}, a fresh database per run",
+                *rows,
+            ],
             checks_table(checks),
         ]
     )

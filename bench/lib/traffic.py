@@ -495,9 +495,9 @@ class Workload:
     sessions are parked (a reservoir sample since the last ``take_parked``) so that the timed samples
     can continue them later."""
 
-    def __init__(self, gen: Generator, rng: random.Random) -> None:
+    def __init__(self, gen: Generator, rng: random.Random, sessions: int = ACTIVE_SESSIONS) -> None:
         self.gen, self.rng = gen, rng
-        self.active = [gen.new_main() for _ in range(ACTIVE_SESSIONS)]
+        self.active = [gen.new_main() for _ in range(sessions)]
         self.parked: list[Convo] = []
         self.finished = 0
         self._since_take = 0
