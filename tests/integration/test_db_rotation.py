@@ -138,12 +138,17 @@ def dashboard(secret, monkeypatch) -> Iterator[Any]:
     from nexus_dashboard import handler as dash
 
     monkeypatch.setattr(dash, "_current", {})
+    # The entry sets JSON lines up for the whole process (basicConfig(force=True) closes the root's
+    # handlers): pytest's are set aside meanwhile, and put back afterwards.
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    root.handlers.clear()
     yield dash
     if "app" in dash._current:
         dash._current["app"].state.pool.close()
-    root.handlers[:], root.level = handlers, level  # the entry set JSON lines up for the process
+    for h in root.handlers:
+        h.close()
+    root.handlers[:], root.level = handlers, level
 
 
 def test_the_dashboard_serves_every_request_through_a_rotation(database, secret, dashboard) -> None:
