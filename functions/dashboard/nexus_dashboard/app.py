@@ -2,9 +2,9 @@
 
 Pages (``pages.py``) and their JSON twins (``api.py``) sit behind one auth dependency; only the
 login form, the health check and static assets are open. ``/mcp`` (the prompt library over MCP,
-``mcp_prompts.py``) takes Nexus keys instead of the dashboard's key or session. Errors come back in
-the caller's shape: JSON under ``/api/``, an HTML page elsewhere (a missing session there sends the
-browser to log in).
+``mcp_prompts.py``, imported on its first request) takes Nexus keys instead of the dashboard's key
+or session. Errors come back in the caller's shape: JSON under ``/api/``, an HTML page elsewhere (a
+missing session there sends the browser to log in).
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from nexus.analysis import launch
 from nexus.analysis.launch import Launcher
 from nexus.secret_store import SecretStore
 
-from nexus_dashboard import api, db, errors, mcp_prompts, oidc, openapi, pages, people, signin, throttle
+from nexus_dashboard import api, db, errors, oidc, openapi, pages, people, signin, throttle
 from nexus_dashboard.auth import require_auth
+from nexus_dashboard.mcp_mount import PATH as MCP_PATH
+from nexus_dashboard.mcp_mount import LazyMcp
 from nexus_dashboard.security import SecurityHeaders
 from nexus_dashboard.settings import DashboardSettings
 
@@ -78,8 +80,8 @@ def create_app(
     app.include_router(signin.router)
     # Its own auth (Nexus keys), no CSRF (no cookies are read there), every method the transport takes.
     app.add_route(
-        mcp_prompts.PATH,
-        mcp_prompts.McpEndpoint(app, require_keys, access_refresh_s),  # type: ignore[arg-type]
+        MCP_PATH,
+        LazyMcp(app, require_keys, access_refresh_s),  # type: ignore[arg-type]
         include_in_schema=False,
     )
 

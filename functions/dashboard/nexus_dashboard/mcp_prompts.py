@@ -34,7 +34,6 @@ from nexus.prompts.template import ArgumentError
 from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("nexus.dashboard.mcp")
-PATH = "/mcp"
 OPEN = Principal(None, None, None, "open")
 _caller: ContextVar[Principal] = ContextVar("nexus_mcp_caller", default=OPEN)
 # Keys optional (localhost only): browsers on other sites must not reach the server through a

@@ -7,6 +7,7 @@ OIDC sign-ins have no row here: their role and teams come from the ID token at e
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +22,14 @@ ROLES = ("admin", "member", "viewer")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()  # argon2id, the library's defaults (RFC 9106's second recommendation)
-# Verified against when the name is unknown, so an unknown name costs what a wrong password costs.
-_DUMMY = _hasher.hash("nexus-no-such-user")
+
+
+@functools.cache
+def _dummy() -> str:
+    """Verified against when the name is unknown, so an unknown name costs what a wrong password
+    costs. Made on first use: hashing takes a quarter second, which every process importing this
+    module (the CLI, the dashboard's cold start) would pay otherwise."""
+    return _hasher.hash("nexus-no-such-user")
 
 
 class AccountError(ValueError):
@@ -140,7 +147,7 @@ def set_role(conn: psycopg.Connection, actor: str, name: str, role: str, teams: 
 def verify(conn: psycopg.Connection, name: str, password: str) -> User | None:
     """The user if the password is theirs; None otherwise (the same work either way)."""
     row = conn.execute("SELECT password_hash FROM dashboard_users WHERE name = %s", (name,)).fetchone()
-    stored = row[0] if row else _DUMMY
+    stored = row[0] if row else _dummy()
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
