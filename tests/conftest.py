@@ -43,9 +43,22 @@ def upstream(fake_upstream: FakeAnthropic) -> FakeAnthropic:
     return fake_upstream
 
 
+@pytest.fixture(scope="session")
+def shared_stack(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Stack]:
+    """One `nexus dev` for every module marked ``shared_stack``."""
+    with running_stack(pg_server, fake_upstream, tmp_path_factory.mktemp("nexus-shared")) as s:
+        yield s
+
+
 @pytest.fixture(scope="module")
-def stack(pg_server, fake_upstream, tmp_path_factory) -> Iterator[Stack]:
-    """A running `nexus dev` with keys optional (localhost), shared by a test module."""
+def stack(request, pg_server, fake_upstream, tmp_path_factory) -> Iterator[Stack]:
+    """A running `nexus dev` with keys optional (localhost). A module of its own by default; a
+    module marked ``pytest.mark.shared_stack`` (tests that only send requests and read what was
+    recorded under ids of their own, never changing keys, settings, credentials, sessions or the
+    sign-in throttle) shares the session's: each start costs seconds."""
+    if request.node.get_closest_marker("shared_stack"):
+        yield request.getfixturevalue("shared_stack")
+        return
     with running_stack(pg_server, fake_upstream, tmp_path_factory.mktemp("nexus")) as s:
         yield s
 

@@ -11,6 +11,8 @@ import pytest
 from tests.integration.http import CLAUDE_HEADERS, post
 from tests.support.stack import NEXUS, Stack, running_stack
 
+pytestmark = pytest.mark.shared_stack
+
 BODY = b'{"model":"claude-opus-5-5","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
 
 

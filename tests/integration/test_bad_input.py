@@ -7,6 +7,8 @@ import pytest
 from tests.integration.http import CLAUDE_HEADERS, post, request
 from tests.support.stack import running_stack
 
+pytestmark = pytest.mark.shared_stack
+
 
 def _anthropic_error(r, status: int, etype: str, says: str) -> None:
     assert r.status == status

@@ -13,7 +13,7 @@ from tests.support.claude_cli import run_claude
 from tests.support.secret_scan import CLI_KEY
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, pytest.mark.shared_stack]
 MODEL = "claude-opus-5-5"
 
 

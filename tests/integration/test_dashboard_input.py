@@ -9,6 +9,8 @@ import pytest
 from tests.integration.http import Response, request
 from tests.support.stack import Stack
 
+pytestmark = pytest.mark.shared_stack
+
 FILTERED = (
     "/api/overview",
     "/api/conversations",

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.stack import NEXUS, Stack
 
-pytestmark = pytest.mark.cli
+pytestmark = [pytest.mark.cli, pytest.mark.shared_stack]
 NEXUS_CLAUDE = [str(NEXUS), "claude"]
 ASK = ["--", "-p", "hello through nexus claude", "--output-format", "json", "--model", "claude-sonnet-4-5"]
 

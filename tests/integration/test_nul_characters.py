@@ -16,6 +16,8 @@ import pytest
 from tests.integration.http import CLAUDE_HEADERS, post
 from tests.support.fake_upstream import Reply, message_events
 
+pytestmark = pytest.mark.shared_stack
+
 NUL = "\u0000"
 SHOWN = "\u2400"
 

@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.fake_upstream import Usage, error_reply
 
+pytestmark = pytest.mark.shared_stack
+
 MODEL = "claude-opus-5-5"
 
 

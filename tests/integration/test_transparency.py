@@ -3,8 +3,12 @@ upstream answers reaches the client unchanged, byte for byte, errors included.""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration.http import CLAUDE_HEADERS, post
 from tests.support.fake_upstream import Reply, error_reply, message_events, sse
+
+pytestmark = pytest.mark.shared_stack
 
 HOP_BY_HOP = {
     "connection",
