@@ -49,7 +49,7 @@ def _spooled(stack: Stack) -> int:
     return SpoolReader(stack.data_dir / "spool").pending()
 
 
-OUTAGE_S = 25  # long enough for several failed ingest passes; bench/faults.py runs longer ones
+OUTAGE_S = 12  # ingest retries after 0.5, 1, 2, 4, 5 s: five failed passes; bench/faults.py runs longer
 
 
 def test_database_outage_keeps_claude_working_and_loses_nothing(own_pg, fake_upstream, tmp_path):
