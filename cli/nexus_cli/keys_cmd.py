@@ -78,6 +78,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], settings:
     mem.add_argument("team")
     mem.add_argument("mode", nargs="?", choices=MEMORY_MODES, help="leave out to change only --sharing")
     mem.add_argument("--sharing", choices=("on", "off"), help="members recall each other's turns")
+    mem.add_argument(
+        "--keep-days",
+        type=_keep_days,
+        metavar="DAYS|forever",
+        help="how long a remembered turn is kept: older ones are deleted and never recalled",
+    )
     add_store_options(mem, settings)
     mem.set_defaults(func=_set_team_memory)
     tl = ts.add_parser("list", help="list teams and their modes")
@@ -150,18 +156,35 @@ def _set_key_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keep_days(text: str) -> int:
+    """--keep-days: a whole number of days (1-36500), or 'forever' (0)."""
+    if text.strip().lower() == "forever":
+        return 0
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (or 'forever')") from None
+    if not 1 <= days <= 36_500:
+        raise argparse.ArgumentTypeError(f"{days} days: give 1 to 36500, or 'forever'")
+    return days
+
+
 def _set_team_memory(args: argparse.Namespace) -> int:
-    if args.mode is None and args.sharing is None:
-        raise CLIError("say what to set: a mode (off, on, per-request), --sharing on|off, or both")
+    if args.mode is None and args.sharing is None and args.keep_days is None:
+        raise CLIError(
+            "say what to set: a mode (off, on, per-request), --sharing on|off, --keep-days, or several"
+        )
     sharing = None if args.sharing is None else args.sharing == "on"
-    conf = AccessStore(store_for(args)).set_team_memory(args.team, args.mode, sharing)
+    conf = AccessStore(store_for(args)).set_team_memory(args.team, args.mode, sharing, args.keep_days)
     print(f"team {args.team}: memory {_memory(conf)}")
     return 0
 
 
 def _memory(conf: dict[str, Any]) -> str:
     mode = conf.get("memory") or "off"
-    return f"{mode}, shared" if mode != "off" and conf.get("memory_sharing") else mode
+    out = f"{mode}, shared" if mode != "off" and conf.get("memory_sharing") else mode
+    days = conf.get("memory_keep_days")
+    return f"{out}, kept {days} days" if days else out
 
 
 def _set_api_key(args: argparse.Namespace) -> int:

@@ -285,3 +285,40 @@ def test_memory_is_per_request_per_key_and_bad_input_is_refused_in_openais_shape
     assert own["id"] not in [
         i["id"] for i in team.search("ada", q="deploy passphrase hint", min_score=0)["data"]
     ]
+
+
+def test_a_team_keeps_memory_for_its_set_days_then_it_is_never_recalled_and_is_deleted(team: Team, upstream):
+    """`nexus teams set-memory rival --keep-days 30`: a turn from 40 days ago is no longer found or
+    injected, and the team's next remembered turn deletes it; a recent turn stays."""
+    team.sql(
+        "INSERT INTO gateway_memory (id, team, user_id, key_id, conversation_id, state_key, prompt, answer,"
+        " created_at) VALUES ('mem_old', 'rival', 'eve', 'k', 'conv_old', '\\x00', %s, %s,"
+        " now() - interval '40 days')",
+        "What is the vault unlock phrase?",
+        "The vault unlock phrase is amber-walrus.",
+    )
+    try:
+        found = _wait(lambda: team.search("eve", q="vault unlock phrase")["data"])
+        assert [i["id"] for i in found] == ["mem_old"]  # kept for good until the team says otherwise
+        done = team.stack.nexus("teams", "set-memory", "rival", "--keep-days", "30")
+        assert done.returncode == 0 and "kept 30 days" in done.stdout
+        time.sleep(1.1)  # the gateway reads access settings again within a second
+        assert team.search("eve", q="vault unlock phrase", min_score=0)["data"] == []
+        upstream.reset()
+        upstream.enqueue(text_reply("I do not know the vault phrase."))
+        _, headers = _ask(
+            team.client("eve"), [{"role": "user", "content": "What is the vault unlock phrase?"}]
+        )
+        assert headers["x-nexus-memory-injected"] == "0"
+        assert "amber-walrus" not in upstream.messages_requests()[-1].body.decode()
+        # Her turn is remembered, and remembering it applied the team's retention.
+        assert _wait(lambda: not team.sql("SELECT 1 FROM gateway_memory WHERE id = 'mem_old'"))
+        [(vault_turns,)] = team.sql(
+            "SELECT count(*) FROM gateway_memory WHERE team = 'rival' AND prompt LIKE %s", "%vault%"
+        )
+        assert vault_turns == 1  # hers, just now
+        bad = team.stack.nexus("teams", "set-memory", "rival", "--keep-days", "-3")
+        assert bad.returncode != 0 and "give 1 to 36500, or 'forever'" in bad.stderr
+    finally:
+        team.access().set_team_memory("rival", keep_days=0)
+        team.sql("DELETE FROM gateway_memory WHERE id = 'mem_old'")

@@ -5,6 +5,7 @@ stays inside what the caller may read, and never returns the current conversatio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -217,3 +218,38 @@ def test_the_current_conversation_is_found_from_its_history_keys(memory_db):
             "EXPLAIN SELECT id FROM gateway_memory WHERE document @@ 'orca'::tsquery"
         ).fetchall()
     assert "gateway_memory_document" in "\n".join(r[0] for r in plan)
+
+
+def test_a_teams_retention_hides_older_turns_and_adding_one_deletes_them(pg_server):
+    from tests.support import pg
+
+    url = pg.create_database(pg_server.get_uri())
+    migrate(url)
+
+    def entry(label: str, team: str, days_ago: int, keep: int | None = None) -> Entry:
+        return Entry(team, "ada", "k", "c_" + label, label.encode(), f"staging database {label}",
+                     "orca-7", created_at=NOW - days_ago * DAY, keep_days=keep)  # fmt: skip
+
+    async def go() -> tuple[list[str], list[str], list[tuple]]:
+        async with AsyncConnectionPool(url, min_size=1, max_size=1, open=False) as pool:
+            store = MemoryStore(pool)
+            for e in (entry("old", "gw", 40), entry("recent", "gw", 5), entry("theirs", "rival", 40)):
+                await store.add(e)
+            q = Query("staging database", "gw", "ada")
+            kept_all = await store.recall(q, SEED, 0.0, 10, now=NOW)
+            kept_30 = await store.recall(dataclasses.replace(q, keep_days=30), SEED, 0.0, 10, now=NOW)
+            await store.add(entry("new", "gw", 0, keep=30))
+            async with pool.connection() as conn:
+                rows = await (
+                    await conn.execute("SELECT team, prompt FROM gateway_memory ORDER BY 1, 2")
+                ).fetchall()
+            return [i.prompt for i in kept_all], [i.prompt for i in kept_30], rows
+
+    kept_all, kept_30, rows = _run(go())
+    assert sorted(kept_all) == ["staging database old", "staging database recent"]
+    assert kept_30 == ["staging database recent"]
+    assert rows == [
+        ("gw", "staging database new"),
+        ("gw", "staging database recent"),
+        ("rival", "staging database theirs"),  # another team's retention is its own
+    ]

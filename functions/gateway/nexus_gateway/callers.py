@@ -77,6 +77,7 @@ def identify(
             cap,
             memory=policy.mode_of(team, key.memory),
             memory_shared=bool(team.get("memory_sharing")),
+            memory_keep_days=team.get("memory_keep_days") or None,
         )
     if auth.require_keys:
         raise _unauthorized(

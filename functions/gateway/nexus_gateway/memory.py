@@ -202,7 +202,9 @@ class Memory:
         try:
             exclude, files = await self.store.current(keys, after.id if after is not None else None)
             files = sorted(set(files) | set(files_touched(client_calls(dialogue), turn.cwd)))
-            q = MemoryQuery(text, caller.team, caller.user, use.shared, turn.cwd, files, exclude)
+            q = MemoryQuery(
+                text, caller.team, caller.user, use.shared, turn.cwd, files, exclude, caller.memory_keep_days
+            )
             turn.items = await self.store.recall(q, self.weights, self.min_score, self.limit, self.item_chars)
         except Exception:  # memory is an aid: a failed recall costs the context, never the answer
             log.exception("memory recall failed")
@@ -232,6 +234,7 @@ class Memory:
             answer=done.text,
             cwd=turn.cwd,
             files=files_touched(calls, turn.cwd),
+            keep_days=caller.memory_keep_days,
         )
         task = asyncio.create_task(self._add(entry), name="gateway-memory-index")
         self._writes.add(task)
@@ -296,7 +299,9 @@ def register(app: FastAPI, gateway: Any, headers: Callable[[Request], dict[str, 
         await memory.settled()
         n = limit or memory.limit
         found = await memory.store.recall(
-            MemoryQuery(q, caller.team, caller.user, use.shared, cwd, files or []),
+            MemoryQuery(
+                q, caller.team, caller.user, use.shared, cwd, files or [], keep_days=caller.memory_keep_days
+            ),
             memory.weights,
             memory.min_score if min_score is None else min_score,
             n + 1,

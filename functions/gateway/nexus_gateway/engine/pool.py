@@ -50,6 +50,7 @@ class Caller:
     cap_usd: float | None = None  # the most one request may spend
     memory: str = "off"  # the gateway's memory for this caller: off, on, per-request (nexus.memory.policy)
     memory_shared: bool = False  # the team shares memory among its members
+    memory_keep_days: int | None = None  # the team's memory retention; None: kept
 
 
 @dataclass(slots=True)

@@ -147,19 +147,31 @@ class AccessStore:
         self.store.put(TEAMS_SECRET, json.dumps(teams))
 
     def set_team_memory(
-        self, team: str, mode: str | None = None, sharing: bool | None = None
+        self,
+        team: str,
+        mode: str | None = None,
+        sharing: bool | None = None,
+        keep_days: int | None = None,
     ) -> dict[str, Any]:
-        """The gateway's memory for the team's keys (``mode``: MEMORY_MODES) and whether teammates
-        recall each other's turns (``sharing``); None leaves a setting as it is. Returns the team's
-        settings."""
+        """The gateway's memory for the team's keys (``mode``: MEMORY_MODES), whether teammates
+        recall each other's turns (``sharing``) and how many days a turn is kept (``keep_days``, 0:
+        for good); None leaves a setting as it is. Returns the team's settings."""
         if mode is not None and mode not in MEMORY_MODES:
             raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}")
+        if keep_days is not None and not 0 <= keep_days <= 36_500:
+            raise ValueError(
+                "keep days must be a whole number of days from 1 to 36500, or 0 to keep for good"
+            )
         teams = self.teams()
         conf = {**teams.get(team, {"mode": "passthrough"})}
         if mode is not None:
             conf["memory"] = mode
         if sharing is not None:
             conf["memory_sharing"] = sharing
+        if keep_days == 0:
+            conf.pop("memory_keep_days", None)
+        elif keep_days is not None:
+            conf["memory_keep_days"] = keep_days
         teams[team] = conf
         self.store.put(TEAMS_SECRET, json.dumps(teams))
         return conf

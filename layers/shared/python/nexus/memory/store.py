@@ -13,7 +13,7 @@ import dataclasses
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -53,6 +53,7 @@ class Entry:
     cwd: str | None = None
     files: list[str] = field(default_factory=list)
     created_at: datetime | None = None  # None: now
+    keep_days: int | None = None  # the team's retention: older turns of the team go when this is added
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class Query:
     cwd: str | None = None
     files: Sequence[str] = ()  # files the current conversation named
     exclude: Sequence[str] = ()  # conversations never recalled (the current one)
+    keep_days: int | None = None  # the team's retention: older turns are never recalled
 
 
 @dataclass(slots=True)
@@ -121,12 +123,12 @@ hits AS (
     SELECT m.id, count(*) AS matched, m.cwd, m.files, m.created_at
     FROM query, unnest(query.terms) AS t JOIN gateway_memory m ON m.document @@ t
     WHERE m.team = %(team)s AND (%(shared)s OR m.user_id = %(user)s)
-      AND m.conversation_id <> ALL(%(exclude)s::text[])
+      AND m.conversation_id <> ALL(%(exclude)s::text[]) AND m.created_at >= %(since)s
     GROUP BY m.id
     UNION ALL
     SELECT m.id, 0, m.cwd, m.files, m.created_at FROM gateway_memory m
     WHERE m.files && %(files)s::text[] AND m.team = %(team)s AND (%(shared)s OR m.user_id = %(user)s)
-      AND m.conversation_id <> ALL(%(exclude)s::text[])
+      AND m.conversation_id <> ALL(%(exclude)s::text[]) AND m.created_at >= %(since)s
 )
 SELECT id, max(matched) AS matched, coalesce((SELECT cardinality(terms) FROM query), 0) AS words,
        min(cwd) AS cwd, min(files) AS files, min(created_at) AS created_at
@@ -180,6 +182,14 @@ class MemoryStore:
                     e.created_at,
                 ),
             )
+            if e.keep_days:
+                # The team's retention, applied as its turns arrive: one indexed delete, usually of
+                # nothing. Recall never reads past it either, whether or not the team still writes.
+                await conn.execute(
+                    "DELETE FROM gateway_memory WHERE team = %s"
+                    " AND created_at < coalesce(%s, now()) - make_interval(days => %s)",
+                    (e.team, e.created_at, e.keep_days),
+                )
         return mid
 
     async def current(
@@ -231,6 +241,7 @@ class MemoryStore:
             "files": [pg_text.text(f) for f in q.files],
             "exclude": list(q.exclude),
             "chars": item_chars,
+            "since": now - timedelta(days=q.keep_days) if q.keep_days else datetime.min.replace(tzinfo=UTC),
         }
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = await (await cur.execute(_CANDIDATES, params)).fetchall()
