@@ -5,6 +5,7 @@ audience, an expired token, a wrong nonce, a key the issuer does not publish, a 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -130,3 +131,32 @@ def test_a_forged_state_or_a_missing_flow_cookie_is_refused(served) -> None:
     assert no_cookie.status == 400 and b"not started here" in no_cookie.body
     tampered = flow[:-3] + ("AAA" if not flow.endswith("AAA") else "BBB")
     assert _get(back, {"cookie": tampered}).status == 400
+
+
+def test_an_admin_sees_who_signed_in_through_the_provider_and_can_sign_them_out(served, provider) -> None:
+    """People from the identity provider have no local account: /users lists them under "Signed in
+    now" (and /api/sign-ins), where an admin ends a session; the action is audited."""
+    _, session = sign_in(served)  # ann, a member of alpha
+    assert session
+    admin = {"authorization": f"Bearer {served.key}"}
+    listed = request(served.url, "GET", "/api/sign-ins", headers=admin).json()["sessions"]
+    mine = hashlib.sha256(session.split("=", 1)[1].encode()).hexdigest()  # ids are the token's hash
+    [ann] = [s for s in listed if s["id"] == mine]
+    assert ann["principal"] == "oidc:ann@example.com"
+    assert ann["live"] and ann["role"] == "member" and ann["teams"] == ["alpha"]
+    page = request(served.url, "GET", "/users", headers=admin).body.decode()
+    assert f'action="/sign-ins/{ann["id"]}/revoke"' in page and "oidc:ann@example.com" in page
+    # A member may not see or end anyone's sessions.
+    assert request(served.url, "GET", "/api/sign-ins", headers={"cookie": session}).status == 403
+
+    ended = request(served.url, "POST", f"/api/sign-ins/{ann['id']}/revoke", b"", admin)
+    assert ended.status == 200 and ended.json() == {"ended": 1}
+    assert request(served.url, "GET", "/api/session", headers={"cookie": session}).status == 401
+    again = request(served.url, "POST", f"/api/sign-ins/{ann['id']}/revoke", b"", admin)
+    assert again.status == 404 and "no live session" in again.json()["error"]["message"]
+    [entry] = [
+        e
+        for e in request(served.url, "GET", "/api/audit?action=session.end", headers=admin).json()["entries"]
+        if e["target"] == "oidc:ann@example.com"
+    ]
+    assert entry["detail"]["session"] == ann["id"][:16]

@@ -146,7 +146,7 @@ def _call(served, caller: Caller, method: str, path: str, is_api: bool):
     return request(served.url, method, _fill(path, served), body or None, headers)
 
 
-ADMIN_AREAS = ("keys", "credentials", "budgets", "users", "tokens", "audit")
+ADMIN_AREAS = ("keys", "credentials", "budgets", "users", "sign-ins", "tokens", "audit")
 
 
 def _area(path: str) -> str:

@@ -1,6 +1,7 @@
 """Access for people (ADR 0025), as JSON under ``/api/`` and as pages: a person's own sessions,
-the users (admins), service tokens (admins) and the audit log (admins). ``scope.authorize`` keeps the
-admin areas (``/users``, ``/tokens``, ``/audit``) to admins; ``/sessions`` is each caller's own."""
+the users and everyone's sign-ins (admins), service tokens (admins) and the audit log (admins).
+``scope.authorize`` keeps the admin areas (``/users``, ``/sign-ins``, ``/tokens``, ``/audit``) to
+admins; ``/sessions`` is each caller's own."""
 
 from __future__ import annotations
 
@@ -78,6 +79,18 @@ def _users(conn: psycopg.Connection) -> list[schemas.UserRow]:
     ]
 
 
+def _sign_ins(request: Request, conn: psycopg.Connection) -> list[schemas.SessionRow]:
+    """Every live session: local users, people signed in through OIDC, the dashboard key's."""
+    return [s for s in _sessions(request, conn, None) if s["live"]]
+
+
+def _end_sign_in(conn: psycopg.Connection, log: audit_log.Auditor, session_id: str) -> None:
+    whose = sessions.revoke_id(conn, session_id, None)
+    if whose is None:
+        raise HTTPException(404, f"no live session {session_id!r}")
+    log("session.end", whose, {"session": session_id[:16]})
+
+
 def _tokens(conn: psycopg.Connection) -> list[schemas.TokenRow]:
     return [cast(schemas.TokenRow, r) for r in service_tokens.listed(conn)]
 
@@ -136,6 +149,17 @@ def list_user_sessions(request: Request, conn: Conn, name: str) -> schemas.Sessi
 @api.post("/users/{name}/sessions/revoke", summary="End every session of a user (they sign in again)")
 def end_user_sessions(conn: Conn, log: AuditTrail, name: str) -> schemas.EndedSessions:
     return {"ended": _end_user_sessions(conn, log, name)}
+
+
+@api.get("/sign-ins", summary="Every live sign-in session (local users, OIDC, the dashboard key)")
+def list_sign_ins(request: Request, conn: Conn) -> schemas.SessionList:
+    return {"sessions": _sign_ins(request, conn)}
+
+
+@api.post("/sign-ins/{session_id}/revoke", summary="End anyone's session (they sign in again)")
+def end_sign_in(conn: Conn, log: AuditTrail, session_id: str) -> schemas.EndedSessions:
+    _end_sign_in(conn, log, session_id)
+    return {"ended": 1}
 
 
 @api.get("/tokens", summary="Service tokens: role, teams, expiry; never the token")
@@ -218,7 +242,13 @@ def revoke_own_session_page(conn: Conn, who: Caller, session_id: str) -> Respons
 
 @pages.get("/users")
 def users_page(request: Request, conn: Conn) -> HTMLResponse:
-    return page(request, "users.html", "/users", users=_users(conn))
+    return page(request, "users.html", "/users", users=_users(conn), sign_ins=_sign_ins(request, conn))
+
+
+@pages.post("/sign-ins/{session_id}/revoke")
+def end_sign_in_page(conn: Conn, log: AuditTrail, session_id: str) -> Response:
+    _end_sign_in(conn, log, session_id)
+    return RedirectResponse("/users#sign-ins", 303)
 
 
 @pages.post("/users/{name}/sessions/revoke")

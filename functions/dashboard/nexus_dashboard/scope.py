@@ -25,7 +25,7 @@ ROLES: tuple[Role, ...] = get_args(Role)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # Admin-only areas, as the first path segment of a page or of an /api/ route.
-ADMIN_AREAS = frozenset({"keys", "credentials", "budgets", "users", "tokens", "audit"})
+ADMIN_AREAS = frozenset({"keys", "credentials", "budgets", "users", "sign-ins", "tokens", "audit"})
 # The only state changes a member may make (on their own teams' data: the route checks the scope).
 MEMBER_WRITES = (re.compile(r"^(/api)?/conversations/[^/]+/analysis$"),)
 # State changes open to every role: a person's own sessions, and logging out.

@@ -139,22 +139,22 @@ def listed(conn: psycopg.Connection, name: str | None) -> list[dict[str, Any]]:
         ).fetchall()
 
 
-def revoke_id(conn: psycopg.Connection, session_id: str, name: str | None) -> bool:
-    """End the session with this id (of principal ``name``, or anyone's for ``None``): whether a live
-    one was found."""
+def revoke_id(conn: psycopg.Connection, session_id: str, name: str | None) -> str | None:
+    """End the session with this id (of principal ``name``, or anyone's for ``None``): the principal
+    whose live session it was, or None when there was none."""
     if len(session_id) != 64:
-        return False
+        return None
     try:
         token_hash = bytes.fromhex(session_id)
     except ValueError:
-        return False
+        return None
     found = conn.execute(
         "UPDATE dashboard_sessions SET revoked_at = now() WHERE token_hash = %s AND revoked_at IS NULL"
-        " AND expires_at > now() AND (%s::text IS NULL OR principal = %s) RETURNING 1",
+        " AND expires_at > now() AND (%s::text IS NULL OR principal = %s) RETURNING principal",
         (token_hash, name, name),
     ).fetchone()
     conn.commit()
-    return found is not None
+    return None if found is None else str(found[0])
 
 
 def revoke_all(conn: psycopg.Connection, name: str) -> int:
