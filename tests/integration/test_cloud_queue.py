@@ -16,7 +16,7 @@ from nexus.secrets_manager import SecretsManagerStore
 from nexus.sqs_queue import SqsSink
 
 from tests.integration.test_ingest import _record
-from tests.support.aws import LambdaContext
+from tests.support.aws import LambdaContext, function_url_event
 
 REGION = "eu-west-1"
 
@@ -174,31 +174,7 @@ def test_dashboard_lambda_serves_a_function_url_event(aws, database_url, monkeyp
     monkeypatch.setattr(dash, "_current", {})  # a fresh execution environment
 
     def event(key: str, method: str = "GET", path: str = "/api/requests", body: str | None = None) -> dict:
-        # A Lambda function URL (payload 2.0) request.
-        return {
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": path,
-            "rawQueryString": "limit=5" if method == "GET" else "",
-            "headers": {
-                "authorization": f"Bearer {key}",
-                "host": "abc.lambda-url.eu-west-1.on.aws",
-                "content-type": "application/json",
-            },
-            "body": body,
-            "requestContext": {
-                "http": {
-                    "method": method,
-                    "path": path,
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "127.0.0.1",
-                    "userAgent": "test",
-                },
-                "domainName": "abc.lambda-url.eu-west-1.on.aws",
-                "stage": "$default",
-            },
-            "isBase64Encoded": False,
-        }
+        return function_url_event(key, method, path, body, "limit=5" if method == "GET" else "")
 
     ok = dash.handle(event("nxd_cloud_key"), CTX)
     assert ok["statusCode"] == 200 and json.loads(ok["body"]) == {"requests": []}

@@ -21,6 +21,7 @@ from nexus.db.migrate import migrate
 
 from tests.integration.test_cloud_queue import CTX
 from tests.support import pg
+from tests.support.aws import function_url_event
 
 REGION = "eu-west-1"
 ROLE = "nexus_rotated"
@@ -100,30 +101,10 @@ def rotate(database: Database, sm: Any, arn: str, password: str) -> None:
 
 
 def lambda_event(method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A Function URL event (payload 2.0) from the dashboard key's holder."""
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "authorization": "Bearer nxd_rotation_key",
-            "host": "x.lambda-url.on.aws",
-            "content-type": "application/json",
-        },
-        "requestContext": {
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "t",
-            },
-            "stage": "$default",
-        },
-        "body": json.dumps(body) if body is not None else None,
-        "isBase64Encoded": False,
-    }
+    """A Function URL request from the dashboard key's holder."""
+    return function_url_event(
+        "nxd_rotation_key", method, path, json.dumps(body) if body is not None else None
+    )
 
 
 @pytest.fixture

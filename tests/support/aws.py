@@ -205,3 +205,31 @@ def lambda_in_process(self: Any, event: Any = None) -> tuple[str, bool, str]:
         )
     except Exception as exc:
         return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
+
+
+def function_url_event(
+    key: str, method: str = "GET", path: str = "/api/requests", body: str | None = None, query: str = ""
+) -> dict[str, Any]:
+    """A request to a Lambda function URL (payload 2.0), as the dashboard's entry receives it, from
+    the holder of ``key`` (a Bearer credential)."""
+    host = "abc.lambda-url.eu-west-1.on.aws"
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"authorization": f"Bearer {key}", "host": host, "content-type": "application/json"},
+        "body": body,
+        "requestContext": {
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "test",
+            },
+            "domainName": host,
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
