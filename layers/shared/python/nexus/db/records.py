@@ -50,26 +50,33 @@ class KnownHashes:
         self._table = bytearray(sets * row)
         self.capacity = sets * self.WAYS
 
-    def _row(self, h: bytes) -> int:
+    def _row(self, h: bytes) -> int | None:
+        """Where ``h``'s set starts in the table; None for what is never cached (not a SHA-256, or
+        the all-zero hash an unused slot reads as)."""
+        if len(h) != self.HASH or h == _EMPTY:
+            return None
         return (int.from_bytes(h[:8], "little") & self._mask) * self.HASH * self.WAYS
 
-    def __contains__(self, h: bytes) -> bool:
-        if len(h) != self.HASH or h == _EMPTY:  # an unused slot reads as zeros
-            return False
-        t, o = self._table, self._row(h)
+    def _touch(self, h: bytes, o: int) -> bool:
+        """Whether ``h`` is in the set at ``o``; a hit becomes the set's most recently used."""
+        t = self._table
         at = t.find(h, o, o + self.HASH * self.WAYS)
         if at < 0 or (at - o) % self.HASH:  # absent, or bytes across two slots that happen to match
             return False
-        if at != o:  # most recently used first
+        if at != o:
             t[o + self.HASH : at + self.HASH] = t[o:at]
             t[o : o + self.HASH] = h
         return True
 
+    def __contains__(self, h: bytes) -> bool:
+        o = self._row(h)
+        return o is not None and self._touch(h, o)
+
     def add_all(self, hashes: Iterable[bytes]) -> None:
         t, last = self._table, self.HASH * (self.WAYS - 1)
         for h in hashes:
-            if len(h) == self.HASH and h not in self:  # a hit moves it first already
-                o = self._row(h)
+            o = self._row(h)
+            if o is not None and not self._touch(h, o):
                 t[o + self.HASH : o + self.HASH * self.WAYS] = t[o : o + last]  # the last one goes
                 t[o : o + self.HASH] = h
 
