@@ -17,12 +17,10 @@ The disk-full fault needs root (it mounts a tmpfs); without it that fault is ski
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench.lib.report import checks_table, print_sections
@@ -37,24 +35,13 @@ FAULTS = ("cut", "disk", "pg", "ingest", "sqs")
 SPOOL_DISK_BYTES = 256 * 1024 * 1024
 
 
-@contextlib.contextmanager
-def spool_disk(where: Path) -> Iterator[Path | None]:
-    try:
-        mount = faults.tmpfs(where, SPOOL_DISK_BYTES)
-        disk = mount.__enter__()
-    except PermissionError as exc:
-        print(f"disk full: skipped ({exc})", flush=True)
-        yield None
-        return
-    try:
-        yield disk
-    finally:
-        mount.__exit__(None, None, None)
+def _no_tmpfs(exc: PermissionError) -> None:
+    print(f"disk full: skipped ({exc})", flush=True)
 
 
 def local_faults(fake: FakeAnthropic, root: Path, p: Phases, only: set[str]) -> list[Tally]:
     tallies: list[Tally] = []
-    with spool_disk(root / "nexus" / "spool") as disk:
+    with faults.tmpfs_if_allowed(root / "nexus" / "spool", SPOOL_DISK_BYTES, _no_tmpfs) as disk:
         stack = Stack(root / "nexus", fake.url).start(timeout=180)
         try:
             conninfo = faults.embedded_conninfo(stack)

@@ -10,7 +10,6 @@ spool on a small tmpfs, shared by the faults in order; the ingest fault restarts
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ def faulted(fake_upstream: FakeAnthropic) -> Iterator[Faulted]:
     root = secret_scan.remove_after_session(Path(tempfile.mkdtemp(prefix="nexus-faults-")))
     root.chmod(0o755)
     fake_upstream.reset()
-    with _spool_disk(root / "nexus" / "spool") as disk:
+    with faults.tmpfs_if_allowed(root / "nexus" / "spool", SPOOL_DISK_BYTES, _no_tmpfs) as disk:
         holder = Faulted(Stack(root / "nexus", fake_upstream.url).start(timeout=120), disk)
         yield holder
         first_pg = faults.postmaster(holder.stack)
@@ -55,21 +54,9 @@ def faulted(fake_upstream: FakeAnthropic) -> Iterator[Faulted]:
             secret_scan.scan_now(disk)  # the tmpfs goes with the fixture
 
 
-@contextlib.contextmanager
-def _spool_disk(where: Path) -> Iterator[Path | None]:
-    """A small tmpfs on the spool directory, or None where none can be mounted (not root)."""
-    try:
-        mount = faults.tmpfs(where, SPOOL_DISK_BYTES)
-        disk = mount.__enter__()
-    except PermissionError:
-        if strict_skips():
-            raise
-        yield None
-        return
-    try:
-        yield disk
-    finally:
-        mount.__exit__(None, None, None)
+def _no_tmpfs(exc: PermissionError) -> None:
+    if strict_skips():
+        raise exc
 
 
 def _report(tally: faults.Tally, least: int = 50) -> None:

@@ -17,6 +17,7 @@ from nexus.record import RawRecord
 from nexus.sqs_queue import INLINE_LIMIT, SPILLED_MESSAGE, UNSENT_PREFIX, decode_message
 
 from tests.integration.http import CLAUDE_HEADERS, post, request
+from tests.support import faults
 from tests.support.aws import BUCKET, EmulatedAws, emulated_aws
 from tests.support.fake_upstream import FakeAnthropic, text_reply
 from tests.support.stack import free_port
@@ -123,38 +124,10 @@ def test_create_app_uses_the_cloud_adapters_when_configured(aws, monkeypatch, tm
 def test_on_lambda_the_proxy_logs_json_lines(aws, upstream, tmp_path) -> None:
     # A queue that does not exist: the hand-off fails after the answer; the record goes to S3 for
     # ingest's replay instead, and a JSON line says so.
-    port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "AWS_"))}
-    environ.update(
-        aws.env,
-        NEXUS_QUEUE_URL=aws.queue_url + "-gone",
-        NEXUS_UPSTREAM_URL=upstream.url,
-        NEXUS_DATA_DIR=str(tmp_path),
-    )
-    log = tmp_path / "stderr.log"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nexus_proxy.serve", "--port", str(port), "--log-level", "warning"],
-            env=environ,
-            stderr=err,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if request(base, "GET", "/health").status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "the proxy did not become ready"
-            time.sleep(0.05)
+    with faults.aws_proxy(aws, upstream, tmp_path, NEXUS_QUEUE_URL=aws.queue_url + "-gone") as (base, log):
         upstream.enqueue(text_reply("answered, not recorded"))
         resp = post(base, "/v1/messages", _body("hello"), {**CLAUDE_HEADERS, "x-nexus-key": aws.key})
         assert resp.status == 200
-    finally:
-        proc.terminate()
-        proc.wait(10)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     [line] = [entry for entry in lines if SPILLED_MESSAGE in entry["message"]]
     assert line["level"] == "WARNING" and line["service"] == "nexus-proxy" and line["record_id"]

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,21 @@ def tmpfs(mountpoint: Path, size_bytes: int) -> Iterator[Path]:
         yield mountpoint
     finally:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@contextlib.contextmanager
+def tmpfs_if_allowed(
+    mountpoint: Path, size_bytes: int, refused: Callable[[PermissionError], None]
+) -> Iterator[Path | None]:
+    """``tmpfs``, or None where none can be mounted (not root), once ``refused`` (which may raise
+    instead) has been told why."""
+    with contextlib.ExitStack() as mounted:
+        try:
+            disk: Path | None = mounted.enter_context(tmpfs(mountpoint, size_bytes))
+        except PermissionError as exc:
+            refused(exc)
+            disk = None
+        yield disk
 
 
 def fill(disk: Path) -> Path:
@@ -226,12 +241,14 @@ def ingest_killed(stack: Stack, fake: FakeAnthropic, p: Phases) -> tuple[Stack, 
 
 
 @contextlib.contextmanager
-def aws_proxy(aws: EmulatedAws, upstream: FakeAnthropic, data_dir: Path) -> Iterator[tuple[str, Path]]:
-    """The proxy as Lambda runs it (keys from Secrets Manager, records to SQS), against ``aws``:
-    its base URL and its log."""
+def aws_proxy(
+    aws: EmulatedAws, upstream: FakeAnthropic, data_dir: Path, **env: str
+) -> Iterator[tuple[str, Path]]:
+    """The proxy as Lambda runs it (keys from Secrets Manager, records to SQS), against ``aws``
+    (``env`` overrides its variables): its base URL and its log (stdout and stderr)."""
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "AWS_"))}
-    environ.update(aws.env, NEXUS_UPSTREAM_URL=upstream.url, NEXUS_DATA_DIR=str(data_dir))
+    environ.update(aws.env, NEXUS_UPSTREAM_URL=upstream.url, NEXUS_DATA_DIR=str(data_dir), **env)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "proxy.log"
     with open(log_path, "ab") as log:
